@@ -1,0 +1,68 @@
+"""What an environment family provides: a generator of raw records and a verifier.
+
+A family (OpenSpiel self-play, LiveWeb, ...) turns a ``GenerationRequest`` into
+record batches of ``orbit.schema.RECORD_SCHEMA`` and builds a ``Verifier`` that
+recomputes each record's score from the trajectory alone.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    name: str
+    family: str
+    description: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    pass_threshold: float = 1.0
+    num_tasks: int = 100
+    samples_per_task: int = 1
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One (round, env) partition's worth of generation."""
+
+    env: EnvSpec
+    round_key: str
+    num_tasks: int
+    samples_per_task: int
+    base_seed: int = 0
+    workers: int = 2
+    options: Mapping[str, Any] = field(default_factory=dict)
+    lake: Path | None = None
+
+    def option(self, key: str, default: Any = None) -> Any:
+        if key in self.options:
+            return self.options[key]
+        return self.env.options.get(key, default)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verifier's recomputed score and the ids of the rules the record failed."""
+
+    score: float
+    reasons: tuple[str, ...] = ()
+
+
+class Verifier(Protocol):
+    name: str
+    version: str
+
+    def verify(self, record: Mapping[str, Any]) -> Verdict:
+        """Recompute the score of one record (a dict of RECORD_SCHEMA) from its trajectory alone."""
+
+
+class EnvFamily(Protocol):
+    name: str
+
+    def generate(self, request: GenerationRequest) -> Iterator[pa.RecordBatch]:
+        """Yield raw record batches for one partition, deterministically from the request."""
+
+    def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> Verifier:
+        """The env's verifier."""

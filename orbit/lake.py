@@ -1,0 +1,128 @@
+"""The lake: Parquet files in hive layout, written atomically.
+
+``<lake>/<asset>/round=<r>/env=<e>/part-0.parquet`` for round x env assets,
+``<lake>/<asset>/round=<r>/part-0.parquet`` for round-only assets and
+``<lake>/<asset>/part-0.parquet`` for unpartitioned ones. Every partition is one
+file written to a hidden temporary name and renamed into place, so a crash never
+leaves half a partition and rematerializing replaces it atomically. Large
+partitions are streamed row group by row group.
+"""
+
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orbit.keys import validate_env, validate_round
+
+PART_NAME = "part-0.parquet"
+ASSET_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+COMPRESSION = "zstd"
+ROW_GROUP_ROWS = 8192
+
+
+def partition_dir(lake: Path | str, asset: str, round_key: str | None = None, env: str | None = None) -> Path:
+    """Directory of one partition; keys are validated before the path is built."""
+    if not ASSET_RE.match(asset):
+        raise ValueError(f"invalid asset name {asset!r}")
+    path = Path(lake) / asset
+    if round_key is not None:
+        path = path / f"round={validate_round(round_key)}"
+    if env is not None:
+        path = path / f"env={validate_env(env)}"
+    return path
+
+
+def partition_file(lake: Path | str, asset: str, round_key: str | None = None, env: str | None = None,
+                   name: str = PART_NAME) -> Path:
+    return partition_dir(lake, asset, round_key, env) / name
+
+
+def asset_glob(lake: Path | str, asset: str, depth: int = 2, suffix: str = "parquet") -> str:
+    """Glob over every partition file of an asset (``depth`` = number of hive levels)."""
+    return str(Path(lake) / asset / Path(*(["*"] * depth)) / f"*.{suffix}") if depth else str(
+        Path(lake) / asset / f"*.{suffix}"
+    )
+
+
+def _tmp_path(final: Path) -> Path:
+    return final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+
+
+def write_table(table: pa.Table, path: Path | str) -> Path:
+    """Write one table atomically (temp file, then rename)."""
+    return write_batches(table.to_batches(max_chunksize=ROW_GROUP_ROWS), table.schema, path)
+
+
+def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path | str) -> Path:
+    """Stream record batches into one Parquet file, one row group per batch, then rename it into place."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(final)
+    try:
+        with pq.ParquetWriter(tmp, schema, compression=COMPRESSION) as writer:
+            wrote = False
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                if not batch.schema.equals(schema):
+                    batch = pa.Table.from_batches([batch]).cast(schema).to_batches()[0]
+                writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
+                wrote = True
+            if not wrote:
+                writer.write_table(schema.empty_table())
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def write_text(text: str, path: Path | str) -> Path:
+    """Write a text file (JSONL exports, reports) atomically."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(final)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def write_bytes(data: bytes, path: Path | str) -> Path:
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(final)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def read_table(path: Path | str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(path, columns=columns)
+
+
+def iter_batches(path: Path | str, batch_size: int = ROW_GROUP_ROWS, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a partition file batch by batch (bounded memory)."""
+    pf = pq.ParquetFile(path)
+    yield from pf.iter_batches(batch_size=batch_size, columns=columns)
+
+
+def row_count(path: Path | str) -> int:
+    return pq.ParquetFile(path).metadata.num_rows

@@ -1,0 +1,141 @@
+"""The verify stage: every raw record in, every record out with a recomputed verdict.
+
+Structural rules shared by all envs run first (a malformed record fails with a
+named reason instead of crashing the partition), then the env's verifier
+recomputes the score from the trajectory alone. A record passes when it breaks
+no rule and its recomputed score reaches the env's threshold; every failed record
+carries at least one reason.
+"""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+import pyarrow as pa
+
+from orbit.envs.base import Verdict, Verifier
+from orbit.schema import RECORD_SCHEMA, ROLES, VERIFIED_SCHEMA
+
+MAX_CONTENT_CHARS = 200_000
+MAX_MESSAGES = 2_000
+
+BELOW_THRESHOLD = "score.below_threshold"
+
+
+@dataclass
+class VerifyCounts:
+    rows: int = 0
+    passed: int = 0
+    failed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, passed: bool, reasons: Iterable[str]) -> None:
+        self.rows += 1
+        if passed:
+            self.passed += 1
+        else:
+            self.failed += 1
+        for reason in reasons:
+            key = reason.split(":", 1)[0]
+            self.reasons[key] = self.reasons.get(key, 0) + 1
+
+
+def structural_reasons(record: Mapping[str, Any]) -> list[str]:
+    """Rules every record must satisfy whatever its env, as reason ids."""
+    reasons: list[str] = []
+    meta_text = record.get("metadata")
+    try:
+        meta = json.loads(meta_text) if meta_text else {}
+        if not isinstance(meta, dict):
+            reasons.append("record.metadata_not_object")
+            meta = {}
+    except (TypeError, ValueError):
+        reasons.append("record.metadata_not_json")
+        meta = {}
+    for problem in meta.get("import_errors", []) or []:
+        reasons.append(str(problem))
+    messages = record.get("messages")
+    if not messages:
+        reasons.append("trajectory.empty")
+        return reasons
+    if len(messages) > MAX_MESSAGES:
+        reasons.append("trajectory.too_long")
+    if not any(m.get("role") == "assistant" for m in messages if m):
+        reasons.append("trajectory.no_assistant_turn")
+    for i, m in enumerate(messages):
+        if m is None:
+            reasons.append(f"message.null:{i}")
+            continue
+        role = m.get("role")
+        if role is None:
+            reasons.append(f"message.missing_role:{i}")
+        elif role not in ROLES:
+            reasons.append(f"message.unknown_role:{i}")
+        content = m.get("content")
+        if content is None and not m.get("tool_calls") and role != "assistant":
+            reasons.append(f"message.missing_content:{i}")
+        if content is not None and len(content) > MAX_CONTENT_CHARS:
+            reasons.append(f"message.content_too_long:{i}")
+        for call in m.get("tool_calls") or []:
+            fn = (call or {}).get("function") or {}
+            if not fn.get("name"):
+                reasons.append(f"tool_call.missing_name:{i}")
+            try:
+                json.loads(fn.get("arguments") or "")
+            except (TypeError, ValueError):
+                reasons.append(f"tool_call.arguments_not_json:{i}")
+    return reasons
+
+
+def verify_record(record: Mapping[str, Any], verifier: Verifier, threshold: float) -> tuple[float, bool, list[str]]:
+    """Score, passed and reasons for one record."""
+    reasons = structural_reasons(record)
+    score = 0.0
+    if not reasons:
+        try:
+            verdict: Verdict = verifier.verify(record)
+            score = float(verdict.score)
+            reasons.extend(verdict.reasons)
+        except Exception as exc:  # a verifier bug must not take the partition down
+            reasons.append(f"verifier.error:{type(exc).__name__}:{str(exc)[:200]}")
+            score = 0.0
+    if not (0.0 <= score <= 1.0):
+        reasons.append("score.out_of_range")
+        score = min(max(score, 0.0), 1.0)
+    passed = not reasons and score >= threshold
+    if not passed and not reasons:
+        reasons.append(BELOW_THRESHOLD)
+    return score, passed, reasons
+
+
+def verify_batch(batch: pa.RecordBatch, verifier: Verifier, threshold: float,
+                 counts: VerifyCounts | None = None) -> pa.RecordBatch:
+    """Verify one batch of raw records; returns the batch in VERIFIED_SCHEMA."""
+    rows = batch.to_pylist()
+    scores, passed_col, reasons_col = [], [], []
+    for row in rows:
+        score, passed, reasons = verify_record(row, verifier, threshold)
+        scores.append(score)
+        passed_col.append(passed)
+        reasons_col.append(reasons)
+        if counts is not None:
+            counts.add(passed, reasons)
+    tag = f"{verifier.name}@{verifier.version}"
+    columns = [batch.column(name) for name in RECORD_SCHEMA.names]
+    score_idx = RECORD_SCHEMA.get_field_index("score")
+    claimed = columns[score_idx]
+    columns[score_idx] = pa.array(scores, pa.float64())
+    columns += [
+        claimed,
+        pa.array(passed_col, pa.bool_()),
+        pa.array(reasons_col, pa.list_(pa.string())),
+        pa.array([tag] * len(rows), pa.string()),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=VERIFIED_SCHEMA)
+
+
+def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, threshold: float,
+                   counts: VerifyCounts) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        if batch.num_rows:
+            yield verify_batch(batch, verifier, threshold, counts)
