@@ -126,3 +126,22 @@ def iter_batches(path: Path | str, batch_size: int = ROW_GROUP_ROWS, columns: li
 
 def row_count(path: Path | str) -> int:
     return pq.ParquetFile(path).metadata.num_rows
+
+
+class ArrowStream:
+    """Record batches to be written as one partition, plus what to report once they are written.
+
+    ``summary`` is called after the last batch has been consumed, so counts
+    gathered while streaming (kept, failed, reasons) are complete when read.
+    """
+
+    def __init__(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], summary=None):
+        self.schema = schema
+        self.batches = batches
+        self.summary = summary or (lambda: {})
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for batch in self.batches:
+            self.rows += batch.num_rows
+            yield batch

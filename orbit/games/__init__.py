@@ -1,0 +1,1 @@
+"""OpenSpiel self-play: the learner's side of a match as one chat trajectory."""

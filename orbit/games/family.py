@@ -1,0 +1,127 @@
+"""The OpenSpiel self-play family: bots play the learner seat, the replay verifier scores.
+
+Tasks are (game, params, seed = base_seed + i, seat = i mod players); each task
+is played ``samples_per_task`` times with match seeds derived from (round, env,
+task seed, sample index), so rematerializing a partition reproduces its rows.
+Matches are spread over a process pool in task chunks.
+"""
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import pyarrow as pa
+
+from orbit import lake
+from orbit.envs.base import EnvSpec, GenerationRequest
+from orbit.games.bots import bot_label, make_bot
+from orbit.games.cfr import PolicyTable, params_key, policy_table, solve_cfr
+from orbit.games.match import play_bot_match
+from orbit.games.tasks import GameTask, load_game, match_seed
+from orbit.games.verifier import GameReplayVerifier
+from orbit.schema import make_record, records_to_batch
+
+CFR_ASSET = "cfr_policies"
+CHUNKS_PER_WORKER = 4
+
+
+def game_tasks(env: EnvSpec | str, game: str, params: Mapping[str, Any], num_tasks: int, base_seed: int) -> list[GameTask]:
+    players = load_game(game, params).num_players()
+    return [GameTask(game=game, seed=base_seed + i, seat=i % players, params=dict(params)) for i in range(num_tasks)]
+
+
+def cfr_configs(specs: list[EnvSpec]) -> list[tuple[str, dict, int]]:
+    """Every (game, params, iterations) a CFR bot of these envs needs."""
+    out = []
+    for spec in specs:
+        if spec.family != "openspiel":
+            continue
+        for role in ("learner", "opponent"):
+            cfg = spec.options.get(role) or {}
+            if cfg.get("kind") == "cfr":
+                item = (spec.options["game"], dict(spec.options.get("params") or {}), int(cfg.get("iterations", 100)))
+                if item not in out:
+                    out.append(item)
+    return out
+
+
+def cfr_table_file(lake_root: Path) -> Path:
+    return lake.partition_file(lake_root, CFR_ASSET)
+
+
+def load_cfr_table(game: str, params: Mapping[str, Any], iterations: int, lake_root: Path | None) -> PolicyTable:
+    """The stored CFR policy when the lake has it, else solved here."""
+    if lake_root is not None and cfr_table_file(lake_root).exists():
+        try:
+            return policy_table(lake.read_table(cfr_table_file(lake_root)), game, params, iterations)
+        except KeyError:
+            pass
+    return policy_table(solve_cfr(game, params, iterations), game, params, iterations)
+
+
+def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
+                jobs: list[tuple[dict, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
+    rows = []
+    policy = bot_label(learner)
+    for task_json, sample_idx in jobs:
+        task = GameTask.from_json(task_json)
+        game = load_game(task)
+        seed = match_seed(round_key, env_name, task.seed, sample_idx)
+        result = play_bot_match(
+            task,
+            make_bot(learner, game, seed + 1, cfr_table),
+            make_bot(opponent, game, seed + 2, cfr_table),
+            seed,
+        )
+        rows.append(
+            make_record(
+                env=env_name, task_id=task.task_id, round_key=round_key, sample_idx=sample_idx,
+                source="selfplay", policy=policy, seed=seed, messages=result.messages,
+                score=result.learner_score(task.seat),
+                metadata={
+                    "task": task_json, "history": result.history, "returns": result.returns,
+                    "terminated": result.terminated, "learner": dict(learner), "opponent": dict(opponent),
+                },
+            )
+        )
+    return records_to_batch(rows)
+
+
+def chunked(items: list, n_chunks: int) -> list[list]:
+    size = max(1, -(-len(items) // max(1, n_chunks)))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class OpenSpielFamily:
+    name = "openspiel"
+
+    def generate(self, request: GenerationRequest) -> Iterator[pa.RecordBatch]:
+        game = request.option("game")
+        params = dict(request.option("params") or {})
+        learner = dict(request.option("learner") or {"kind": "random"})
+        opponent = dict(request.option("opponent") or {"kind": "random"})
+        cfr_table = None
+        for cfg in (learner, opponent):
+            if cfg.get("kind") == "cfr":
+                cfr_table = load_cfr_table(game, params, int(cfg.get("iterations", 100)), request.lake)
+        tasks = game_tasks(request.env, game, params, request.num_tasks, request.base_seed)
+        jobs = [(t.to_json(), s) for t in tasks for s in range(request.samples_per_task)]
+        workers = max(1, min(request.workers, len(jobs) // 16 or 1))
+        chunks = chunked(jobs, workers * CHUNKS_PER_WORKER)
+        args = (request.env.name, request.round_key, learner, opponent)
+        if workers == 1:
+            for chunk in chunks:
+                yield _play_chunk(*args, chunk, cfr_table)
+            return
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_play_chunk, *args, chunk, cfr_table) for chunk in chunks]
+            for future in futures:
+                yield future.result()
+
+    def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> GameReplayVerifier:
+        return GameReplayVerifier()
+
+
+FAMILY = OpenSpielFamily()

@@ -1,0 +1,88 @@
+"""One match, seen from the learner's seat, as a chat trajectory.
+
+``match_steps`` is a generator: it yields a ``LearnerTurn`` whenever the learner
+must move and receives the assistant's answer text, so the same loop serves a
+C++ bot (which reads ``turn.state``) and a chat policy (which reads
+``turn.messages``). An unparseable or illegal answer ends the match as a loss
+with a named reason.
+"""
+
+import random
+from dataclasses import dataclass
+from typing import Generator
+
+import pyspiel
+
+from orbit.games.bots import Bot
+from orbit.games.prompts import parse_answer, system_prompt, turn_prompt
+from orbit.games.tasks import GameTask, load_game
+from orbit.schema import message
+
+
+@dataclass
+class LearnerTurn:
+    state: pyspiel.State
+    messages: list[dict]
+
+
+@dataclass
+class MatchResult:
+    messages: list[dict]
+    history: list[int]
+    returns: list[float] | None
+    terminated: str | None
+
+    def learner_score(self, seat: int) -> float:
+        return learner_score(self.returns, seat)
+
+
+def learner_score(returns: list[float] | None, seat: int) -> float:
+    """(return + 1) / 2 clipped to [0, 1]; 0 for a match the learner forfeited."""
+    if returns is None:
+        return 0.0
+    return min(1.0, max(0.0, (returns[seat] + 1.0) / 2.0))
+
+
+def sample_chance(state: pyspiel.State, rng: random.Random) -> int:
+    actions, probs = zip(*state.chance_outcomes())
+    return rng.choices(actions, weights=probs, k=1)[0]
+
+
+def match_steps(task: GameTask, opponent: Bot, seed: int) -> Generator[LearnerTurn, str, MatchResult]:
+    game = load_game(task)
+    state = game.new_initial_state()
+    chance_rng = random.Random(seed)
+    messages = [message("system", system_prompt(task.game, task.seat))]
+    terminated = None
+    while not state.is_terminal():
+        if state.is_chance_node():
+            state.apply_action(sample_chance(state, chance_rng))
+            continue
+        player = state.current_player()
+        if player != task.seat:
+            state.apply_action(opponent(state))
+            continue
+        messages.append(message("user", turn_prompt(state, player)))
+        answer = yield LearnerTurn(state, messages)
+        messages.append(message("assistant", answer))
+        action = parse_answer(answer)
+        if action is None:
+            terminated = "answer.unparseable"
+        elif action not in state.legal_actions(player):
+            terminated = "action.illegal"
+        if terminated:
+            break
+        state.apply_action(action)
+    returns = None if terminated else [float(r) for r in state.returns()]
+    return MatchResult(messages=messages, history=list(state.history()), returns=returns, terminated=terminated)
+
+
+def play_bot_match(task: GameTask, learner: Bot, opponent: Bot, seed: int) -> MatchResult:
+    """Drive ``match_steps`` with a bot in the learner's seat."""
+    steps = match_steps(task, opponent, seed)
+    try:
+        turn = next(steps)
+        while True:
+            turn = steps.send(str(learner(turn.state)))
+    except StopIteration as stop:
+        return stop.value

@@ -1,0 +1,66 @@
+"""How a game turn is shown to the learner and how its answer is read.
+
+System prompt: the rules and the answer format. Each learner turn: a user message
+with the observation text for the learner's seat and the legal actions listed as
+``ID -> action string``; the assistant answers with the ID.
+"""
+
+import re
+
+import pyspiel
+
+LEGAL_HEADER = "Legal actions (answer with one ID):"
+ANSWER_RE = re.compile(r"^\s*(-?\d+)\s*\.?\s*$")
+
+RULES = {
+    "tic_tac_toe": "Tic-tac-toe on a 3x3 board. Player 0 plays x, player 1 plays o. "
+    "Three of your marks in a row, column or diagonal wins; a full board without a line is a draw.",
+    "connect_four": "Connect Four on a 6-row, 7-column board. Player 0 plays x, player 1 plays o. "
+    "Drop a piece into a column; four in a row horizontally, vertically or diagonally wins.",
+    "kuhn_poker": "Kuhn poker with a three-card deck (0 < 1 < 2). Each player antes 1 and gets one card. "
+    "Players may Pass or Bet 1; the higher card wins the pot at showdown, and a player who passes after a bet folds.",
+    "leduc_poker": "Leduc poker with a six-card deck (two suits of J, Q, K). Each player antes 1 and gets one "
+    "private card; a public card is revealed after the first betting round. Players Fold, Call or Raise "
+    "(2 in round one, 4 in round two). A pair with the public card wins, otherwise the higher card.",
+}
+
+
+def system_prompt(game: str, seat: int) -> str:
+    return (
+        f"You are playing {game.replace('_', ' ')} as player {seat}.\n"
+        f"Rules: {RULES[game]}\n"
+        "On each turn you see your observation and the legal actions as 'ID -> action'. "
+        "Answer with the ID of your chosen action only."
+    )
+
+
+def observation_text(state: pyspiel.State, player: int) -> str:
+    game_type = state.get_game().get_type()
+    if game_type.provides_observation_string:
+        return state.observation_string(player)
+    return state.information_state_string(player)
+
+
+def legal_action_lines(state: pyspiel.State, player: int) -> str:
+    return "\n".join(f"{a} -> {state.action_to_string(player, a)}" for a in state.legal_actions(player))
+
+
+def turn_prompt(state: pyspiel.State, player: int) -> str:
+    return (
+        f"Observation (player {player}):\n{observation_text(state, player)}\n"
+        f"{LEGAL_HEADER}\n{legal_action_lines(state, player)}"
+    )
+
+
+def split_turn_prompt(content: str) -> tuple[str, str]:
+    """(observation part, legal-actions part) of a turn prompt."""
+    head, sep, tail = content.partition(f"\n{LEGAL_HEADER}\n")
+    return head, tail if sep else ""
+
+
+def parse_answer(content: str | None) -> int | None:
+    """The action ID in an assistant answer, or None when it is not a bare integer."""
+    if content is None:
+        return None
+    match = ANSWER_RE.match(content)
+    return int(match.group(1)) if match else None

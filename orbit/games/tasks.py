@@ -1,0 +1,74 @@
+"""A game task: game + parameters + seed + learner seat, and its deterministic id."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import pyspiel
+
+from orbit.schema import stable_hash
+
+SUPPORTED_GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
+
+
+class TaskSpecError(ValueError):
+    """A task spec that does not describe a playable game."""
+
+
+@dataclass(frozen=True)
+class GameTask:
+    game: str
+    seed: int
+    seat: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_id(self) -> str:
+        params = stable_hash("params", dict(self.params), length=8) if self.params else "default"
+        return f"{self.game}-{params}-s{self.seed}-p{self.seat}"
+
+    def to_json(self) -> dict:
+        return {"game": self.game, "params": dict(self.params), "seed": self.seed, "seat": self.seat}
+
+    @classmethod
+    def from_json(cls, spec: Any) -> "GameTask":
+        if not isinstance(spec, Mapping):
+            raise TaskSpecError("task spec is not an object")
+        game = spec.get("game")
+        if game not in SUPPORTED_GAMES:
+            raise TaskSpecError(f"unsupported game {game!r}")
+        params = spec.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise TaskSpecError("task params are not an object")
+        seed, seat = spec.get("seed"), spec.get("seat")
+        if not isinstance(seed, int) or not isinstance(seat, int):
+            raise TaskSpecError("task seed and seat must be integers")
+        task = cls(game=game, seed=seed, seat=seat, params=dict(params))
+        if not 0 <= seat < load_game(task).num_players():
+            raise TaskSpecError(f"seat {seat} out of range for {game}")
+        return task
+
+
+_GAMES: dict[str, pyspiel.Game] = {}
+
+
+def load_game(task: "GameTask | str", params: Mapping[str, Any] | None = None) -> pyspiel.Game:
+    """pyspiel game for a task (cached per process: games are immutable)."""
+    if isinstance(task, GameTask):
+        name, params = task.game, task.params
+    else:
+        name = task
+    key = json.dumps([name, dict(params or {})], sort_keys=True)
+    game = _GAMES.get(key)
+    if game is None:
+        game = pyspiel.load_game(name, dict(params or {}))
+        _GAMES[key] = game
+    return game
+
+
+def match_seed(round_key: str, env: str, task_seed: int, sample_idx: int) -> int:
+    """The seed of one match: a pure function of (round, env, task seed, sample index)."""
+    return int(stable_hash("match", round_key, env, task_seed, sample_idx, length=15), 16) % MAX_SEED
+
+
+MAX_SEED = 2**31 - 16  # pyspiel seeds are 32-bit; room for the per-player offsets

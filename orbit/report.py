@@ -1,0 +1,94 @@
+"""The query side of the lake: a DuckDB file of views over the Parquet partitions.
+
+Parquet is the truth; ``orbit.duckdb`` only holds views over the Parquet globs
+(hive partitioning, round kept VARCHAR) and a materialized cross-round yield
+table. It is rebuilt into a temporary file and renamed into place, so readers
+never see half a database and a reader never blocks the rebuild.
+"""
+
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from orbit import lake
+from orbit.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
+from orbit.yields import YIELD_SCHEMA
+
+# view name -> (asset directory, hive depth, schema used when the asset has no files yet)
+VIEWS = {
+    "raw_samples": ("raw_samples", 2, RECORD_SCHEMA),
+    "verified_samples": ("verified_samples", 2, VERIFIED_SCHEMA),
+    "filtered_dataset": ("filtered_dataset", 2, VERIFIED_SCHEMA),
+    "yields": ("yield_metrics", 2, YIELD_SCHEMA),
+}
+
+YIELD_TABLE = "yields_by_round"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parquet_scan(lake_root: Path | str, asset: str, depth: int = 2) -> str:
+    glob = lake.asset_glob(lake_root, asset, depth)
+    return (
+        f"read_parquet({_quote(glob)}, hive_partitioning = true, union_by_name = true, "
+        "hive_types = {'round': VARCHAR, 'env': VARCHAR})"
+    )
+
+
+def _has_files(lake_root: Path, asset: str, depth: int) -> bool:
+    return any(Path(lake_root, asset).glob("/".join(["*"] * depth + ["*.parquet"])))
+
+
+def create_views(con: duckdb.DuckDBPyConnection, lake_root: Path | str) -> None:
+    for view, (asset, depth, schema) in VIEWS.items():
+        if _has_files(Path(lake_root), asset, depth):
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {parquet_scan(lake_root, asset, depth)}")
+        else:
+            con.register(f"_{view}_empty", schema.empty_table())
+            con.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM _{view}_empty")
+            con.unregister(f"_{view}_empty")
+
+
+def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) -> dict:
+    """(Re)build ``orbit.duckdb``; returns counts of what the views see."""
+    lake_root = Path(lake_root)
+    db_path = Path(db_path or lake_root / "orbit.duckdb")
+    tmp = db_path.parent / f".{db_path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            create_views(con, lake_root)
+            con.execute(
+                f"CREATE OR REPLACE TABLE {YIELD_TABLE} AS SELECT * FROM yields ORDER BY env, round, source <> 'all', source"
+            )
+            counts = {view: con.execute(f"SELECT count(*) FROM {view}").fetchone()[0] for view in VIEWS}
+            counts["rounds"] = con.execute(f"SELECT count(DISTINCT round) FROM {YIELD_TABLE}").fetchone()[0]
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, db_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+    return counts
+
+
+def connect(lake_root: Path | str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake views: for queries that must not touch the report file."""
+    con = duckdb.connect(config={"threads": 2})
+    create_views(con, lake_root)
+    con.execute(f"CREATE OR REPLACE VIEW {YIELD_TABLE} AS SELECT * FROM yields ORDER BY env, round, source <> 'all', source")
+    return con
+
+
+SUMMARY_SQL = f"""
+SELECT round, env, source, attempts, passes, round(pass_rate, 4) AS p,
+       round(pass_rate_low, 4) AS p_low, round(pass_rate_high, 4) AS p_high,
+       tasks, tasks_solved, clean_trajectories AS clean,
+       round(attempts_per_clean, 2) AS cost_per_clean, round(g, 3) AS g
+FROM {YIELD_TABLE}
+"""

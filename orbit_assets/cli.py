@@ -1,0 +1,102 @@
+"""The ``orbit`` command.
+
+``orbit run`` drives Dagster (this module lives in the code location package for
+that reason); ``orbit yields`` and ``orbit sql`` only query the lake with DuckDB.
+"""
+
+import argparse
+import csv
+import json
+import sys
+
+from orbit.home import ensure_home, lake_root
+from orbit.report import SUMMARY_SQL, YIELD_TABLE, connect
+
+
+def _print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=sys.stdout) -> None:
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return
+    if fmt == "json":
+        out.write(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1) + "\n")
+        return
+    cells = [[("" if v is None else str(v)) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for r in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    out.write(f"({len(rows)} rows)\n")
+
+
+def query(sql: str, fmt: str = "table") -> None:
+    con = connect(lake_root())
+    try:
+        cur = con.execute(sql)
+        columns = [d[0] for d in cur.description] if cur.description else []
+        _print_table(columns, cur.fetchall(), fmt)
+    finally:
+        con.close()
+
+
+def cmd_run(args) -> int:
+    from orbit_assets.runner import raw_samples_config, round_keys, run_rounds
+
+    envs = args.envs.split(",") if args.envs else None
+    config = raw_samples_config(num_tasks=args.tasks, samples_per_task=args.samples_per_task)
+    run_rounds(round_keys(args.rounds, args.start), envs, run_config=config)
+    query(f"{SUMMARY_SQL} WHERE source = 'all'")
+    return 0
+
+
+def cmd_yields(args) -> int:
+    where = " WHERE source = 'all'" if not args.by_source else ""
+    query(f"{SUMMARY_SQL}{where}", args.format)
+    return 0
+
+
+def cmd_sql(args) -> int:
+    query(args.sql, args.format)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orbit", description="Orbit: verified synthetic data, round after round.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="materialize rounds through Dagster and print the yield table")
+    run.add_argument("--rounds", type=int, default=1, help="number of rounds (default 1)")
+    run.add_argument("--start", type=int, default=0, help="first round index (default 0)")
+    run.add_argument("--envs", help="comma-separated envs (default: all)")
+    run.add_argument("--tasks", type=int, help="tasks per partition (default: each env's own)")
+    run.add_argument("--samples-per-task", type=int, help="generation passes per task")
+    run.set_defaults(func=cmd_run)
+
+    yields = sub.add_parser("yields", help="print the yield table from DuckDB")
+    yields.add_argument("--by-source", action="store_true", help="one row per source as well")
+    yields.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    yields.set_defaults(func=cmd_yields)
+
+    sql = sub.add_parser("sql", help="run a SQL query over the lake views")
+    sql.add_argument("sql")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.set_defaults(func=cmd_sql)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ensure_home()
+    try:
+        return args.func(args)
+    except Exception as exc:  # one clear line for the user; tracebacks stay in the Dagster logs
+        if type(exc).__module__.startswith("duckdb"):
+            print(f"orbit: query failed: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

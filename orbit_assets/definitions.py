@@ -1,0 +1,36 @@
+"""The Orbit code location: the round DAG as Dagster software-defined assets."""
+
+import dagster as dg
+
+from orbit_assets import checks
+from orbit_assets.filter import filtered_dataset
+from orbit_assets.generate import cfr_policies, raw_samples
+from orbit_assets.partitions import round_env_partitions
+from orbit_assets.report import yield_report
+from orbit_assets.verify import verified_samples
+from orbit_assets.yields import yield_metrics
+from resources import resources_for
+from sensors import SENSORS
+
+ROUND_ASSETS = [raw_samples, verified_samples, filtered_dataset, yield_metrics]
+
+round_job = dg.define_asset_job(
+    "round_job",
+    selection=dg.AssetSelection.assets(*ROUND_ASSETS),
+    partitions_def=round_env_partitions,
+    description="One round x env partition: generate -> verify -> filter -> measure.",
+)
+report_job = dg.define_asset_job(
+    "report_job",
+    selection=dg.AssetSelection.assets(yield_report),
+    description="Rebuild the DuckDB report over every partition in the lake.",
+)
+cfr_job = dg.define_asset_job("cfr_job", selection=dg.AssetSelection.assets(cfr_policies))
+
+defs = dg.Definitions(
+    assets=[cfr_policies, *ROUND_ASSETS, yield_report],
+    asset_checks=dg.load_asset_checks_from_modules([checks]),
+    jobs=[round_job, report_job, cfr_job],
+    sensors=SENSORS,
+    resources=resources_for(),
+)

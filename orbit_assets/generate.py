@@ -1,0 +1,93 @@
+"""Generate: the raw samples of one round x env partition (and the CFR tables they use)."""
+
+import json
+from typing import Optional
+
+import dagster as dg
+import pyarrow as pa
+
+from orbit.envs import ENVS, GenerationRequest, env_spec, family_of
+from orbit.games.cfr import CFR_SCHEMA, solve_cfr
+from orbit.games.family import cfr_configs
+from orbit.importer import import_jsonl
+from orbit.lake import ArrowStream
+from orbit.schema import RECORD_SCHEMA
+from orbit_assets.automation import new_partition
+from orbit_assets.partitions import round_and_env, round_env_partitions
+from resources.settings import OrbitSettings
+
+
+class RawSamplesConfig(dg.Config):
+    num_tasks: Optional[int] = None
+    """Tasks in this partition; the env's default when unset."""
+    samples_per_task: Optional[int] = None
+    """Generation passes per task (N of best-of-N); the env's default when unset."""
+    base_seed: int = 0
+    """Task seeds are base_seed, base_seed + 1, ..."""
+    options_json: str = "{}"
+    """JSON object overriding the env's options, e.g. {"opponent": {"kind": "mcts", "simulations": 50}}."""
+    import_jsonl: Optional[str] = None
+    """A JSONL file of records to import into this partition (source=import)."""
+
+
+@dg.asset(
+    group_name="generate",
+    description="CFR average policies of every game configuration a CFR bot uses, one row per (info state, action).",
+    kinds={"parquet", "openspiel"},
+)
+def cfr_policies(context: dg.AssetExecutionContext) -> pa.Table:
+    tables = []
+    for game, params, iterations in cfr_configs(list(ENVS.values())):
+        context.log.info(f"CFR {game} {params} x{iterations}")
+        tables.append(solve_cfr(game, params, iterations))
+    return pa.concat_tables(tables) if tables else CFR_SCHEMA.empty_table()
+
+
+@dg.asset(
+    partitions_def=round_env_partitions,
+    group_name="generate",
+    deps=[cfr_policies],
+    automation_condition=new_partition,
+    description="Raw samples of one round x env: the env's scripted or self-play generators (plus imports).",
+    kinds={"parquet"},
+)
+def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings) -> ArrowStream:
+    round_key, env = round_and_env(context.partition_key)
+    spec = env_spec(env)
+    try:
+        overrides = json.loads(config.options_json)
+    except ValueError as exc:
+        raise dg.Failure(f"options_json is not JSON: {exc}") from exc
+    if not isinstance(overrides, dict):
+        raise dg.Failure("options_json must be a JSON object")
+    request = GenerationRequest(
+        env=spec,
+        round_key=round_key,
+        num_tasks=spec.num_tasks if config.num_tasks is None else config.num_tasks,
+        samples_per_task=spec.samples_per_task if config.samples_per_task is None else config.samples_per_task,
+        base_seed=config.base_seed,
+        workers=settings.workers,
+        options=overrides,
+        lake=settings.lake_path(),
+    )
+    by_source: dict[str, int] = {}
+
+    def batches():
+        yield from family_of(spec).generate(request)
+        if config.import_jsonl:
+            yield from import_jsonl(config.import_jsonl, env, round_key)
+
+    def counted():
+        for batch in batches():
+            for source, n in zip(*_value_counts(batch.column("source"))):
+                by_source[source] = by_source.get(source, 0) + n
+            yield batch
+
+    context.add_output_metadata({"round": round_key, "env": env, "tasks": request.num_tasks,
+                                 "samples_per_task": request.samples_per_task})
+    return ArrowStream(RECORD_SCHEMA, counted(), summary=lambda: {f"rows_{s}": n for s, n in sorted(by_source.items())})
+
+
+def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:
+    counts = column.value_counts()
+    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()

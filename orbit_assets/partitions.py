@@ -1,0 +1,28 @@
+"""Partitions: round (dynamic, ``r0000``...) x env (static, from the env registry)."""
+
+import dagster as dg
+
+from orbit.envs import ENV_NAMES
+from orbit.keys import validate_env, validate_round
+
+ROUNDS = "rounds"
+
+round_partitions = dg.DynamicPartitionsDefinition(name=ROUNDS)
+env_partitions = dg.StaticPartitionsDefinition(list(ENV_NAMES))
+round_env_partitions = dg.MultiPartitionsDefinition({"round": round_partitions, "env": env_partitions})
+
+# Round-only assets (exports) read every env of their round.
+all_envs_of_round = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="round")
+
+
+def round_env_key(round_key: str, env: str) -> dg.MultiPartitionKey:
+    """Build a round x env key; never spell the joined string by hand (dimensions sort by name)."""
+    return dg.MultiPartitionKey({"round": validate_round(round_key), "env": validate_env(env, ENV_NAMES)})
+
+
+def round_and_env(partition_key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """(round, env) of a round x env partition key, both validated."""
+    if not isinstance(partition_key, dg.MultiPartitionKey):
+        partition_key = round_env_partitions.get_partition_key_from_str(partition_key)
+    dims = partition_key.keys_by_dimension
+    return validate_round(dims["round"]), validate_env(dims["env"], ENV_NAMES)

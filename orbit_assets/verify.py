@@ -1,0 +1,39 @@
+"""Verify: every raw sample rescored by its env's verifier from the trajectory alone."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from orbit import lake
+from orbit.envs import env_spec, family_of
+from orbit.lake import ArrowStream
+from orbit.schema import VERIFIED_SCHEMA
+from orbit.verification import VerifyCounts, verify_batches
+from orbit_assets.automation import upstream_updated
+from orbit_assets.partitions import round_and_env, round_env_partitions
+
+
+@dg.asset(
+    partitions_def=round_env_partitions,
+    group_name="verify",
+    automation_condition=upstream_updated,
+    description="Every raw sample with its recomputed score, pass/fail and the ids of the rules it failed.",
+    kinds={"parquet"},
+)
+def verified_samples(context: dg.AssetExecutionContext, raw_samples: Path) -> ArrowStream:
+    _, env = round_and_env(context.partition_key)
+    spec = env_spec(env)
+    verifier = family_of(spec).verifier(spec)
+    counts = VerifyCounts()
+
+    def summary() -> dict:
+        top = sorted(counts.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {
+            "rows": counts.rows, "passed": counts.passed, "failed": counts.failed,
+            "pass_rate": counts.passed / counts.rows if counts.rows else 0.0,
+            "verifier": f"{verifier.name}@{verifier.version}",
+            "failure_reasons": dg.MetadataValue.json(dict(top)),
+        }
+
+    batches = verify_batches(lake.iter_batches(raw_samples), verifier, spec.pass_threshold, counts)
+    return ArrowStream(VERIFIED_SCHEMA, batches, summary=summary)

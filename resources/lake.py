@@ -1,0 +1,57 @@
+"""The lake as Dagster sees it: an IO manager writing Parquet partitions atomically.
+
+Outputs may be an Arrow table or an ``orbit.lake.ArrowStream`` (streamed row
+group by row group; its summary becomes output metadata once written). Inputs
+are loaded as the ``Path`` of the upstream partition file: readers stream it or
+query it with DuckDB instead of holding it in memory.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+
+from orbit import lake
+from orbit.home import lake_root
+from orbit.keys import validate_env, validate_round
+
+
+def _partition_parts(context) -> tuple[str | None, str | None]:
+    if not context.has_asset_partitions:
+        return None, None
+    key = context.asset_partition_key
+    if isinstance(key, dg.MultiPartitionKey):
+        dims = key.keys_by_dimension
+        return validate_round(dims["round"]), validate_env(dims["env"])
+    return validate_round(key), None
+
+
+class LakeIOManager(dg.ConfigurableIOManager):
+    """Parquet in hive layout under ``root``: ``<asset>/round=<r>/env=<e>/part-0.parquet``."""
+
+    root: str = str(lake_root())
+
+    def path_for(self, asset: str, round_key: str | None = None, env: str | None = None) -> Path:
+        return lake.partition_file(self.root, asset, round_key, env)
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        if obj is None:
+            return
+        round_key, env = _partition_parts(context)
+        path = self.path_for(context.asset_key.path[-1], round_key, env)
+        if isinstance(obj, lake.ArrowStream):
+            lake.write_batches(obj, obj.schema, path)
+            rows, extra = obj.rows, obj.summary()
+        elif isinstance(obj, pa.Table):
+            lake.write_table(obj, path)
+            rows, extra = obj.num_rows, {}
+        else:
+            raise TypeError(f"the lake stores Arrow tables or ArrowStreams, not {type(obj).__name__}")
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "dagster/row_count": rows, **extra})
+
+    def load_input(self, context: dg.InputContext) -> Path:
+        round_key, env = _partition_parts(context)
+        path = self.path_for(context.upstream_output.asset_key.path[-1], round_key, env)
+        if not path.exists():
+            raise FileNotFoundError(f"upstream partition file {path} does not exist; materialize it first")
+        return path
