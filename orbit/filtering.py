@@ -52,9 +52,7 @@ def filtered_stream(verified_path: Path | str, threads: int = 2) -> lake.ArrowSt
         con = duckdb.connect(config={"threads": threads})
         try:
             source = f"read_parquet({_sql_str(verified_path)})"
-            total, passed = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE passed) FROM {source}"
-            ).fetchone()
+            total, passed = con.execute(f"SELECT count(*), count(*) FILTER (WHERE passed) FROM {source}").fetchall()[0]
             counts.rows_in, counts.failed = total, total - passed
             for batch in con.sql(best_per_task_sql(source)).to_arrow_reader(BATCH_ROWS):
                 counts.kept += batch.num_rows

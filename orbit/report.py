@@ -65,8 +65,8 @@ def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) ->
             con.execute(
                 f"CREATE OR REPLACE TABLE {YIELD_TABLE} AS SELECT * FROM yields ORDER BY env, round, source <> 'all', source"
             )
-            counts = {view: con.execute(f"SELECT count(*) FROM {view}").fetchone()[0] for view in VIEWS}
-            counts["rounds"] = con.execute(f"SELECT count(DISTINCT round) FROM {YIELD_TABLE}").fetchone()[0]
+            counts = {view: con.execute(f"SELECT count(*) FROM {view}").fetchall()[0][0] for view in VIEWS}
+            counts["rounds"] = con.execute(f"SELECT count(DISTINCT round) FROM {YIELD_TABLE}").fetchall()[0][0]
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -104,7 +104,7 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
             if p is not None:
                 coverage_predicted = con.execute(
                     "SELECT avg(1 - pow(1 - ?, n)) FROM per_task WHERE source = ?", [p, source]
-                ).fetchone()[0]
+                ).fetchall()[0][0]
             low, high = wilson_interval(passes, attempts)
             o = odds(p)
             n_clean = int(clean.get(source, 0))

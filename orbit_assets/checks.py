@@ -26,7 +26,7 @@ def _files(context, settings: OrbitSettings, *assets: str) -> list[Path]:
 def _scalar(sql: str, *params) -> tuple:
     con = duckdb.connect()
     try:
-        return con.execute(sql, [str(p) for p in params]).fetchone()
+        return con.execute(sql, [str(p) for p in params]).fetchall()[0]
     finally:
         con.close()
 

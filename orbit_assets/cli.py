@@ -62,6 +62,13 @@ def cmd_sql(args) -> int:
     return 0
 
 
+def cmd_home(args) -> int:
+    import os
+
+    print(f"ORBIT_HOME={os.environ['ORBIT_HOME']}\nDAGSTER_HOME={os.environ['DAGSTER_HOME']}\nlake={lake_root()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orbit", description="Orbit: verified synthetic data, round after round.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("sql")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.set_defaults(func=cmd_sql)
+    home = sub.add_parser("home", help="create ORBIT_HOME (lake, DAGSTER_HOME with telemetry off) and print it")
+    home.set_defaults(func=cmd_home)
     return parser
 
 

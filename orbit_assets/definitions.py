@@ -5,7 +5,6 @@ import dagster as dg
 from orbit_assets import checks
 from orbit_assets.filter import filtered_dataset
 from orbit_assets.generate import cfr_policies, raw_samples
-from orbit_assets.partitions import round_env_partitions
 from orbit_assets.report import yield_report
 from orbit_assets.verify import verified_samples
 from orbit_assets.yields import yield_metrics
@@ -17,7 +16,6 @@ ROUND_ASSETS = [raw_samples, verified_samples, filtered_dataset, yield_metrics]
 round_job = dg.define_asset_job(
     "round_job",
     selection=dg.AssetSelection.assets(*ROUND_ASSETS),
-    partitions_def=round_env_partitions,
     description="One round x env partition: generate -> verify -> filter -> measure.",
 )
 report_job = dg.define_asset_job(
@@ -27,10 +25,17 @@ report_job = dg.define_asset_job(
 )
 cfr_job = dg.define_asset_job("cfr_job", selection=dg.AssetSelection.assets(cfr_policies))
 
-defs = dg.Definitions(
-    assets=[cfr_policies, *ROUND_ASSETS, yield_report],
-    asset_checks=dg.load_asset_checks_from_modules([checks]),
-    jobs=[round_job, report_job, cfr_job],
-    sensors=SENSORS,
-    resources=resources_for(),
-)
+
+
+def build_defs(resources: dict | None = None) -> dg.Definitions:
+    """The code location with the given resources (the deployment's defaults when None)."""
+    return dg.Definitions(
+        assets=[cfr_policies, *ROUND_ASSETS, yield_report],
+        asset_checks=dg.load_asset_checks_from_modules([checks]),
+        jobs=[round_job, report_job, cfr_job],
+        sensors=SENSORS,
+        resources=resources if resources is not None else resources_for(),
+    )
+
+
+defs = build_defs()

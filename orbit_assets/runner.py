@@ -39,14 +39,13 @@ def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, inst
                resources: Mapping[str, Any] | None = None, run_config: Mapping[str, Any] | None = None,
                log=print) -> list[str]:
     """Materialize every (round, env) partition given, then the report; returns the run ids."""
-    from orbit_assets.definitions import defs
+    from orbit_assets.definitions import build_defs
 
     ensure_home()
     instance = instance or dg.DagsterInstance.get()
     envs = [validate_env(e, ENV_NAMES) for e in (envs or ENV_NAMES)]
     rounds = list(rounds)
-    if resources:
-        defs = dg.Definitions.merge(defs, dg.Definitions(resources=dict(resources)))
+    defs = build_defs(dict(resources) if resources else None)
     instance.add_dynamic_partitions(ROUNDS, [r for r in rounds if not instance.has_dynamic_partition(ROUNDS, r)])
     run_ids = []
     cfr = defs.resolve_job_def("cfr_job")

@@ -1,0 +1,35 @@
+# Orbit: `make run` installs everything with uv into .venv and runs round r0000; `make test` runs the tests.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.uv/bin/uv)
+UV_VERSION := 0.13.8
+export ORBIT_HOME ?= $(CURDIR)/.orbit
+export DAGSTER_HOME ?= $(ORBIT_HOME)/dagster
+export DAGSTER_DISABLE_TELEMETRY := 1
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: install run ui test bench clean
+install: .venv/.installed
+
+$(CURDIR)/.uv/bin/uv:
+	python3 -m venv $(CURDIR)/.uv
+	$(CURDIR)/.uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+run: install
+	.venv/bin/orbit run
+
+ui: install
+	.venv/bin/orbit home
+	.venv/bin/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
+
+test: install
+	.venv/bin/python -m pytest -q
+
+bench: install
+	.venv/bin/python bench/run_all.py
+
+clean:
+	rm -rf .orbit

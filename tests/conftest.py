@@ -1,0 +1,19 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
+
+
+@pytest.fixture
+def orbit_home(tmp_path, monkeypatch) -> Path:
+    """A fresh ORBIT_HOME (lake + DAGSTER_HOME) for one test."""
+    home = tmp_path / "orbit_home"
+    monkeypatch.setenv("ORBIT_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.delenv("ORBIT_LAKE", raising=False)
+    from orbit.home import ensure_home
+
+    ensure_home()
+    return home

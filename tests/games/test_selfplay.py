@@ -1,0 +1,160 @@
+import copy
+import json
+
+import pyarrow as pa
+import pytest
+
+from orbit.envs import GenerationRequest, env_spec, family_of
+from orbit.games.prompts import LEGAL_HEADER
+from orbit.games.verifier import GameReplayVerifier
+from orbit.verification import verify_record
+
+GAMES = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"]
+
+
+def generate(env, n=12, workers=1, round_key="r0000", samples=1, **options):
+    spec = env_spec(env)
+    req = GenerationRequest(env=spec, round_key=round_key, num_tasks=n, samples_per_task=samples,
+                            workers=workers, options=options)
+    return pa.Table.from_batches(list(family_of(spec).generate(req))).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def ttt_records():
+    return generate("tic_tac_toe", n=40)
+
+
+@pytest.mark.parametrize("env", GAMES)
+def test_every_generated_record_verifies_to_its_claim(env):
+    records = generate(env, n=10)
+    verifier = GameReplayVerifier()
+    for rec in records:
+        verdict = verifier.verify(rec)
+        assert verdict.reasons == (), (rec["task_id"], verdict)
+        assert verdict.score == rec["score"]
+        meta = json.loads(rec["metadata"])
+        assert meta["task"]["game"] == env and rec["task_id"].startswith(env)
+    # the learner's turns are chat messages: system, then user/assistant pairs answered with an ID
+    rec = records[0]
+    assert rec["messages"][0]["role"] == "system" and "Answer with the ID" in rec["messages"][0]["content"]
+    user = rec["messages"][1]
+    assert user["role"] == "user" and LEGAL_HEADER in user["content"] and " -> " in user["content"]
+    assert rec["messages"][2]["role"] == "assistant" and rec["messages"][2]["content"].isdigit()
+
+
+def test_generation_is_deterministic_and_parallel_matches_serial():
+    a = generate("connect_four", n=24, workers=1)
+    b = generate("connect_four", n=24, workers=2)
+    assert a == b
+    c = generate("connect_four", n=24, workers=1, round_key="r0001")
+    assert [r["seed"] for r in c] != [r["seed"] for r in a]
+
+
+def test_winners_pass_and_losers_fail_with_reason(ttt_records):
+    outcomes = [verify_record(r, GameReplayVerifier(), 1.0) for r in ttt_records]
+    assert any(p for _, p, _ in outcomes)
+    for rec, (score, passed, reasons) in zip(ttt_records, outcomes):
+        assert passed == (score == 1.0)
+        if not passed:
+            assert reasons == ["score.below_threshold"]
+
+
+def test_opponent_is_configurable():
+    strong = generate("tic_tac_toe", n=20, opponent={"kind": "mcts", "simulations": 300},
+                      learner={"kind": "random"})
+    weak = generate("tic_tac_toe", n=20, learner={"kind": "random"})
+    wins = lambda rs: sum(r["score"] == 1.0 for r in rs)
+    assert json.loads(strong[0]["metadata"])["opponent"] == {"kind": "mcts", "simulations": 300}
+    assert wins(strong) < wins(weak)
+
+
+def _first_win(records):
+    return copy.deepcopy(next(r for r in records if r["score"] == 1.0 and len(r["messages"]) >= 5))
+
+
+def _reasons(rec):
+    return GameReplayVerifier().verify(rec).reasons
+
+
+def test_tamper_illegal_action(ttt_records):
+    rec = _first_win(ttt_records)
+    meta = json.loads(rec["metadata"])
+    # answer the second learner turn with the square the learner already took on its first turn
+    first_action = int(rec["messages"][2]["content"])
+    rec["messages"][4]["content"] = str(first_action)
+    assert "action.illegal" in _reasons(rec)
+    assert meta  # metadata untouched
+
+
+def test_tamper_swapped_winner(ttt_records):
+    rec = _first_win(ttt_records)
+    meta = json.loads(rec["metadata"])
+    meta["returns"] = list(reversed(meta["returns"]))
+    rec["metadata"] = json.dumps(meta)
+    assert "outcome.mismatch" in _reasons(rec)
+    loser = copy.deepcopy(next(r for r in ttt_records if r["score"] == 0.0))
+    loser["score"] = 1.0
+    assert "score.claim_mismatch" in _reasons(loser)
+
+
+def test_tamper_swapped_seat(ttt_records):
+    rec = _first_win(ttt_records)
+    meta = json.loads(rec["metadata"])
+    meta["task"]["seat"] = 1 - meta["task"]["seat"]
+    rec["metadata"] = json.dumps(meta)
+    assert _reasons(rec)
+
+
+def test_tamper_edited_observation(ttt_records):
+    rec = _first_win(ttt_records)
+    content = rec["messages"][3]["content"]
+    rec["messages"][3]["content"] = content.replace(".", "x", 1)
+    assert "observation.mismatch" in _reasons(rec)
+
+
+def test_tamper_edited_legal_actions(ttt_records):
+    rec = _first_win(ttt_records)
+    rec["messages"][1]["content"] += "\n9 -> x(3,3)"
+    assert "legal_actions.mismatch" in _reasons(rec)
+
+
+def test_tamper_truncated_game(ttt_records):
+    rec = _first_win(ttt_records)
+    rec["messages"] = rec["messages"][:-2]
+    assert "game.not_terminal" in _reasons(rec) or "action.history_mismatch" in _reasons(rec)
+    rec2 = _first_win(ttt_records)
+    meta = json.loads(rec2["metadata"])
+    meta["history"] = meta["history"][:-1]
+    rec2["metadata"] = json.dumps(meta)
+    assert _reasons(rec2)
+    rec3 = _first_win(ttt_records)
+    meta = json.loads(rec3["metadata"])
+    meta["history"] = meta["history"][:-1]
+    rec3["metadata"] = json.dumps(meta)
+    rec3["messages"] = rec3["messages"][:-2] if json.loads(rec3["metadata"])["history"] else rec3["messages"]
+    assert _reasons(rec3)
+
+
+def test_tamper_non_numeric_answer(ttt_records):
+    rec = _first_win(ttt_records)
+    rec["messages"][2]["content"] = "I play the centre"
+    assert "answer.unparseable" in _reasons(rec)
+
+
+def test_tamper_history_action_differs_from_answer(ttt_records):
+    rec = _first_win(ttt_records)
+    meta = json.loads(rec["metadata"])
+    seat = meta["task"]["seat"]
+    idx = meta["history"].index(int(rec["messages"][2]["content"]))
+    legal_other = next(a for a in range(9) if a not in meta["history"][: idx + 1])
+    meta["history"][idx] = legal_other
+    rec["metadata"] = json.dumps(meta)
+    assert seat in (0, 1) and _reasons(rec)
+
+
+def test_bad_task_spec_is_named():
+    rec = generate("kuhn_poker", n=1)[0]
+    meta = json.loads(rec["metadata"])
+    meta["task"]["game"] = "chess"
+    rec["metadata"] = json.dumps(meta)
+    assert _reasons(rec)[0].startswith("task.spec_invalid")

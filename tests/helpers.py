@@ -1,0 +1,27 @@
+"""Small builders shared by the tests."""
+
+import json
+
+import pyarrow as pa
+
+from orbit.schema import VERIFIED_SCHEMA, make_record, message
+
+
+def verified_row(env="tic_tac_toe", task_id="t0", score=1.0, passed=True, n_messages=3, sample_idx=0,
+                 source="selfplay", round_key="r0000", reasons=None) -> dict:
+    msgs = [message("system", "s"), message("user", "u")] + [
+        message("assistant", str(i)) for i in range(max(1, n_messages - 2))
+    ]
+    row = make_record(env=env, task_id=task_id, round_key=round_key, sample_idx=sample_idx, source=source,
+                      policy="bot", seed=0, messages=msgs, score=score, metadata={})
+    row.update(claimed_score=score, passed=passed,
+               reasons=[] if passed else (reasons or ["score.below_threshold"]), verifier="test@1")
+    return row
+
+
+def verified_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=VERIFIED_SCHEMA)
+
+
+def metadata(record: dict) -> dict:
+    return json.loads(record["metadata"])

@@ -1,0 +1,73 @@
+"""Malformed records never crash a partition: each fails with a named reason and counts add up."""
+
+import json
+
+import pyarrow as pa
+
+from games.test_selfplay import generate
+
+from orbit import lake
+from orbit.envs import env_spec, family_of
+from orbit.filtering import filter_file
+from orbit.importer import import_jsonl
+from orbit.schema import VERIFIED_SCHEMA
+from orbit.verification import MAX_CONTENT_CHARS, VerifyCounts, verify_batches
+
+GOOD_USER = {"role": "user", "content": "hello"}
+BAD_LINES = {
+    "missing_role": json.dumps({"messages": [GOOD_USER, {"content": "4"}]}).encode(),
+    "non_string_content": json.dumps({"messages": [GOOD_USER, {"role": "assistant", "content": {"x": 1}}]}).encode(),
+    "bad_tool_args": json.dumps({"messages": [GOOD_USER, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "goto", "arguments": "{not json"}}]}]}).encode(),
+    "empty_trajectory": json.dumps({"messages": []}).encode(),
+    "invalid_utf8": b'{"messages": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "1"}]}',
+    "too_long": json.dumps({"messages": [GOOD_USER, {"role": "assistant", "content": "x" * (MAX_CONTENT_CHARS + 1)}]}).encode(),
+    "not_json": b"{this is not json",
+    "not_object": b"[1, 2, 3]",
+}
+EXPECTED = {
+    "missing_role": "message.missing_role",
+    "non_string_content": "message.content_not_string",
+    "bad_tool_args": "tool_call.arguments_not_json",
+    "empty_trajectory": "trajectory.empty",
+    "invalid_utf8": "import.invalid_utf8",
+    "too_long": "message.content_too_long",
+    "not_json": "import.not_json",
+    "not_object": "import.not_object",
+}
+
+
+def test_malformed_records_fail_with_named_reasons(tmp_path):
+    src = tmp_path / "in.jsonl"
+    names = list(BAD_LINES)
+    src.write_bytes(b"\n".join(BAD_LINES[n] for n in names) + b"\n")
+    raw = pa.Table.from_batches(list(import_jsonl(src, "tic_tac_toe", "r0000")))
+    assert raw.num_rows == len(names)
+    spec = env_spec("tic_tac_toe")
+    counts = VerifyCounts()
+    verified = pa.Table.from_batches(
+        list(verify_batches(raw.to_batches(), family_of(spec).verifier(spec), 1.0, counts))
+    ).to_pylist()
+    assert counts.rows == len(names) and counts.failed == len(names) and counts.passed == 0
+    for name, row in zip(names, verified):
+        assert not row["passed"]
+        assert any(r.split(":")[0] == EXPECTED[name] for r in row["reasons"]), (name, row["reasons"])
+    path = lake.write_table(pa.Table.from_pylist(verified, schema=VERIFIED_SCHEMA), tmp_path / "v.parquet")
+    c = filter_file(path, tmp_path / "f.parquet")
+    assert (c.rows_in, c.failed, c.kept, c.duplicates) == (len(names), len(names), 0, 0)
+
+
+def test_well_formed_import_of_a_game_record_is_replayed(tmp_path):
+    rec = generate("kuhn_poker", n=1)[0]
+    line = {k: rec[k] for k in ("messages", "score", "task_id", "metadata")}
+    line["metadata"] = json.loads(line["metadata"])
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps(line) + "\n\n")
+    raw = pa.Table.from_batches(list(import_jsonl(src, "kuhn_poker", "r0000")))
+    assert raw.num_rows == 1 and raw.column("source").to_pylist() == ["import"]
+    spec = env_spec("kuhn_poker")
+    counts = VerifyCounts()
+    out = pa.Table.from_batches(list(verify_batches(raw.to_batches(), family_of(spec).verifier(spec), 1.0, counts)))
+    row = out.to_pylist()[0]
+    assert row["score"] == rec["score"]
+    assert row["passed"] == (rec["score"] == 1.0)
