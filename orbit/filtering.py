@@ -31,10 +31,6 @@ class FilterCounts:
         return asdict(self)
 
 
-def _sql_str(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def best_per_task_sql(source: str) -> str:
     """SELECT of the best passed row per (env, task_id) from a relation or read_parquet() call."""
     return (
@@ -51,7 +47,7 @@ def filtered_stream(verified_path: Path | str, threads: int = 2) -> lake.ArrowSt
     def batches():
         con = duckdb.connect(config={"threads": threads})
         try:
-            source = f"read_parquet({_sql_str(verified_path)})"
+            source = f"read_parquet({lake.sql_literal(verified_path)})"
             total, passed = con.execute(f"SELECT count(*), count(*) FILTER (WHERE passed) FROM {source}").fetchall()[0]
             counts.rows_in, counts.failed = total, total - passed
             for batch in con.sql(best_per_task_sql(source)).to_arrow_reader(BATCH_ROWS):

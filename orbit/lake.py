@@ -49,6 +49,11 @@ def asset_glob(lake: Path | str, asset: str, depth: int = 2, suffix: str = "parq
     )
 
 
+def sql_literal(text: "Path | str") -> str:
+    """A path or string as a quoted SQL literal (for DuckDB's read_parquet)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def _tmp_path(final: Path) -> Path:
     return final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
 

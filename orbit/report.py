@@ -27,14 +27,10 @@ VIEWS = {
 YIELD_TABLE = "yields_by_round"
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def parquet_scan(lake_root: Path | str, asset: str, depth: int = 2) -> str:
     glob = lake.asset_glob(lake_root, asset, depth)
     return (
-        f"read_parquet({_quote(glob)}, hive_partitioning = true, union_by_name = true, "
+        f"read_parquet({lake.sql_literal(glob)}, hive_partitioning = true, union_by_name = true, "
         "hive_types = {'round': VARCHAR, 'env': VARCHAR})"
     )
 

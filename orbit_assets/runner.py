@@ -37,7 +37,7 @@ def raw_samples_config(num_tasks: int | None = None, samples_per_task: int | Non
 
 def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, instance: dg.DagsterInstance | None = None,
                resources: Mapping[str, Any] | None = None, run_config: Mapping[str, Any] | None = None,
-               log=print) -> list[str]:
+               export: bool = True, log=print) -> list[str]:
     """Materialize every (round, env) partition given, then the report; returns the run ids."""
     from orbit_assets.definitions import build_defs
 
@@ -55,6 +55,7 @@ def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, inst
         _check(result, "cfr_job")
         run_ids.append(result.run_id)
     job = defs.resolve_job_def("round_job")
+    exports = defs.resolve_job_def("export_job")
     for r in rounds:
         for env in envs:
             log(f"round_job {r} x {env}")
@@ -62,6 +63,11 @@ def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, inst
                 partition_key=round_env_key(r, env), instance=instance, run_config=dict(run_config or {}),
             )
             _check(result, f"round_job {r} x {env}")
+            run_ids.append(result.run_id)
+        if export:
+            log(f"export_job {r}")
+            result = exports.execute_in_process(partition_key=r, instance=instance)
+            _check(result, f"export_job {r}")
             run_ids.append(result.run_id)
     result = defs.resolve_job_def("report_job").execute_in_process(instance=instance)
     _check(result, "report_job")

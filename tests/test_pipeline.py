@@ -53,7 +53,7 @@ def test_every_stage_written_in_hive_layout(round_run):
 
 def test_runs_and_checks_recorded_in_instance(round_run):
     instance, _, run_ids = round_run
-    assert len(run_ids) == 1 + 2 * len(ENVS) + 1
+    assert len(run_ids) == 1 + 2 * (len(ENVS) + 1) + 1
     for run_id in run_ids:
         assert instance.get_run_by_id(run_id).is_success
     for name in ("raw_samples_schema", "verified_conservation", "filtered_unique"):
