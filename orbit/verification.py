@@ -54,6 +54,9 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
         meta = {}
     for problem in meta.get("import_errors", []) or []:
         reasons.append(str(problem))
+    if meta.get("sample_error"):
+        # the generator could not finish the sample (e.g. the endpoint failed): it can only fail
+        reasons.append(str(meta["sample_error"]))
     messages = record.get("messages")
     if not messages:
         reasons.append("trajectory.empty")
