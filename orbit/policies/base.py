@@ -1,0 +1,68 @@
+"""The one policy interface: given a conversation, return the next assistant turn.
+
+A policy is anything with an ``id`` (the model id written to records' ``policy``
+column) that turns a list of OpenAI chat messages (plus optional OpenAI function
+schemas) into the next assistant message. Failures of a single request are not
+exceptions: they come back as a ``Turn`` whose ``error`` is a named reason
+(``endpoint.timeout``, ``policy.no_legal_actions``...), so the sample is recorded
+as failed and the run goes on. Only ``check()`` raises, with ``PolicyUnavailable``,
+before any partition is written.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from orbit.schema import message
+
+Messages = Sequence[Mapping[str, Any]]
+Tools = Sequence[Mapping[str, Any]]
+
+
+class PolicyUnavailable(RuntimeError):
+    """The policy cannot serve at all: endpoint unreachable, model not served, checkpoint unreadable."""
+
+
+@dataclass
+class Turn:
+    """One assistant turn and what it cost.
+
+    ``message`` has the record's message shape (role, content, tool_calls,
+    tool_call_id, name). When ``error`` is set the turn failed with that named
+    reason (``reason`` or ``reason:detail``) and ``message`` has no content.
+    """
+
+    message: dict
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    retries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def failed(cls, reason: str, *, retries: int = 0) -> "Turn":
+        return cls(message=message("assistant", None), error=reason, retries=retries)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    id: str
+
+    async def acomplete(self, messages: Messages, tools: Tools | None = None, *, seed: int) -> Turn:
+        """The next assistant turn; never raises for a failed request (see ``Turn.error``)."""
+
+    def complete(self, messages: Messages, tools: Tools | None = None, *, seed: int) -> Turn:
+        """Synchronous ``acomplete`` for callers without an event loop."""
+
+    def check(self) -> None:
+        """Raise ``PolicyUnavailable`` with a readable cause if the policy cannot serve."""
+
+    async def aclose(self) -> None:
+        """Release resources opened from the running event loop (the policy stays usable)."""
+
+    def close(self) -> None:
+        """Release resources; call from synchronous code once done."""

@@ -1,0 +1,39 @@
+"""Policy URIs: syntax, settings and what they load."""
+
+import pytest
+
+from orbit.policies.endpoint import EndpointPolicy
+from orbit.policies.table_policy import TablePolicy
+from orbit.policies.uri import InvalidPolicyURI, PolicyURI, load_policy, parse_policy_uri
+
+
+def test_parse_valid_uris(tmp_path):
+    assert parse_policy_uri("openai:http://127.0.0.1:8000/v1#qwen2.5-7b") == PolicyURI(
+        "openai", base_url="http://127.0.0.1:8000/v1", model="qwen2.5-7b")
+    assert parse_policy_uri("embedded:uniform") == PolicyURI("embedded")
+    assert parse_policy_uri(f"embedded:{tmp_path}/x.parquet").checkpoint == tmp_path / "x.parquet"
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("", "expected 'openai:"),
+    ("qwen2.5-7b", "expected 'openai:"),
+    ("openai:http://127.0.0.1:8000/v1", "name the model after '#'"),
+    ("openai:127.0.0.1:8000#m", "not an http"),
+    ("openai:http://h/v1#two words", "name the model"),
+    ("hf:Qwen/Qwen2.5-7B", "unknown policy scheme 'hf'"),
+    ("embedded:/does/not/exist.parquet", "is not a file"),
+])
+def test_invalid_uris_fail_clearly(uri, message):
+    with pytest.raises(InvalidPolicyURI, match=message):
+        load_policy(uri)
+
+
+def test_load_with_settings():
+    endpoint = load_policy("openai:http://127.0.0.1:8000/v1#m", temperature=0.2, concurrency=4)
+    assert isinstance(endpoint, EndpointPolicy) and endpoint.id == "m" and endpoint.concurrency == 4
+    uniform = load_policy("embedded:uniform", temperature=0.5)
+    assert isinstance(uniform, TablePolicy) and uniform.temperature == 0.5
+    with pytest.raises(InvalidPolicyURI, match="unknown settings \\['concurrency'\\]"):
+        load_policy("embedded:uniform", concurrency=4)
+    with pytest.raises(InvalidPolicyURI, match="unknown settings \\['temprature'\\]"):
+        load_policy("openai:http://127.0.0.1:8000/v1#m", temprature=0.2)
