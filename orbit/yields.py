@@ -32,6 +32,7 @@ YIELD_SCHEMA = pa.schema(
         ("passes_per_clean", pa.float64()),
         ("attempts_per_clean", pa.float64()),
         ("attempts_per_solved_task", pa.float64()),
+        ("budget", pa.int64()),
         ("odds", pa.float64()),
         ("g", pa.float64()),
     ]
@@ -97,6 +98,14 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
                 [str(filtered_path), str(filtered_path)],
             ).fetchall()
         )
+        budgets = dict(
+            con.execute(
+                "SELECT source, max(TRY_CAST(json_extract(metadata, '$.sampling.budget') AS BIGINT)) "
+                "FROM read_parquet(?) GROUP BY source",
+                [str(verified_path)],
+            ).fetchall()
+        )
+        budgets["all"] = sum(b for b in budgets.values() if b) or None
         rows = []
         for source, attempts, passes, tasks, solved, mean_n in stats:
             p = passes / attempts if attempts else None
@@ -118,6 +127,7 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
                     "clean_trajectories": n_clean,
                     "passes_per_clean": _ratio(passes, n_clean), "attempts_per_clean": _ratio(attempts, n_clean),
                     "attempts_per_solved_task": _ratio(attempts, solved),
+                    "budget": budgets.get(source),
                     "odds": o, "g": odds_ratio(o, (previous_odds or {}).get(source)),
                 }
             )

@@ -45,7 +45,12 @@ def cmd_run(args) -> int:
     from orbit_assets.runner import raw_samples_config, round_keys, run_rounds
 
     envs = args.envs.split(",") if args.envs else None
-    config = raw_samples_config(num_tasks=args.tasks, samples_per_task=args.samples_per_task)
+    if args.policy:
+        from orbit.policies.uri import parse_policy_uri
+
+        parse_policy_uri(args.policy)
+    config = raw_samples_config(num_tasks=args.tasks, samples_per_task=args.samples_per_task, policy=args.policy,
+                                best_of=args.best_of, budget=args.budget)
     run_rounds(round_keys(args.rounds, args.start), envs, run_config=config)
     query(f"{SUMMARY_SQL} WHERE source = 'all'")
     return 0
@@ -59,6 +64,31 @@ def cmd_yields(args) -> int:
 
 def cmd_sql(args) -> int:
     query(args.sql, args.format)
+    return 0
+
+
+def cmd_policy_serve(args) -> int:
+    from orbit.policies.server import serve
+
+    serve(args.checkpoint, args.host, args.port)
+    return 0
+
+
+def cmd_round_add(args) -> int:
+    from orbit_assets.rounds import register_round
+
+    entry = register_round(args.policy, note=args.note or "", key=args.round)
+    print(f"registered {entry.round}: {entry.policy}")
+    return 0
+
+
+def cmd_round_list(args) -> int:
+    from dataclasses import astuple, fields
+
+    from orbit.rounds import RoundEntry, RoundRegistry
+
+    entries = RoundRegistry(lake_root()).entries()
+    _print_table([f.name for f in fields(RoundEntry)], [astuple(e) for e in entries], args.format)
     return 0
 
 
@@ -79,7 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--envs", help="comma-separated envs (default: all)")
     run.add_argument("--tasks", type=int, help="tasks per partition (default: each env's own)")
     run.add_argument("--samples-per-task", type=int, help="generation passes per task")
+    run.add_argument("--policy", help="also sample from this policy URI: openai:<base_url>#<model>, "
+                     "embedded:uniform or embedded:<checkpoint>")
+    group = run.add_mutually_exclusive_group()
+    group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
+    group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
     run.set_defaults(func=cmd_run)
+
+    policy = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)
+    serve = policy.add_parser("serve", help="serve the embedded policy over the OpenAI chat-completions protocol")
+    serve.add_argument("--checkpoint", help="table policy checkpoint (Parquet); uniform when omitted")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_policy_serve)
+
+    rounds = sub.add_parser("round", help="the round registry").add_subparsers(dest="round_command", required=True)
+    add = rounds.add_parser("add", help="register the next round with its policy (and add its partition)")
+    add.add_argument("--policy", required=True, help="policy URI of the round")
+    add.add_argument("--round", help="round key (default: the next free one)")
+    add.add_argument("--note", help="free text kept with the round")
+    add.set_defaults(func=cmd_round_add)
+    ls = rounds.add_parser("list", help="print the round registry")
+    ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    ls.set_defaults(func=cmd_round_list)
 
     yields = sub.add_parser("yields", help="print the yield table from DuckDB")
     yields.add_argument("--by-source", action="store_true", help="one row per source as well")

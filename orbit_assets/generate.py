@@ -7,13 +7,18 @@ import dagster as dg
 import pyarrow as pa
 
 from orbit.envs import ENVS, GenerationRequest, env_spec, family_of
+from orbit.policies.base import PolicyUnavailable
+from orbit.policies.uri import InvalidPolicyURI
+from orbit.rounds import RoundRegistry
+from orbit.sampling import SamplingPlan, run_sampling
 from orbit.games.cfr import CFR_SCHEMA, solve_cfr
 from orbit.games.family import cfr_configs
 from orbit.importer import import_jsonl
 from orbit.lake import ArrowStream
-from orbit.schema import RECORD_SCHEMA
+from orbit.schema import RECORD_SCHEMA, records_to_batch
 from orbit_assets.automation import new_partition
 from orbit_assets.partitions import round_and_env, round_env_partitions
+from resources.policies import PolicyResource
 from resources.settings import OrbitSettings
 
 
@@ -28,6 +33,19 @@ class RawSamplesConfig(dg.Config):
     """JSON object overriding the env's options, e.g. {"opponent": {"kind": "mcts", "simulations": 50}}."""
     import_jsonl: Optional[str] = None
     """A JSONL file of records to import into this partition (source=import)."""
+    generators: bool = True
+    """Run the env's own scripted or self-play generator."""
+    policy: Optional[str] = None
+    """Policy URI to sample from (openai:<base_url>#<model>, embedded:uniform, embedded:<checkpoint>);
+    defaults to the round's policy in the round registry, if any."""
+    best_of: Optional[int] = None
+    """Fixed N samples per task; unset for adaptive best-of-N."""
+    budget: Optional[int] = None
+    """Adaptive: total policy samples for the partition (default policy_samples_per_task x tasks)."""
+    policy_samples_per_task: int = 4
+    """Adaptive: mean budget per task when no budget is given."""
+    dpo: bool = False
+    """Adaptive: keep sampling solved tasks until they also have a failed sample (for DPO pairs)."""
 
 
 @dg.asset(
@@ -51,7 +69,8 @@ def cfr_policies(context: dg.AssetExecutionContext) -> pa.Table:
     description="Raw samples of one round x env: the env's scripted or self-play generators (plus imports).",
     kinds={"parquet"},
 )
-def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings) -> ArrowStream:
+def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
+                policies: PolicyResource) -> ArrowStream:
     round_key, env = round_and_env(context.partition_key)
     spec = env_spec(env)
     try:
@@ -70,10 +89,16 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
         options=overrides,
         lake=settings.lake_path(),
     )
+    family = family_of(spec)
+    policy_records = _sample_policy(context, config, settings, policies, request, family) if _policy_uri(
+        config, settings, round_key) else []
     by_source: dict[str, int] = {}
 
     def batches():
-        yield from family_of(spec).generate(request)
+        if config.generators:
+            yield from family.generate(request)
+        if policy_records:
+            yield records_to_batch(policy_records)
         if config.import_jsonl:
             yield from import_jsonl(config.import_jsonl, env, round_key)
 
@@ -91,3 +116,39 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
 def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:
     counts = column.value_counts()
     return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+
+
+def _policy_uri(config: RawSamplesConfig, settings: OrbitSettings, round_key: str) -> str | None:
+    if config.policy:
+        return config.policy
+    entry = RoundRegistry(settings.lake_path()).get(round_key)
+    return entry.policy if entry else None
+
+
+def _sample_policy(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
+                   policies: PolicyResource, request: GenerationRequest, family) -> list[dict]:
+    """Best-of-N policy samples of the partition, verified in the loop; fails before anything is written
+    when the policy cannot serve."""
+    uri = _policy_uri(config, settings, request.round_key)
+    if not hasattr(family, "rollout"):
+        raise dg.Failure(f"env {request.env.name!r} has no policy rollouts; unset `policy` for it")
+    try:
+        policy = policies.load(uri)
+        policy.check()
+    except (InvalidPolicyURI, PolicyUnavailable) as exc:
+        raise dg.Failure(f"policy {uri} is not usable: {exc}") from exc
+    plan = SamplingPlan(best_of=config.best_of, budget=config.budget, samples_per_task=config.policy_samples_per_task,
+                        dpo=config.dpo, concurrency=policies.concurrency)
+    spec = request.env
+    cache = policies.request_cache(request.round_key, spec.name)
+    try:
+        records, stats = run_sampling(request, family, family.verifier(spec), spec.pass_threshold, policy, plan, cache)
+        hits, misses = cache.hits, cache.misses
+    finally:
+        cache.close()
+    context.add_output_metadata({
+        "policy": uri, "policy_strategy": plan.strategy, "policy_budget": stats.budget,
+        "policy_attempts": stats.attempts, "policy_passes": stats.passes, "policy_tasks_solved": stats.tasks_solved,
+        "policy_coverage": float(stats.coverage), "request_cache_hits": hits, "request_cache_misses": misses,
+    })
+    return records

@@ -59,6 +59,11 @@ class Verifier(Protocol):
 
 
 class EnvFamily(Protocol):
+    """What every family provides. Families that a chat policy can play also provide
+    ``policy_tasks(request) -> list[(task_id, task)]`` and
+    ``async rollout(request, task, sample_idx, policy_id, complete, extra_metadata) -> record``,
+    where ``complete(messages, tools, step, seed)`` returns the policy's next ``Turn``."""
+
     name: str
 
     def generate(self, request: GenerationRequest) -> Iterator[pa.RecordBatch]:

@@ -18,6 +18,7 @@ from orbit.envs.base import EnvSpec, GenerationRequest
 from orbit.games.bots import bot_label, make_bot
 from orbit.games.cfr import PolicyTable, params_key, policy_table, solve_cfr
 from orbit.games.match import play_bot_match
+from orbit.games.rollout import play_policy_match
 from orbit.games.tasks import GameTask, load_game, match_seed
 from orbit.games.verifier import GameReplayVerifier
 from orbit.schema import make_record, records_to_batch
@@ -26,7 +27,7 @@ CFR_ASSET = "cfr_policies"
 CHUNKS_PER_WORKER = 4
 
 
-def game_tasks(env: EnvSpec | str, game: str, params: Mapping[str, Any], num_tasks: int, base_seed: int) -> list[GameTask]:
+def game_tasks(game: str, params: Mapping[str, Any], num_tasks: int, base_seed: int) -> list[GameTask]:
     players = load_game(game, params).num_players()
     return [GameTask(game=game, seed=base_seed + i, seat=i % players, params=dict(params)) for i in range(num_tasks)]
 
@@ -96,16 +97,40 @@ def chunked(items: list, n_chunks: int) -> list[list]:
 class OpenSpielFamily:
     name = "openspiel"
 
-    def generate(self, request: GenerationRequest) -> Iterator[pa.RecordBatch]:
-        game = request.option("game")
+    def __init__(self):
+        self._cfr_tables: dict[tuple, PolicyTable] = {}
+
+    def _cfr_table(self, request: GenerationRequest, *configs: Mapping) -> PolicyTable | None:
+        game, params = request.option("game"), dict(request.option("params") or {})
+        for cfg in configs:
+            if cfg.get("kind") == "cfr":
+                key = (game, params_key(params), int(cfg.get("iterations", 100)), str(request.lake))
+                if key not in self._cfr_tables:
+                    self._cfr_tables[key] = load_cfr_table(game, params, key[2], request.lake)
+                return self._cfr_tables[key]
+        return None
+
+    def _tasks(self, request: GenerationRequest) -> list[GameTask]:
         params = dict(request.option("params") or {})
+        return game_tasks(request.option("game"), params, request.num_tasks, request.base_seed)
+
+    def policy_tasks(self, request: GenerationRequest) -> list[tuple[str, GameTask]]:
+        return [(t.task_id, t) for t in self._tasks(request)]
+
+    async def rollout(self, request: GenerationRequest, task: GameTask, sample_idx: int, policy_id: str,
+                      complete, extra_metadata: Mapping | None = None) -> dict:
+        opponent = dict(request.option("opponent") or {"kind": "random"})
+        return await play_policy_match(
+            task, env=request.env.name, round_key=request.round_key, sample_idx=sample_idx, policy_id=policy_id,
+            opponent=opponent, complete=complete, cfr_table=self._cfr_table(request, opponent),
+            extra_metadata=extra_metadata,
+        )
+
+    def generate(self, request: GenerationRequest) -> Iterator[pa.RecordBatch]:
         learner = dict(request.option("learner") or {"kind": "random"})
         opponent = dict(request.option("opponent") or {"kind": "random"})
-        cfr_table = None
-        for cfg in (learner, opponent):
-            if cfg.get("kind") == "cfr":
-                cfr_table = load_cfr_table(game, params, int(cfg.get("iterations", 100)), request.lake)
-        tasks = game_tasks(request.env, game, params, request.num_tasks, request.base_seed)
+        cfr_table = self._cfr_table(request, learner, opponent)
+        tasks = self._tasks(request)
         jobs = [(t.to_json(), s) for t in tasks for s in range(request.samples_per_task)]
         workers = max(1, min(request.workers, len(jobs) // 16 or 1))
         chunks = chunked(jobs, workers * CHUNKS_PER_WORKER)
