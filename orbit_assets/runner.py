@@ -21,7 +21,11 @@ class RunFailed(RuntimeError):
 
 def _check(result, what: str) -> None:
     if not result.success:
-        raise RunFailed(f"{what} failed (run {result.run_id}); see `make ui` for the logs")
+        causes = "; ".join(
+            e.step_failure_data.error.message.strip().splitlines()[0]
+            for e in result.get_step_failure_events() if e.step_failure_data and e.step_failure_data.error
+        )
+        raise RunFailed(f"{what} failed (run {result.run_id}): {causes or 'see `make ui` for the logs'}")
 
 
 def raw_samples_config(num_tasks: int | None = None, samples_per_task: int | None = None,
@@ -51,7 +55,7 @@ def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, inst
     cfr = defs.resolve_job_def("cfr_job")
     if not instance.get_latest_materialization_event(dg.AssetKey("cfr_policies")):
         log("cfr_policies: solving CFR average policies")
-        result = cfr.execute_in_process(instance=instance)
+        result = cfr.execute_in_process(instance=instance, raise_on_error=False)
         _check(result, "cfr_job")
         run_ids.append(result.run_id)
     job = defs.resolve_job_def("round_job")
@@ -61,15 +65,16 @@ def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, inst
             log(f"round_job {r} x {env}")
             result = job.execute_in_process(
                 partition_key=round_env_key(r, env), instance=instance, run_config=dict(run_config or {}),
+                raise_on_error=False,
             )
             _check(result, f"round_job {r} x {env}")
             run_ids.append(result.run_id)
         if export:
             log(f"export_job {r}")
-            result = exports.execute_in_process(partition_key=r, instance=instance)
+            result = exports.execute_in_process(partition_key=r, instance=instance, raise_on_error=False)
             _check(result, f"export_job {r}")
             run_ids.append(result.run_id)
-    result = defs.resolve_job_def("report_job").execute_in_process(instance=instance)
+    result = defs.resolve_job_def("report_job").execute_in_process(instance=instance, raise_on_error=False)
     _check(result, "report_job")
     run_ids.append(result.run_id)
     return run_ids
