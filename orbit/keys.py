@@ -37,3 +37,11 @@ def validate_env(name: str, known: "tuple[str, ...] | list[str] | None" = None) 
 def previous_round(key: str) -> str | None:
     idx = round_index(key)
     return None if idx == 0 else round_key(idx - 1)
+
+
+TASKS_PER_ROUND_SEED_SPACE = 1_000_000
+
+
+def round_base_seed(index: int) -> int:
+    """First task seed of round ``index`` when tasks are not pinned: every round draws fresh tasks."""
+    return int(index) * TASKS_PER_ROUND_SEED_SPACE

@@ -14,6 +14,7 @@ from orbit.sampling import SamplingPlan, run_sampling
 from orbit.games.cfr import CFR_SCHEMA, solve_cfr
 from orbit.games.family import cfr_configs
 from orbit.importer import import_jsonl
+from orbit.keys import round_base_seed, round_index
 from orbit.lake import ArrowStream
 from orbit.schema import RECORD_SCHEMA, records_to_batch
 from orbit_assets.automation import new_partition
@@ -27,8 +28,9 @@ class RawSamplesConfig(dg.Config):
     """Tasks in this partition; the env's default when unset."""
     samples_per_task: Optional[int] = None
     """Generation passes per task (N of best-of-N); the env's default when unset."""
-    base_seed: int = 0
-    """Task seeds are base_seed, base_seed + 1, ..."""
+    base_seed: Optional[int] = None
+    """Task seeds are base_seed, base_seed + 1, ...; unset, each round draws fresh tasks
+    (round index x 1,000,000 + i). Pin it to replay the same task set every round."""
     options_json: str = "{}"
     """JSON object overriding the env's options, e.g. {"opponent": {"kind": "mcts", "simulations": 50}}."""
     import_jsonl: Optional[str] = None
@@ -84,7 +86,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
         round_key=round_key,
         num_tasks=spec.num_tasks if config.num_tasks is None else config.num_tasks,
         samples_per_task=spec.samples_per_task if config.samples_per_task is None else config.samples_per_task,
-        base_seed=config.base_seed,
+        base_seed=round_base_seed(round_index(round_key)) if config.base_seed is None else config.base_seed,
         workers=settings.workers,
         options=overrides,
         lake=settings.lake_path(),

@@ -1,6 +1,7 @@
 """The policy resource: turns a policy URI into a ready policy, plus its request cache."""
 
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 
@@ -15,6 +16,9 @@ class PolicyResource(dg.ConfigurableResource):
     ``api_key_env`` when a request is made; it never enters config, metadata or logs."""
 
     temperature: float = 1.0
+    """Sampling temperature for endpoints."""
+    embedded_temperature: Optional[float] = None
+    """Override the temperature saved with an embedded checkpoint (unset: the checkpoint's own)."""
     max_tokens: int = 1024
     concurrency: int = 8
     timeout_s: float = 60.0
@@ -27,7 +31,9 @@ class PolicyResource(dg.ConfigurableResource):
             return load_policy(uri, temperature=self.temperature, max_tokens=self.max_tokens,
                                concurrency=self.concurrency, timeout_s=self.timeout_s,
                                max_retries=self.max_retries, api_key_env=self.api_key_env)
-        return load_policy(uri, temperature=self.temperature)
+        if self.embedded_temperature is None:
+            return load_policy(uri)
+        return load_policy(uri, temperature=self.embedded_temperature)
 
     def request_cache(self, round_key: str, env: str) -> RequestCache:
         return RequestCache(partition_cache_path(Path(self.cache_root), round_key, env))

@@ -191,13 +191,15 @@ class TablePolicy:
             for s in sorted(self.counts) for a, n in sorted(self.counts[s].items())
         ]
         meta = {"format_version": FORMAT_VERSION, "policy_id": self.id, "name": self.name,
-                "alpha": self.alpha, "trained_on_rows": self.trained_on_rows}
+                "alpha": self.alpha, "temperature": self.temperature, "trained_on_rows": self.trained_on_rows}
         schema = CHECKPOINT_SCHEMA.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
         return write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
     @classmethod
-    def load(cls, path: Path | str, *, temperature: float = 1.0) -> "TablePolicy":
-        """Read a checkpoint written by ``save``; its id is ``embedded:<name saved in its metadata>``."""
+    def load(cls, path: Path | str, *, temperature: float | None = None) -> "TablePolicy":
+        """Read a checkpoint written by ``save``; its id is ``embedded:<name saved in its metadata>``.
+
+        The sampling temperature is the one saved with the checkpoint unless ``temperature`` is given."""
         table = read_table(path)
         meta_blob = (table.schema.metadata or {}).get(METADATA_KEY)
         if meta_blob is None:
@@ -211,6 +213,8 @@ class TablePolicy:
             counts[row["state_hash"]][row["action"]] = row["count"]
             if row["state_text"] is not None:
                 texts[row["state_hash"]] = row["state_text"]
+        if temperature is None:
+            temperature = meta.get("temperature", 1.0)
         return cls(name=meta["name"], alpha=meta["alpha"], temperature=temperature, counts=counts,
                    texts=texts, trained_on_rows=meta["trained_on_rows"])
 
