@@ -19,7 +19,7 @@ $(CURDIR)/.uv/bin/uv:
 	@touch $@
 
 run: install
-	.venv/bin/orbit run
+	.venv/bin/orbit flywheel --rounds 5
 
 ui: install
 	.venv/bin/orbit home

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import pyarrow as pa
+
 from orbit import lake
 from orbit.policies.table_policy import TablePolicy
 from orbit.policies.uri import InvalidPolicyURI, parse_policy_uri
@@ -78,7 +80,7 @@ def write_manifest(path: Path, policy: str, parent_round: str | None = None, not
     return lake.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", path / MANIFEST)
 
 
-def train_embedded(records: Iterable[Mapping[str, Any]], folder: Path | str, name: str, *, parent_round: str,
+def train_embedded(records: "pa.Table | Iterable[Mapping[str, Any]]", folder: Path | str, name: str, *, parent_round: str,
                    alpha: float = 0.1, temperature: float = 0.5) -> tuple[Checkpoint, TablePolicy]:
     """Train the table policy on passed trajectories and write it as a ready checkpoint."""
     path = Path(folder) / name

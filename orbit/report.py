@@ -14,6 +14,7 @@ import duckdb
 
 from orbit import lake
 from orbit.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
+from orbit.flywheel_report import FIT_SCHEMA
 from orbit.yields import YIELD_SCHEMA
 
 # view name -> (asset directory, hive depth, schema used when the asset has no files yet)
@@ -22,6 +23,7 @@ VIEWS = {
     "verified_samples": ("verified_samples", 2, VERIFIED_SCHEMA),
     "filtered_dataset": ("filtered_dataset", 2, VERIFIED_SCHEMA),
     "yields": ("yield_metrics", 2, YIELD_SCHEMA),
+    "flywheel": ("flywheel_report", 0, FIT_SCHEMA),
 }
 
 YIELD_TABLE = "yields_by_round"
@@ -29,6 +31,8 @@ YIELD_TABLE = "yields_by_round"
 
 def parquet_scan(lake_root: Path | str, asset: str, depth: int = 2) -> str:
     glob = lake.asset_glob(lake_root, asset, depth)
+    if depth == 0:
+        return f"read_parquet({lake.sql_literal(glob)})"
     return (
         f"read_parquet({lake.sql_literal(glob)}, hive_partitioning = true, union_by_name = true, "
         "hive_types = {'round': VARCHAR, 'env': VARCHAR})"
@@ -80,6 +84,12 @@ def connect(lake_root: Path | str) -> duckdb.DuckDBPyConnection:
     con.execute(f"CREATE OR REPLACE VIEW {YIELD_TABLE} AS SELECT * FROM yields ORDER BY env, round, source <> 'all', source")
     return con
 
+
+FLYWHEEL_SQL = """
+SELECT env, source, rounds, round(p_first, 4) AS p_first, round(p_last, 4) AS p_last, round(g, 3) AS g,
+       round(g_low, 3) AS g_low, round(g_high, 3) AS g_high, target, round(rounds_to_target, 1) AS rounds_to_target
+FROM flywheel ORDER BY env
+"""
 
 SUMMARY_SQL = f"""
 SELECT round, env, source, attempts, passes, round(pass_rate, 4) AS p,

@@ -10,7 +10,7 @@ import json
 import sys
 
 from orbit.home import ensure_home, lake_root
-from orbit.report import SUMMARY_SQL, YIELD_TABLE, connect
+from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL, YIELD_TABLE, connect
 
 
 def _print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=sys.stdout) -> None:
@@ -53,6 +53,19 @@ def cmd_run(args) -> int:
                                 best_of=args.best_of, budget=args.budget)
     run_rounds(round_keys(args.rounds, args.start), envs, run_config=config)
     query(f"{SUMMARY_SQL} WHERE source = 'all'")
+    return 0
+
+
+def cmd_flywheel(args) -> int:
+    from orbit_assets.runner import raw_samples_config, run_flywheel
+
+    envs = args.envs.split(",") if args.envs else None
+    config = raw_samples_config(num_tasks=args.tasks, best_of=args.best_of, budget=args.budget)
+    run_flywheel(args.rounds, envs, run_config=config)
+    print("\nYield of the policy per round (the flywheel's p):")
+    query(f"{SUMMARY_SQL} WHERE source = 'policy' ORDER BY env, round")
+    print("\nFitted growth of the odds per round (g) and rounds to the target yield:")
+    query(FLYWHEEL_SQL)
     return 0
 
 
@@ -116,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
     run.set_defaults(func=cmd_run)
 
+    fly = sub.add_parser("flywheel", help="turn the flywheel: sample, verify, filter, train, next round")
+    fly.add_argument("--rounds", type=int, default=5, help="number of rounds (default 5)")
+    fly.add_argument("--envs", help="comma-separated envs (default: all)")
+    fly.add_argument("--tasks", type=int, help="tasks per partition (default: each env's own)")
+    group = fly.add_mutually_exclusive_group()
+    group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
+    group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
+    fly.set_defaults(func=cmd_flywheel)
+
     policy = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)
     serve = policy.add_parser("serve", help="serve the embedded policy over the OpenAI chat-completions protocol")
     serve.add_argument("--checkpoint", help="table policy checkpoint (Parquet); uniform when omitted")
@@ -150,9 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ensure_home()
+    from orbit.keys import InvalidKey
+    from orbit.policies.uri import InvalidPolicyURI
+    from orbit_assets.runner import RunFailed
+
     try:
         return args.func(args)
-    except Exception as exc:  # one clear line for the user; tracebacks stay in the Dagster logs
+    except (RunFailed, InvalidKey, InvalidPolicyURI) as exc:  # tracebacks stay in the Dagster run logs
+        print(f"orbit: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
         if type(exc).__module__.startswith("duckdb"):
             print(f"orbit: query failed: {exc}", file=sys.stderr)
             return 2

@@ -92,8 +92,8 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
         lake=settings.lake_path(),
     )
     family = family_of(spec)
-    policy_records = _sample_policy(context, config, settings, policies, request, family) if _policy_uri(
-        config, settings, round_key) else []
+    uri = _policy_uri(config, settings, round_key, env)
+    policy_records = _sample_policy(context, uri, config, policies, request, family) if uri else []
     by_source: dict[str, int] = {}
 
     def batches():
@@ -120,18 +120,20 @@ def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:
     return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
 
 
-def _policy_uri(config: RawSamplesConfig, settings: OrbitSettings, round_key: str) -> str | None:
+def _policy_uri(config: RawSamplesConfig, settings: OrbitSettings, round_key: str, env: str) -> str | None:
+    """The configured policy, else the round's registered policy for the envs the flywheel samples."""
     if config.policy:
         return config.policy
+    if env not in settings.policy_envs:
+        return None
     entry = RoundRegistry(settings.lake_path()).get(round_key)
     return entry.policy if entry else None
 
 
-def _sample_policy(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
+def _sample_policy(context: dg.AssetExecutionContext, uri: str, config: RawSamplesConfig,
                    policies: PolicyResource, request: GenerationRequest, family) -> list[dict]:
     """Best-of-N policy samples of the partition, verified in the loop; fails before anything is written
     when the policy cannot serve."""
-    uri = _policy_uri(config, settings, request.round_key)
     if not hasattr(family, "rollout"):
         raise dg.Failure(f"env {request.env.name!r} has no policy rollouts; unset `policy` for it")
     try:

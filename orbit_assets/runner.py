@@ -5,14 +5,19 @@ Runs go through the jobs of the code location on the instance in
 """
 
 import json
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import dagster as dg
 
+from orbit.checkpoints import read_checkpoint
 from orbit.envs import ENV_NAMES
 from orbit.home import ensure_home
-from orbit.keys import round_key, validate_env
+from orbit.keys import round_index, round_key, validate_env
+from orbit.rounds import RoundRegistry
 from orbit_assets.partitions import ROUNDS, round_env_key
+
+UNIFORM_POLICY = "embedded:uniform"
 
 
 class RunFailed(RuntimeError):
@@ -39,45 +44,93 @@ def raw_samples_config(num_tasks: int | None = None, samples_per_task: int | Non
     return {"ops": {"raw_samples": {"config": cfg}}}
 
 
+class Runner:
+    """Executes the code location's jobs in process on one instance."""
+
+    def __init__(self, instance: dg.DagsterInstance | None = None, resources: Mapping[str, Any] | None = None,
+                 log=print):
+        from orbit_assets.definitions import build_defs
+
+        ensure_home()
+        self.instance = instance or dg.DagsterInstance.get()
+        self.defs = build_defs(dict(resources) if resources else None)
+        self.settings = self.defs.resources["settings"]
+        self.log = log
+        self.run_ids: list[str] = []
+
+    def execute(self, job: str, what: str, **kwargs) -> None:
+        self.log(what)
+        result = self.defs.resolve_job_def(job).execute_in_process(instance=self.instance, raise_on_error=False,
+                                                                    **kwargs)
+        _check(result, what)
+        self.run_ids.append(result.run_id)
+
+    def add_rounds(self, rounds: Iterable[str]) -> None:
+        missing = [r for r in rounds if not self.instance.has_dynamic_partition(ROUNDS, r)]
+        if missing:
+            self.instance.add_dynamic_partitions(ROUNDS, missing)
+
+    def ensure_cfr(self) -> None:
+        if not self.instance.get_latest_materialization_event(dg.AssetKey("cfr_policies")):
+            self.execute("cfr_job", "cfr_policies: solving CFR average policies")
+
+    def round(self, r: str, envs: list[str], run_config: Mapping[str, Any] | None, tags: Mapping[str, str],
+              export: bool = True) -> None:
+        for env in envs:
+            self.execute("round_job", f"round_job {r} x {env}", partition_key=round_env_key(r, env),
+                         run_config=dict(run_config or {}), tags=dict(tags))
+        if export:
+            self.execute("export_job", f"export_job {r}", partition_key=r, tags=dict(tags))
+
+    def report(self) -> None:
+        self.execute("report_job", "report_job")
+
+
 def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, instance: dg.DagsterInstance | None = None,
                resources: Mapping[str, Any] | None = None, run_config: Mapping[str, Any] | None = None,
                export: bool = True, log=print) -> list[str]:
-    """Materialize every (round, env) partition given, then the report; returns the run ids."""
-    from orbit_assets.definitions import build_defs
-
-    ensure_home()
-    instance = instance or dg.DagsterInstance.get()
+    """Materialize every (round, env) partition given, then the reports; returns the run ids."""
+    runner = Runner(instance, resources, log)
     envs = [validate_env(e, ENV_NAMES) for e in (envs or ENV_NAMES)]
     rounds = list(rounds)
-    defs = build_defs(dict(resources) if resources else None)
-    instance.add_dynamic_partitions(ROUNDS, [r for r in rounds if not instance.has_dynamic_partition(ROUNDS, r)])
-    run_ids = []
-    cfr = defs.resolve_job_def("cfr_job")
-    if not instance.get_latest_materialization_event(dg.AssetKey("cfr_policies")):
-        log("cfr_policies: solving CFR average policies")
-        result = cfr.execute_in_process(instance=instance, raise_on_error=False)
-        _check(result, "cfr_job")
-        run_ids.append(result.run_id)
-    job = defs.resolve_job_def("round_job")
-    exports = defs.resolve_job_def("export_job")
+    runner.add_rounds(rounds)
+    runner.ensure_cfr()
     for r in rounds:
-        for env in envs:
-            log(f"round_job {r} x {env}")
-            result = job.execute_in_process(
-                partition_key=round_env_key(r, env), instance=instance, run_config=dict(run_config or {}),
-                raise_on_error=False,
-            )
-            _check(result, f"round_job {r} x {env}")
-            run_ids.append(result.run_id)
-        if export:
-            log(f"export_job {r}")
-            result = exports.execute_in_process(partition_key=r, instance=instance, raise_on_error=False)
-            _check(result, f"export_job {r}")
-            run_ids.append(result.run_id)
-    result = defs.resolve_job_def("report_job").execute_in_process(instance=instance, raise_on_error=False)
-    _check(result, "report_job")
-    run_ids.append(result.run_id)
-    return run_ids
+        runner.round(r, envs, run_config, {"orbit/round": r}, export)
+    runner.report()
+    return runner.run_ids
+
+
+def run_flywheel(rounds: int, envs: Iterable[str] | None = None, *, instance: dg.DagsterInstance | None = None,
+                 resources: Mapping[str, Any] | None = None, run_config: Mapping[str, Any] | None = None,
+                 first_policy: str = UNIFORM_POLICY, log=print) -> list[str]:
+    """Turn the flywheel: each round samples the policy the previous round's training produced.
+
+    Round r0000 samples ``first_policy``; after each round the embedded trainer writes the
+    checkpoint the next round is registered with. Rounds already in the registry keep their policy.
+    """
+    runner = Runner(instance, resources, log)
+    envs = [validate_env(e, ENV_NAMES) for e in (envs or ENV_NAMES)]
+    registry = RoundRegistry(runner.settings.lake_path())
+    runner.ensure_cfr()
+    checkpoint = None
+    for t in range(rounds):
+        r = round_key(t)
+        entry = registry.get(r)
+        if entry is None:
+            if checkpoint is None:
+                entry = registry.add(first_policy, key=r, note="flywheel start")
+            else:
+                entry = registry.add(checkpoint.policy, key=r, checkpoint=checkpoint.name,
+                                     parent_round=checkpoint.parent_round, note=checkpoint.note)
+        runner.add_rounds([r])
+        tags = {"orbit/round": r, "orbit/policy": entry.policy}
+        runner.round(r, envs, run_config, tags)
+        if t + 1 < rounds:
+            runner.execute("train_job", f"train_job {r}", partition_key=r, tags=tags)
+            checkpoint = read_checkpoint(Path(runner.settings.checkpoints) / f"embedded-{round_key(round_index(r) + 1)}")
+    runner.report()
+    return runner.run_ids
 
 
 def round_keys(n: int, start: int = 0) -> list[str]:

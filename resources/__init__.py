@@ -17,7 +17,7 @@ def resources_for(lake: str | None = None, workers: int | None = None, home: str
     workers = workers or int(os.environ.get("ORBIT_WORKERS", "2"))
     return {
         "io_manager": LakeIOManager(root=lake),
-        "settings": OrbitSettings(lake=lake, workers=workers),
+        "settings": OrbitSettings(lake=lake, workers=workers, checkpoints=str(home / "checkpoints")),
         "policies": PolicyResource(cache_root=str(home / "cache" / "requests")),
     }
 

@@ -7,6 +7,7 @@ Matches are spread over a process pool in task chunks.
 """
 
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -25,6 +26,9 @@ from orbit.schema import make_record, records_to_batch
 
 CFR_ASSET = "cfr_policies"
 CHUNKS_PER_WORKER = 4
+PROBE_JOBS = 16
+BATCH_JOBS = 512
+POOL_WORTH_S = 3.0  # estimated serial seconds below which starting worker processes does not pay off
 
 
 def game_tasks(game: str, params: Mapping[str, Any], num_tasks: int, base_seed: int) -> list[GameTask]:
@@ -132,16 +136,24 @@ class OpenSpielFamily:
         cfr_table = self._cfr_table(request, learner, opponent)
         tasks = self._tasks(request)
         jobs = [(t.to_json(), s) for t in tasks for s in range(request.samples_per_task)]
-        workers = max(1, min(request.workers, len(jobs) // 16 or 1))
-        chunks = chunked(jobs, workers * CHUNKS_PER_WORKER)
         args = (request.env.name, request.round_key, learner, opponent)
-        if workers == 1:
-            for chunk in chunks:
+        # Play a first small chunk here and time it: a process pool only pays off for the rest
+        # when the remaining work clearly outweighs starting the workers.
+        head, rest = jobs[:PROBE_JOBS], jobs[PROBE_JOBS:]
+        started = time.perf_counter()
+        if head:
+            yield _play_chunk(*args, head, cfr_table)
+        per_job = (time.perf_counter() - started) / max(1, len(head))
+        workers = min(request.workers, len(rest) // PROBE_JOBS or 1)
+        if workers <= 1 or per_job * len(rest) < float(request.option("pool_worth_seconds", POOL_WORTH_S)):
+            for chunk in chunked(rest, max(1, len(rest) // BATCH_JOBS)):
                 yield _play_chunk(*args, chunk, cfr_table)
             return
         ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["orbit.games.family"])
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_play_chunk, *args, chunk, cfr_table) for chunk in chunks]
+            futures = [pool.submit(_play_chunk, *args, chunk, cfr_table)
+                       for chunk in chunked(rest, workers * CHUNKS_PER_WORKER)]
             for future in futures:
                 yield future.result()
 

@@ -43,10 +43,10 @@ def test_every_generated_record_verifies_to_its_claim(env):
 
 
 def test_generation_is_deterministic_and_parallel_matches_serial():
-    a = generate("connect_four", n=24, workers=1)
-    b = generate("connect_four", n=24, workers=2)
+    a = generate("connect_four", n=48, workers=1)
+    b = generate("connect_four", n=48, workers=2, pool_worth_seconds=0)  # force the process pool
     assert a == b
-    c = generate("connect_four", n=24, workers=1, round_key="r0001")
+    c = generate("connect_four", n=48, workers=1, round_key="r0001")
     assert [r["seed"] for r in c] != [r["seed"] for r in a]
 
 

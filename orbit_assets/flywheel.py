@@ -1,0 +1,117 @@
+"""The flywheel: the embedded trainer, the flywheel report, and the verifier-noise study."""
+
+import base64
+from typing import List
+
+import dagster as dg
+import pyarrow as pa
+
+from orbit import lake
+from orbit.checkpoints import train_embedded
+from orbit.flywheel_report import chart_png, fits, per_round
+from orbit.keys import round_index, round_key, validate_round
+from orbit.noise_study import run_flywheel
+from orbit.yields import markdown_table
+from orbit_assets.automation import any_upstream_updated, upstream_updated
+from orbit_assets.export import training_set
+from orbit_assets.partitions import round_partitions
+from orbit_assets.yields import yield_metrics
+from resources.settings import OrbitSettings
+
+
+class TrainerConfig(dg.Config):
+    alpha: float = 0.1
+    """Additive smoothing of the action counts."""
+    temperature: float = 0.5
+    """Sampling temperature saved with the checkpoint."""
+
+
+@dg.asset(partitions_def=round_partitions, group_name="train", deps=[training_set],
+          automation_condition=upstream_updated, kinds={"parquet"},
+          description="The embedded trainer: a table policy trained on the cumulative training set of rounds <= r, "
+          "written as the checkpoint round r+1 samples from (picked up by the checkpoint sensor).")
+def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
+                      settings: OrbitSettings) -> dg.MaterializeResult:
+    r = validate_round(context.partition_key)
+    source = lake.partition_file(settings.lake_path(), "training_set", r)
+    name = f"embedded-{round_key(round_index(r) + 1)}"
+    records = lake.read_table(source, columns=["messages", "passed"])
+    checkpoint, policy = train_embedded(records, settings.checkpoints_path(), name, parent_round=r,
+                                        alpha=config.alpha, temperature=config.temperature)
+    return dg.MaterializeResult(metadata={
+        "checkpoint": dg.MetadataValue.path(str(checkpoint.path)), "policy": checkpoint.policy,
+        "states": len(policy.counts), "trained_on_rows": policy.trained_on_rows,
+        "training_rows": lake.row_count(source),
+    })
+
+
+class FlywheelReportConfig(dg.Config):
+    target_yield: float = 0.5
+    """Yield whose distance in rounds the report estimates."""
+
+
+def _png_markdown(png: bytes) -> str:
+    return f"![flywheel](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+@dg.asset(group_name="measure", deps=[yield_metrics], automation_condition=any_upstream_updated,
+          kinds={"parquet", "matplotlib"},
+          description="Per env: p_t with intervals over rounds, the fitted g (log-odds regression with its interval), "
+          "rounds to a target yield, cost per clean trajectory, and a chart.")
+def flywheel_report(config: FlywheelReportConfig, settings: OrbitSettings) -> dg.MaterializeResult:
+    rounds = per_round(settings.lake_path())
+    fit_table = fits(rounds, config.target_yield)
+    out = lake.partition_dir(settings.lake_path(), "flywheel_report")
+    lake.write_table(fit_table, out / lake.PART_NAME)
+    png = chart_png(rounds, fit_table)
+    lake.write_bytes(png, out / "flywheel.png")
+    metadata = {
+        "chart_path": dg.MetadataValue.path(str(out / "flywheel.png")),
+        "fits": dg.MetadataValue.md(markdown_table(fit_table, fit_table.column_names)),
+        "chart": dg.MetadataValue.md(_png_markdown(png)),
+    }
+    for row in fit_table.to_pylist():
+        if row["g"] is not None:
+            metadata[f"g_{row['env']}"] = dg.MetadataValue.float(float(row["g"]))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+class NoiseStudyConfig(dg.Config):
+    env: str = "tic_tac_toe"
+    epsilons: List[float] = [0.0, 0.1, 0.3]
+    rounds: int = 5
+    tasks: int = 200
+    best_of: int = 4
+    opponent_simulations: int = 30
+
+
+NOISE_SCHEMA = pa.schema([("env", pa.string()), ("epsilon", pa.float64()), ("round", pa.int64()),
+                          ("pass_rate", pa.float64()), ("noisy_pass_rate", pa.float64()),
+                          ("g", pa.float64()), ("g_low", pa.float64()), ("g_high", pa.float64())])
+
+
+@dg.asset(group_name="measure", kinds={"parquet"},
+          description="Runs the flywheel from the same start with a verifier whose pass/fail flips with "
+          "probability epsilon, and reports the g each epsilon measures (with the clean verifier).")
+def verifier_noise_study(context: dg.AssetExecutionContext, config: NoiseStudyConfig,
+                         settings: OrbitSettings) -> dg.MaterializeResult:
+    rows, summary = [], []
+    options = {"opponent": {"kind": "mcts", "simulations": config.opponent_simulations}}
+    for eps in config.epsilons:
+        run = run_flywheel(config.env, rounds=config.rounds, epsilon=eps, tasks=config.tasks,
+                           best_of=config.best_of, options=options)
+        context.log.info(f"epsilon={eps}: p={[round(p, 3) for p in run.pass_rates]} g={run.fit.g}")
+        for t, (p, q) in enumerate(zip(run.pass_rates, run.noisy_pass_rates)):
+            rows.append({"env": config.env, "epsilon": eps, "round": t, "pass_rate": p, "noisy_pass_rate": q,
+                         "g": run.fit.g, "g_low": run.fit.g_low, "g_high": run.fit.g_high})
+        summary.append({"epsilon": eps, "g": run.fit.g, "g_low": run.fit.g_low, "g_high": run.fit.g_high,
+                        "p_first": run.pass_rates[0], "p_last": run.pass_rates[-1]})
+    table = pa.Table.from_pylist(rows, schema=NOISE_SCHEMA)
+    path = lake.write_table(table, lake.partition_file(settings.lake_path(), "verifier_noise_study"))
+    summary_table = pa.Table.from_pylist(summary)
+    metadata = {"path": dg.MetadataValue.path(str(path)),
+                "g_by_epsilon": dg.MetadataValue.md(markdown_table(summary_table, summary_table.column_names))}
+    for s in summary:
+        if s["g"] is not None:
+            metadata[f"g_eps_{s['epsilon']:g}"] = dg.MetadataValue.float(float(s["g"]))
+    return dg.MaterializeResult(metadata=metadata)
