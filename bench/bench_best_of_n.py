@@ -68,6 +68,29 @@ async def compare(population: str, task_ids: list[str], sample: Sampler, n: int 
             Row(population, f"adaptive cap {n}", capped.stats)]
 
 
+def game_sampler(env: str, tasks: int, options: dict, round_key: str = "r0000", policy=None) -> tuple[list[str], Sampler]:
+    """An embedded policy (uniform by default) playing ``env``: a real rollout and the replay verifier per attempt."""
+    from orbit.envs import GenerationRequest, env_spec, family_of
+    from orbit.policies.table_policy import TablePolicy
+    from orbit.verification import verify_record
+
+    spec = env_spec(env)
+    family = family_of(spec)
+    verifier = family.verifier(spec)
+    request = GenerationRequest(env=spec, round_key=round_key, num_tasks=tasks, samples_per_task=1, options=options)
+    by_id = dict(family.policy_tasks(request))
+    policy = policy or TablePolicy()
+
+    async def complete(messages, tools, step, seed):
+        return await policy.acomplete(messages, tools, seed=seed)
+
+    async def sample(task_id: str, sample_idx: int) -> tuple[dict, bool]:
+        record = await family.rollout(request, by_id[task_id], sample_idx, policy.id, complete)
+        return record, verify_record(record, verifier, spec.pass_threshold)[1]
+
+    return list(by_id), sample
+
+
 def format_table(rows: list[Row]) -> str:
     header = f"{'population':<22}{'schedule':<17}{'budget':>8}{'attempts':>10}{'solved':>8}" \
              f"{'coverage':>10}{'att/solved':>12}{'ratio':>8}"
@@ -87,7 +110,17 @@ def main() -> None:
     for name, (a, b, never) in POPULATIONS.items():
         rates = beta_population(a, b, never)
         rows += asyncio.run(compare(name, list(rates), simulated_sampler(rates)))
-    print(f"best-of-N, {TASKS} simulated tasks, budget N x tasks with N={N}\n")
+    from orbit.noise_study import run_flywheel
+
+    opponent = {"opponent": {"kind": "mcts", "simulations": 30}}
+    task_ids, sampler = game_sampler("tic_tac_toe", 200, opponent, round_key="r0100")
+    rows += asyncio.run(compare("ttt uniform policy", task_ids, sampler))
+    trained = run_flywheel("tic_tac_toe", rounds=4, options=opponent).policy
+    task_ids, sampler = game_sampler("tic_tac_toe", 200, opponent, round_key="r0100", policy=trained)
+    rows += asyncio.run(compare("ttt after 4 rounds", task_ids, sampler))
+    print(f"best-of-N, {TASKS} simulated tasks per Beta population, and 200 real tic_tac_toe tasks played by the "
+          f"embedded policy vs MCTS-30 (uniform, and after 4 flywheel rounds), replay verifier in the loop; "
+          f"budget N x tasks with N={N}\n")
     print(format_table(rows))
 
 

@@ -32,6 +32,7 @@ class FlywheelRun:
     attempts: list[int] = field(default_factory=list)
     training_rows: list[int] = field(default_factory=list)
     fit: GrowthFit | None = None
+    policy: TablePolicy | None = None  # trained on the last round: what a next round would sample
 
 
 def run_flywheel(env: str, *, rounds: int = 5, epsilon: float = 0.0, tasks: int = 200, best_of: int = 4,
@@ -65,4 +66,5 @@ def run_flywheel(env: str, *, rounds: int = 5, epsilon: float = 0.0, tasks: int 
         policy = TablePolicy.train(kept, name=f"{env}-eps{epsilon:g}-{round_key(t + 1)}", alpha=alpha,
                                    temperature=temperature)
     run.fit = fit_growth(range(rounds), run.passes, run.attempts)
+    run.policy = policy
     return run
