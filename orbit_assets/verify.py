@@ -6,11 +6,18 @@ import dagster as dg
 
 from orbit import lake
 from orbit.envs import env_spec, family_of
+from orbit.flywheel import NoisyVerifier
 from orbit.lake import ArrowStream
 from orbit.schema import VERIFIED_SCHEMA
 from orbit.verification import VerifyCounts, verify_batches
 from orbit_assets.automation import upstream_updated
 from orbit_assets.partitions import round_and_env, round_env_partitions
+
+
+class VerifyConfig(dg.Config):
+    noise_epsilon: float = 0.0
+    """Flip each verdict with this probability (for studying a noisy verifier); 0 in production."""
+    noise_seed: int = 0
 
 
 @dg.asset(
@@ -20,10 +27,12 @@ from orbit_assets.partitions import round_and_env, round_env_partitions
     description="Every raw sample with its recomputed score, pass/fail and the ids of the rules it failed.",
     kinds={"parquet"},
 )
-def verified_samples(context: dg.AssetExecutionContext, raw_samples: Path) -> ArrowStream:
+def verified_samples(context: dg.AssetExecutionContext, config: VerifyConfig, raw_samples: Path) -> ArrowStream:
     _, env = round_and_env(context.partition_key)
     spec = env_spec(env)
     verifier = family_of(spec).verifier(spec)
+    if config.noise_epsilon:
+        verifier = NoisyVerifier(verifier, config.noise_epsilon, spec.pass_threshold, seed=config.noise_seed)
     counts = VerifyCounts()
 
     def summary() -> dict:
