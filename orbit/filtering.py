@@ -18,6 +18,7 @@ from orbit.schema import VERIFIED_SCHEMA
 BATCH_ROWS = 8192
 
 RANKING = "score DESC, len(messages) ASC, record_id ASC"
+RANKING_KEY = "(-score, len(messages), record_id)"  # the same order as one comparable key (verified scores are never null)
 
 
 @dataclass
@@ -40,6 +41,16 @@ def best_per_task_sql(source: str) -> str:
     )
 
 
+def best_rows_of_file_sql(path: Path | str) -> str:
+    """The same selection on a Parquet file: rank on the narrow columns first, then read whole rows
+    only for the winners (the ranking never sorts the trajectories themselves)."""
+    source = f"read_parquet({lake.sql_literal(path)}, file_row_number = true)"
+    winners = (f"SELECT arg_min(file_row_number, {RANKING_KEY}) FROM {source} WHERE passed "
+               "GROUP BY env, task_id")
+    return (f"SELECT * EXCLUDE (file_row_number) FROM {source} WHERE file_row_number IN ({winners}) "
+            "ORDER BY env, task_id")
+
+
 def filtered_stream(verified_path: Path | str, threads: int = 2) -> lake.ArrowStream:
     """The filtered rows of one verified partition file, streamed; counts complete once consumed."""
     counts = FilterCounts(rows_in=0, failed=0, duplicates=0, kept=0)
@@ -50,7 +61,7 @@ def filtered_stream(verified_path: Path | str, threads: int = 2) -> lake.ArrowSt
             source = f"read_parquet({lake.sql_literal(verified_path)})"
             total, passed = con.execute(f"SELECT count(*), count(*) FILTER (WHERE passed) FROM {source}").fetchall()[0]
             counts.rows_in, counts.failed = total, total - passed
-            for batch in con.sql(best_per_task_sql(source)).to_arrow_reader(BATCH_ROWS):
+            for batch in con.sql(best_rows_of_file_sql(verified_path)).to_arrow_reader(BATCH_ROWS):
                 counts.kept += batch.num_rows
                 yield pa.Table.from_batches([batch]).cast(VERIFIED_SCHEMA).to_batches()[0]
             counts.duplicates = passed - counts.kept

@@ -34,7 +34,7 @@ def parquet_scan(lake_root: Path | str, asset: str, depth: int = 2) -> str:
     if depth == 0:
         return f"read_parquet({lake.sql_literal(glob)})"
     return (
-        f"read_parquet({lake.sql_literal(glob)}, hive_partitioning = true, union_by_name = true, "
+        f"read_parquet({lake.sql_literal(glob)}, hive_partitioning = true, "
         "hive_types = {'round': VARCHAR, 'env': VARCHAR})"
     )
 
@@ -78,10 +78,14 @@ def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) ->
 
 
 def connect(lake_root: Path | str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the lake views: for queries that must not touch the report file."""
+    """An in-memory DuckDB with the lake views: for queries that must not touch the report file.
+
+    The cross-round yield table is scanned once into memory (one small row per partition), so
+    repeated queries do not reopen every partition's footer.
+    """
     con = duckdb.connect(config={"threads": 2})
     create_views(con, lake_root)
-    con.execute(f"CREATE OR REPLACE VIEW {YIELD_TABLE} AS SELECT * FROM yields ORDER BY env, round, source <> 'all', source")
+    con.execute(f"CREATE TEMP TABLE {YIELD_TABLE} AS SELECT * FROM yields ORDER BY env, round, source <> 'all', source")
     return con
 
 

@@ -8,6 +8,7 @@ carries at least one reason.
 """
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -102,9 +103,9 @@ def verify_record(record: Mapping[str, Any], verifier: Verifier, threshold: floa
         except Exception as exc:  # a verifier bug must not take the partition down
             reasons.append(f"verifier.error:{type(exc).__name__}:{str(exc)[:200]}")
             score = 0.0
-    if not (0.0 <= score <= 1.0):
+    if math.isnan(score) or not (0.0 <= score <= 1.0):
         reasons.append("score.out_of_range")
-        score = min(max(score, 0.0), 1.0)
+        score = 0.0 if math.isnan(score) else min(max(score, 0.0), 1.0)
     passed = not reasons and score >= threshold
     if not passed and not reasons:
         reasons.append(BELOW_THRESHOLD)

@@ -137,20 +137,27 @@ class OpenSpielFamily:
         tasks = self._tasks(request)
         jobs = [(t.to_json(), s) for t in tasks for s in range(request.samples_per_task)]
         args = (request.env.name, request.round_key, learner, opponent)
-        # Play a first small chunk here and time it: a process pool only pays off for the rest
-        # when the remaining work clearly outweighs starting the workers.
+        # Play a first small chunk here and time it (after one warm-up game, so one-time imports and
+        # game loading do not count): a process pool only pays off for the rest when the remaining
+        # work clearly outweighs starting the workers.
         head, rest = jobs[:PROBE_JOBS], jobs[PROBE_JOBS:]
-        started = time.perf_counter()
         if head:
-            yield _play_chunk(*args, head, cfr_table)
-        per_job = (time.perf_counter() - started) / max(1, len(head))
+            first = _play_chunk(*args, head[:1], cfr_table)
+            started = time.perf_counter()
+            batch = _play_chunk(*args, head[1:], cfr_table) if len(head) > 1 else None
+            per_job = (time.perf_counter() - started) / max(1, len(head) - 1)
+            yield first
+            if batch is not None:
+                yield batch
+        else:
+            per_job = 0.0
         workers = min(request.workers, len(rest) // PROBE_JOBS or 1)
         if workers <= 1 or per_job * len(rest) < float(request.option("pool_worth_seconds", POOL_WORTH_S)):
             for chunk in chunked(rest, max(1, len(rest) // BATCH_JOBS)):
                 yield _play_chunk(*args, chunk, cfr_table)
             return
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["orbit.games.family"])
+        ctx.set_forkserver_preload(["pandas", "orbit.games.family"])  # pyarrow imports pandas lazily
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [pool.submit(_play_chunk, *args, chunk, cfr_table)
                        for chunk in chunked(rest, workers * CHUNKS_PER_WORKER)]
