@@ -1,0 +1,191 @@
+"""Self-play generation throughput: ``FAMILY.generate`` vs a bare pyspiel MCTS loop.
+
+Game: tic_tac_toe; learner = C++ MCTS with S simulations (``pyspiel.MCTSBot`` +
+``RandomRolloutEvaluator``, as ``orbit.games.bots.mcts_bot`` builds it), opponent
+= uniform random; the learner seat alternates per task.
+
+Measured in the same run, interleaved (bare, workers=1, workers=2, bare, ...):
+  * bare loop: create the MCTS bot per game with the same settings and play the
+    games, no prompts, no records (the upper bound for the generator);
+  * generator, workers=1: ``FAMILY.generate(GenerationRequest(...))`` consumed to
+    the last batch (matches + chat messages + records + Arrow batches);
+  * generator, workers=2: the same; the engine decides whether a process pool
+    pays off, and the table says whether it started one (worker processes are
+    counted while the batches arrive). Pool start-up is included, as a
+    partition pays it.
+The warm blocks run after an untimed warm-up of process-wide one-time costs
+(pyspiel game load, pyarrow's lazy pandas import). A "large" block uses enough
+work that a pool should be worth it, and a "fresh process" block runs one
+request per new child process, the way a Dagster step process meets it.
+
+Goals: generator workers=1 >= 0.8x bare loop; workers=2 >= 1.7x workers=1.
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+import psutil  # noqa: E402
+import pyspiel  # noqa: E402
+
+from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
+from orbit.games.bots import MCTS_MAX_MEMORY_MB, MCTS_UCT_C  # noqa: E402
+
+GAME = "tic_tac_toe"
+GOAL_W1 = 0.8
+GOAL_W2 = 1.7
+
+
+def bare_loop(games: int, simulations: int, seed: int = 0) -> int:
+    """Play ``games`` MCTS-vs-random matches with pyspiel only; returns the number of moves."""
+    game = pyspiel.load_game(GAME)
+    players = game.num_players()
+    moves = 0
+    for i in range(games):
+        s = seed + i
+        bot = pyspiel.MCTSBot(game, pyspiel.RandomRolloutEvaluator(1, s + 1), MCTS_UCT_C, simulations,
+                              MCTS_MAX_MEMORY_MB, False, s + 1, False)
+        rng = random.Random(s + 2)
+        seat = i % players
+        state = game.new_initial_state()
+        while not state.is_terminal():
+            if state.current_player() == seat:
+                state.apply_action(bot.step(state))
+            else:
+                state.apply_action(rng.choice(state.legal_actions()))
+            moves += 1
+    return moves
+
+
+class Generation:
+    """One ``FAMILY.generate`` request consumed to the end; remembers how many pool workers it saw."""
+
+    def __init__(self, games: int, simulations: int, workers: int, round_key: str = "r0000", **options):
+        spec = env_spec(GAME)
+        self.spec = spec
+        self.request = GenerationRequest(
+            env=spec, round_key=round_key, num_tasks=games, samples_per_task=1, workers=workers,
+            options={"learner": {"kind": "mcts", "simulations": simulations}, "opponent": {"kind": "random"},
+                     **options},
+        )
+        self.max_workers_seen = 0
+
+    def __call__(self) -> int:
+        me, pid = psutil.Process(), os.getpid()
+        rows, seen = 0, 0
+        for batch in family_of(self.spec).generate(self.request):
+            rows += batch.num_rows
+            try:  # pool workers are the forkserver's children: our grandchildren
+                seen = max(seen, sum(1 for p in me.children(recursive=True) if p.ppid() != pid))
+            except psutil.Error:
+                pass
+        self.max_workers_seen = max(self.max_workers_seen, seen)
+        return rows
+
+
+def pool_note(gen: Generation) -> str:
+    return f"pool: {gen.max_workers_seen} worker(s)" if gen.max_workers_seen else "engine ran it serially"
+
+
+def fresh_child(games: int, sims: int, workers: int) -> dict:
+    """One request in this fresh process, nothing warmed up: what a Dagster step process sees."""
+    gen = Generation(games, sims, workers)
+    t0 = time.perf_counter()
+    gen()
+    return {"seconds": time.perf_counter() - t0, "workers_seen": gen.max_workers_seen}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    ap.add_argument("--games", type=int, default=None, help="games per warm measurement (default 1000; quick 200)")
+    ap.add_argument("--sims", type=int, nargs="+", default=None,
+                    help="MCTS simulations per move, one block each (default 200 1000: the registry's "
+                         "tic_tac_toe learner value and a heavier one; quick 200)")
+    ap.add_argument("--large-games", type=int, default=None,
+                    help="games of the large block, where a pool should pay off (default 4000; quick 0 = skip)")
+    ap.add_argument("--large-sims", type=int, default=1000, help="MCTS simulations of the large block")
+    ap.add_argument("--fresh-games", type=int, default=None,
+                    help="games of the fresh-process block (default 1000; quick 200; 0 = skip)")
+    ap.add_argument("--repeat", type=int, default=None, help="interleaved runs per figure, median (default 3; quick 1)")
+    ap.add_argument("--fresh-child", nargs=3, type=int, metavar=("GAMES", "SIMS", "WORKERS"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.fresh_child:
+        print(json.dumps(fresh_child(*args.fresh_child)))
+        return 0
+    games = args.games or (200 if args.quick else 1000)
+    sims_list = args.sims or ([200] if args.quick else [200, 1000])
+    large = args.large_games if args.large_games is not None else (0 if args.quick else 4000)
+    fresh = args.fresh_games if args.fresh_games is not None else (200 if args.quick else 1000)
+    repeat = args.repeat or (1 if args.quick else 3)
+
+    # fresh processes first, before this process has started any forkserver
+    rows, notes = [], []
+    if fresh:
+        me = str(Path(__file__).resolve())
+        f1, _ = C.run_child([me, "--fresh-child", str(fresh), str(sims_list[0]), "1"], timeout=1800)
+        f2, _ = C.run_child([me, "--fresh-child", str(fresh), str(sims_list[0]), "2"], timeout=1800)
+        fr = f1["seconds"] / f2["seconds"]
+        rows.append(C.Row(f"fresh process, S={sims_list[0]}, {fresh} games: workers=2", fresh / f2["seconds"],
+                          "games/s", fresh / f1["seconds"], fr, f">= {GOAL_W2}x w=1", fr >= GOAL_W2,
+                          note=(f"{f2['workers_seen']} pool worker(s) seen" if f2["workers_seen"] else
+                                "engine ran it serially") + f"; one request per new process, nothing warmed up: "
+                          f"workers=1 {f1['seconds']:.2f}s, workers=2 {f2['seconds']:.2f}s"))
+
+    # untimed warm-up: process-wide one-time costs (game load, pyarrow/pandas first use, MCTS code paths)
+    Generation(8, 10, 1, "r9999")()
+    bare_loop(8, 10)
+    # pool start-up alone: a pool forced on a trivial request (option ignored by engines without it)
+    forced = Generation(64, 1, 2, "r9998", pool_worth_seconds=0.0)
+    t_pool_first, _ = C.timed(forced)
+    t_pool, _ = C.timed(forced)
+    t_pool_w1, _ = C.timed(Generation(64, 1, 1, "r9998"))
+
+    capacity_before = C.parallel_capacity(2)
+    for sims in sims_list:
+        w1, w2 = Generation(games, sims, 1), Generation(games, sims, 2)
+        t_bare, t_w1, t_w2 = C.interleaved_medians([lambda: bare_loop(games, sims), w1, w2], repeat)
+        g_bare, g_w1, g_w2 = games / t_bare, games / t_w1, games / t_w2
+        rows += [
+            C.Row(f"S={sims} bare pyspiel loop", g_bare, "games/s"),
+            C.Row(f"S={sims} generator workers=1", g_w1, "games/s", g_bare, g_w1 / g_bare,
+                  f">= {GOAL_W1}x bare", g_w1 / g_bare >= GOAL_W1),
+            C.Row(f"S={sims} generator workers=2", g_w2, "games/s", g_w1, g_w2 / g_w1,
+                  f">= {GOAL_W2}x w=1", g_w2 / g_w1 >= GOAL_W2, note=pool_note(w2)),
+        ]
+        notes.append(f"S={sims}: bare {t_bare:.2f}s, workers=1 {t_w1:.2f}s, workers=2 {t_w2:.2f}s for {games} games")
+    if large:
+        w1, w2 = Generation(large, args.large_sims, 1), Generation(large, args.large_sims, 2)
+        t_w1, t_w2 = C.interleaved_medians([w1, w2], repeat)
+        rows += [
+            C.Row(f"large: S={args.large_sims}, {large} games, workers=1", large / t_w1, "games/s"),
+            C.Row(f"large: S={args.large_sims}, {large} games, workers=2", large / t_w2, "games/s", large / t_w1,
+                  t_w1 / t_w2, f">= {GOAL_W2}x w=1", t_w1 / t_w2 >= GOAL_W2, note=pool_note(w2)),
+        ]
+        notes.append(f"large: workers=1 {t_w1:.2f}s, workers=2 {t_w2:.2f}s")
+    capacity_after = C.parallel_capacity(2)
+    rows.append(C.Row("CPU probe: 2 procs vs 1 (before/after)", capacity_before, "x", capacity_after, None,
+                      note="pure-Python burn in 2 forked processes vs serially; 2.0 = two free cores. "
+                           "No workers=2 figure can beat what the host gives at that moment"))
+    notes = [
+        f"warm blocks: {games} games per figure (MCTS learner vs random, seat alternating), median of {repeat} "
+        "interleaved run(s) (bare, workers=1, workers=2, bare, ...)",
+        f"pool start-up: a 64-game S=1 request with a pool forced (pool_worth_seconds=0) takes {t_pool_first:.2f}s "
+        f"the first time in this process, {t_pool:.2f}s the next time; {t_pool_w1:.2f}s with workers=1",
+        *notes,
+        C.environment_note(),
+    ]
+    C.print_table(f"self-play generation, {GAME}", rows, notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Verifier throughput: ``GameReplayVerifier`` through ``verify_batch`` vs a bare replay.
+
+For each game env (tic_tac_toe, connect_four, kuhn_poker, leduc_poker) raw
+records are generated with the env's registry settings (its learner and
+opponent bots, workers=1; not timed), then verified in the same run by:
+  * ``orbit.verification.verify_batch(batch, GameReplayVerifier(), threshold)``:
+    batch -> dicts, structural rules, full replay with observation / legal-action /
+    answer checks, recomputed score, output batch in VERIFIED_SCHEMA;
+  * the bare replay baseline: batch -> dicts, parse the metadata JSON, fresh
+    initial state from the cached pyspiel game, apply every action of the
+    recorded history; no checks, no prompts, no output.
+Figures are replays (records) per second, median over repeats; ratio = verifier
+/ bare (the verifier's share of the bare replay speed; 1/ratio is its overhead).
+No goal is set for this bench: the figures are informational.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+import pyarrow as pa  # noqa: E402
+
+from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
+from orbit.games.tasks import load_game  # noqa: E402
+from orbit.verification import VerifyCounts, verify_batch  # noqa: E402
+
+GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
+
+
+def generate_records(env: str, n: int) -> list[pa.RecordBatch]:
+    spec = env_spec(env)
+    request = GenerationRequest(env=spec, round_key="r0000", num_tasks=n, samples_per_task=1, workers=1)
+    return list(family_of(spec).generate(request))
+
+
+def bare_replay(batches: list[pa.RecordBatch]) -> int:
+    """Apply each record's history to a fresh state; returns the number of actions applied."""
+    actions = 0
+    for batch in batches:
+        for row in batch.to_pylist():
+            meta = json.loads(row["metadata"])
+            task = meta["task"]
+            state = load_game(task["game"], task.get("params")).new_initial_state()
+            for action in meta["history"]:
+                state.apply_action(action)
+            actions += len(meta["history"])
+    return actions
+
+
+def verify_all(batches: list[pa.RecordBatch], verifier, threshold: float) -> VerifyCounts:
+    counts = VerifyCounts()
+    for batch in batches:
+        verify_batch(batch, verifier, threshold, counts)
+    return counts
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    ap.add_argument("--records", type=int, default=None, help="generated records per game (default 2000; quick 200)")
+    ap.add_argument("--repeat", type=int, default=None, help="timed passes per figure, median (default 5; quick 1)")
+    ap.add_argument("--games", nargs="+", default=list(GAMES), choices=GAMES)
+    args = ap.parse_args(argv)
+    n = args.records or (200 if args.quick else 2000)
+    repeat = args.repeat or (1 if args.quick else 5)
+
+    rows, notes = [], []
+    for env in args.games:
+        spec = env_spec(env)
+        t_gen, batches = C.timed(generate_records, env, n)
+        records = sum(b.num_rows for b in batches)
+        verifier = family_of(spec).verifier(spec)
+        counts = verify_all(batches, verifier, spec.pass_threshold)  # warm-up + correctness
+        actions = bare_replay(batches)
+        t_ver, t_bare = C.interleaved_medians(
+            [lambda: verify_all(batches, verifier, spec.pass_threshold), lambda: bare_replay(batches)], repeat)
+        r_ver, r_bare = records / t_ver, records / t_bare
+        rows.append(C.Row(f"{env} verify_batch", r_ver, "replays/s", r_bare, r_ver / r_bare))
+        bad = {k: v for k, v in counts.reasons.items() if k != "score.below_threshold"}
+        notes.append(
+            f"{env}: {records} records ({actions / records:.1f} actions each) generated in {t_gen:.1f}s; "
+            f"passed {counts.passed}/{counts.rows}"
+            + (f"; UNEXPECTED failure reasons {bad}" if bad else "; no failure other than score.below_threshold")
+        )
+    C.print_table(
+        "verifier replays/s (GameReplayVerifier via verify_batch) vs bare replay",
+        rows,
+        notes=[
+            "baseline column = bare replay (to_pylist + metadata JSON + apply history, no checks) in the same run",
+            "ratio = verify_batch / bare replay throughput (<1: the checks' cost)",
+            f"median of {repeat} interleaved pass(es) (verify, bare, verify, ...) over the same batches",
+            *notes,
+            C.environment_note(),
+        ],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
