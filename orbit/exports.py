@@ -127,92 +127,81 @@ def _jsonl(examples: Iterable[dict]) -> str:
     return "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in examples)
 
 
-def _round_glob(lake_root: Path, asset: str, round_key: str) -> str:
-    return str(lake.partition_dir(lake_root, asset, round_key) / "env=*" / lake.PART_NAME)
-
-
-def _read(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
-    return con.sql(sql).to_arrow_table().to_pylist()
-
-
-def _has_files(pattern: str) -> bool:
-    return bool(glob.glob(pattern))
-
-
 def write_jsonl(examples: list[dict], path: Path) -> Path:
     return lake.write_text(_jsonl(examples), path)
 
 
-def export_sft(lake_root: Path, round_key: str, out: Path) -> ExportCounts:
-    """Every filtered row of the round (all envs) as an ms-swift SFT example."""
-    counts, examples = ExportCounts(), []
-    files = _round_glob(lake_root, "filtered_dataset", round_key)
-    rows = []
-    if _has_files(files):
-        con = duckdb.connect()
-        rows = _read(con, f"SELECT * FROM read_parquet({lake.sql_literal(files)}) ORDER BY env, task_id")
+def _round_query(lake_root: Path, asset: str, round_key: str, *queries: str) -> list[list[dict]] | None:
+    """Run queries over every env's partition of a round (``{src}`` names them); None when there are none."""
+    files = str(lake.partition_dir(lake_root, asset, round_key) / "env=*" / lake.PART_NAME)
+    if not glob.glob(files):
+        return None
+    con = duckdb.connect()
+    try:
+        src = f"read_parquet({lake.sql_literal(files)})"
+        return [con.sql(q.format(src=src)).to_arrow_table().to_pylist() for q in queries]
+    finally:
         con.close()
+
+
+def _convert(rows: Iterable, to_example, counts: ExportCounts) -> list[dict]:
+    examples = []
     for row in rows:
         counts.rows_in += 1
         try:
-            examples.append(sft_example(row))
+            examples.append(to_example(*row) if isinstance(row, tuple) else to_example(row))
         except NotExportable as exc:
             counts.skip(exc.reason.split(":")[0])
+    return examples
+
+
+def _finish(examples: list[dict], counts: ExportCounts, out: Path) -> ExportCounts:
     counts.exported = len(examples)
     write_jsonl(examples, out)
     return counts
+
+
+def export_sft(lake_root: Path, round_key: str, out: Path) -> ExportCounts:
+    """Every filtered row of the round (all envs) as an ms-swift SFT example."""
+    counts = ExportCounts()
+    result = _round_query(lake_root, "filtered_dataset", round_key, "SELECT * FROM {src} ORDER BY env, task_id")
+    return _finish(_convert(result[0] if result else [], sft_example, counts), counts, out)
 
 
 def export_dpo(lake_root: Path, round_key: str, out: Path) -> ExportCounts:
     """One pair per task that has both a passed and a failed sample: best pass vs best-ranked failure."""
     counts, examples = ExportCounts(), []
-    files = _round_glob(lake_root, "verified_samples", round_key)
-    if _has_files(files):
-        con = duckdb.connect()
-        src = f"read_parquet({lake.sql_literal(files)})"
-        chosen = _read(con, f"SELECT * FROM {src} WHERE passed QUALIFY row_number() OVER "
-                            f"(PARTITION BY env, task_id ORDER BY {RANKING}) = 1 ORDER BY env, task_id")
-        failed = _read(con, f"SELECT * FROM {src} WHERE NOT passed QUALIFY row_number() OVER "
-                            f"(PARTITION BY env, task_id ORDER BY {RANKING}) = 1")
-        tasks_without_pass = con.execute(
-            f"SELECT count(*) FROM (SELECT env, task_id FROM {src} GROUP BY ALL HAVING NOT bool_or(passed))"
-        ).fetchall()[0][0]
-        con.close()
+    best = "SELECT * FROM {src} WHERE %s QUALIFY row_number() OVER (PARTITION BY env, task_id ORDER BY %s) = 1"
+    result = _round_query(
+        lake_root, "verified_samples", round_key,
+        best % ("passed", RANKING) + " ORDER BY env, task_id",
+        best % ("NOT passed", RANKING),
+        "SELECT env, task_id FROM {src} GROUP BY ALL HAVING NOT bool_or(passed)",
+    )
+    if result:
+        chosen, failed, unsolved = result
+        counts.rows_in = len(unsolved)
+        counts.skip("dpo.no_chosen", len(unsolved))
         rejected = {(r["env"], r["task_id"]): r for r in failed}
-        counts.skip("dpo.no_chosen", tasks_without_pass)
-        counts.rows_in = len(chosen) + tasks_without_pass
+        pairs = []
         for row in chosen:
             other = rejected.get((row["env"], row["task_id"]))
             if other is None:
+                counts.rows_in += 1
                 counts.skip("dpo.no_rejected")
-                continue
-            try:
-                examples.append(dpo_example(row, other))
-            except NotExportable as exc:
-                counts.skip(exc.reason.split(":")[0])
-    counts.exported = len(examples)
-    write_jsonl(examples, out)
-    return counts
+            else:
+                pairs.append((row, other))
+        examples = _convert(pairs, dpo_example, counts)
+    return _finish(examples, counts, out)
 
 
 def export_grpo(lake_root: Path, round_key: str, out: Path) -> ExportCounts:
     """One prompt per task of the round, solved or not, with the task spec for the reward function."""
-    counts, examples = ExportCounts(), []
-    files = _round_glob(lake_root, "verified_samples", round_key)
-    if _has_files(files):
-        con = duckdb.connect()
-        rows = _read(con, f"SELECT * FROM read_parquet({lake.sql_literal(files)}) QUALIFY row_number() OVER "
-                          "(PARTITION BY env, task_id ORDER BY record_id) = 1 ORDER BY env, task_id")
-        con.close()
-        for row in rows:
-            counts.rows_in += 1
-            try:
-                examples.append(grpo_example(row))
-            except NotExportable as exc:
-                counts.skip(exc.reason.split(":")[0])
-    counts.exported = len(examples)
-    write_jsonl(examples, out)
-    return counts
+    counts = ExportCounts()
+    result = _round_query(lake_root, "verified_samples", round_key,
+                          "SELECT * FROM {src} QUALIFY row_number() OVER (PARTITION BY env, task_id "
+                          "ORDER BY record_id) = 1 ORDER BY env, task_id")
+    return _finish(_convert(result[0] if result else [], grpo_example, counts), counts, out)
 
 
 def cumulative_training_set(lake_root: Path, round_key: str) -> lake.ArrowStream:
@@ -221,7 +210,7 @@ def cumulative_training_set(lake_root: Path, round_key: str) -> lake.ArrowStream
     summary: dict[str, int] = {}
 
     def batches():
-        if not _has_files(files):
+        if not glob.glob(files):
             return
         con = duckdb.connect(config={"threads": 2})
         try:
