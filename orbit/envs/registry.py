@@ -14,6 +14,7 @@ from orbit.keys import validate_env
 # family name -> module exposing ``FAMILY: EnvFamily``
 FAMILIES: Mapping[str, str] = {
     "openspiel": "orbit.games.family",
+    "liveweb": "orbit.liveweb.family",
 }
 
 _SPECS = [
@@ -60,6 +61,14 @@ _SPECS = [
             "opponent": {"kind": "cfr", "iterations": 300},
         },
         num_tasks=300,
+    ),
+    EnvSpec(
+        name="liveweb",
+        family="liveweb",
+        description="LiveWeb: multi-site browsing questions answered by tool calls over a cached web, "
+                    "teacher trajectories verified by replay.",
+        options={"subtasks": 2},
+        num_tasks=200,
     ),
 ]
 
