@@ -53,7 +53,8 @@ def fit_growth(rounds: Sequence[int], passes: Sequence[int], attempts: Sequence[
     n = np.asarray(attempts, dtype=float)
     keep = n > 0
     t, k, n = t[keep], k[keep], n[keep]
-    if len(t) < 2 or len(set(t.tolist())) < 2:
+    if len(t) < 2 or len(set(t.tolist())) < 2 or k.sum() == 0 or k.sum() == n.sum():
+        # fewer than two rounds, or every attempt failed / passed: the odds have no finite slope
         return GrowthFit(None, None, None, None, int(len(t)))
     X = np.column_stack([np.ones_like(t), t])
     # start from empirical logits with a half-count correction
@@ -77,9 +78,14 @@ def fit_growth(rounds: Sequence[int], passes: Sequence[int], attempts: Sequence[
     se = math.sqrt(max(cov[1, 1], 0.0))
     slope = float(beta[1])
     return GrowthFit(
-        g=math.exp(slope), g_low=math.exp(slope - Z95 * se), g_high=math.exp(slope + Z95 * se),
+        g=math.exp(slope), g_low=_exp_or_none(slope - Z95 * se), g_high=_exp_or_none(slope + Z95 * se),
         p0=float(1.0 / (1.0 + math.exp(-beta[0]))), rounds=int(len(t)),
     )
+
+
+def _exp_or_none(x: float) -> float | None:
+    """exp(x), or None where the interval is unbounded (a near-separated fit)."""
+    return math.exp(x) if math.isfinite(x) and abs(x) < 50 else None
 
 
 class NoisyVerifier:

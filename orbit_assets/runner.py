@@ -18,6 +18,7 @@ from orbit.rounds import RoundRegistry
 from orbit_assets.partitions import ROUNDS, round_env_key
 
 UNIFORM_POLICY = "embedded:uniform"
+CONSOLE_LOG_LEVEL = "WARNING"
 
 
 class RunFailed(RuntimeError):
@@ -58,10 +59,12 @@ class Runner:
         self.log = log
         self.run_ids: list[str] = []
 
-    def execute(self, job: str, what: str, **kwargs) -> None:
+    def execute(self, job: str, what: str, run_config: Mapping[str, Any] | None = None, **kwargs) -> None:
         self.log(what)
-        result = self.defs.resolve_job_def(job).execute_in_process(instance=self.instance, raise_on_error=False,
-                                                                    **kwargs)
+        # the full event log is in the instance (`make ui`); the console only shows warnings
+        config = {**dict(run_config or {}), "loggers": {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}}}
+        result = self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=config, **kwargs)
         _check(result, what)
         self.run_ids.append(result.run_id)
 
@@ -78,7 +81,7 @@ class Runner:
               export: bool = True) -> None:
         for env in envs:
             self.execute("round_job", f"round_job {r} x {env}", partition_key=round_env_key(r, env),
-                         run_config=dict(run_config or {}), tags=dict(tags))
+                         run_config=run_config, tags=dict(tags))
         if export:
             self.execute("export_job", f"export_job {r}", partition_key=r, tags=dict(tags))
 

@@ -32,6 +32,8 @@ def test_seed_arithmetic_from_the_reports_formula():
     assert fit.g == pytest.approx(2.0, rel=0.01) and fit.g_low < 2.0 < fit.g_high
     assert fit.p0 == pytest.approx(0.05, rel=0.02)
     assert fit_growth([0], [5], [100]).g is None
+    assert fit_growth([0, 1, 2], [100, 100, 100], [100, 100, 100]).g is None  # always passes: no slope
+    assert fit_growth([0, 1, 2], [0, 0, 0], [50, 50, 50]).g is None
 
 
 class AlwaysPass:
