@@ -6,6 +6,7 @@ export ORBIT_HOME ?= $(CURDIR)/.orbit
 export DAGSTER_HOME ?= $(ORBIT_HOME)/dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 export UV_PYTHON_DOWNLOADS := never
+export UV_NATIVE_TLS ?= 1
 
 .PHONY: install run ui test bench clean
 install: .venv/.installed
