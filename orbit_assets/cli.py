@@ -9,6 +9,8 @@ import csv
 import json
 import sys
 
+import duckdb
+
 from orbit.home import ensure_home, lake_root
 from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL, YIELD_TABLE, connect
 
@@ -181,11 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RunFailed, InvalidKey, InvalidPolicyURI) as exc:  # tracebacks stay in the Dagster run logs
         print(f"orbit: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        if type(exc).__module__.startswith("duckdb"):
-            print(f"orbit: query failed: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except duckdb.Error as exc:
+        print(f"orbit: query failed: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

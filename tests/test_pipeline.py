@@ -135,3 +135,21 @@ def test_definitions_validate():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Validation successful" in proc.stderr + proc.stdout
+
+
+def test_cli_queries_the_lake(round_run, monkeypatch, capsys):
+    import json as _json
+
+    from orbit_assets.cli import main
+
+    _, lake_root, _ = round_run
+    monkeypatch.setenv("ORBIT_HOME", str(lake_root.parent))
+    assert main(["yields"]) == 0
+    out = capsys.readouterr().out
+    assert "tic_tac_toe" in out and "(4 rows)" in out
+    assert main(["sql", "SELECT env, count(*) AS n FROM raw_samples GROUP BY env ORDER BY env", "--format", "json"]) == 0
+    rows = _json.loads(capsys.readouterr().out)
+    assert rows == [{"env": "kuhn_poker", "n": 120}, {"env": "tic_tac_toe", "n": 120}]
+    assert main(["sql", "SELECT 1 AS a, 'x' AS b", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["a,b", "1,x"]
+    assert main(["sql", "SELECT * FROM no_such_table"]) == 2

@@ -28,10 +28,12 @@ async def play_policy_match(task: GameTask, *, env: str, round_key: str, sample_
     turn = next(steps)
     step, sample_error, result = 0, None, None
     prompt_tokens = completion_tokens = 0
+    cost = 0.0
     while result is None:
         reply = await complete(turn.messages, None, step, seed + step)
         prompt_tokens += reply.prompt_tokens
         completion_tokens += reply.completion_tokens
+        cost += reply.cost or 0.0
         if not reply.ok:
             sample_error = reply.error
             result = MatchResult(messages=list(turn.messages), history=list(turn.state.history()),
@@ -45,7 +47,8 @@ async def play_policy_match(task: GameTask, *, env: str, round_key: str, sample_
     metadata = {
         "task": task.to_json(), "history": result.history, "returns": result.returns,
         "terminated": result.terminated, "opponent": dict(opponent),
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "calls": step + (sample_error is not None)},
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "calls": step + (sample_error is not None), "cost": cost},
         **dict(extra_metadata or {}),
     }
     if sample_error:

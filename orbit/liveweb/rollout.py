@@ -30,12 +30,13 @@ async def browse(task: Task, cache: PageCache, *, env_name: str, round_key: str,
     env.reset()
     messages = [message("system", SYSTEM_PROMPT), message("user", task.prompt)]
     metadata: dict[str, Any] = {"task": task.spec(), "sampling_seed": seed, **dict(extra_metadata or {})}
-    usage = {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0}
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0, "cost": 0.0}
     for step in range(max_turns):
         reply = await complete(messages, TOOL_SCHEMAS, step, seed + step)
         usage["calls"] += 1
         usage["prompt_tokens"] += reply.prompt_tokens
         usage["completion_tokens"] += reply.completion_tokens
+        usage["cost"] += reply.cost or 0.0
         if not reply.ok:
             metadata["sample_error"] = reply.error
             break
