@@ -11,6 +11,7 @@ partitions are streamed row group by row group.
 import os
 import re
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -58,6 +59,23 @@ def _tmp_path(final: Path) -> Path:
     return final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
 
 
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """A hidden temporary path to write ``path`` through: fsync'd and renamed into place on success,
+    removed on any failure, so readers see the old file or the whole new one."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(final)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_table(table: pa.Table, path: Path | str) -> Path:
     """Write one table atomically (temp file, then rename)."""
     return write_batches(table.to_batches(max_chunksize=ROW_GROUP_ROWS), table.schema, path)
@@ -65,28 +83,18 @@ def write_table(table: pa.Table, path: Path | str) -> Path:
 
 def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path | str) -> Path:
     """Stream record batches into one Parquet file, one row group per batch, then rename it into place."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(final)
-    try:
-        with pq.ParquetWriter(tmp, schema, compression=COMPRESSION) as writer:
-            wrote = False
-            for batch in batches:
-                if batch.num_rows == 0:
-                    continue
-                if not batch.schema.equals(schema):
-                    batch = pa.Table.from_batches([batch]).cast(schema).to_batches()[0]
-                writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
-                wrote = True
-            if not wrote:
-                writer.write_table(schema.empty_table())
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression=COMPRESSION) as writer:
+        wrote = False
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            if not batch.schema.equals(schema):
+                batch = pa.Table.from_batches([batch]).cast(schema).to_batches()[0]
+            writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
+            wrote = True
+        if not wrote:
+            writer.write_table(schema.empty_table())
+    return Path(path)
 
 
 def write_text(text: str, path: Path | str) -> Path:
@@ -96,19 +104,9 @@ def write_text(text: str, path: Path | str) -> Path:
 
 def write_bytes(data: bytes, path: Path | str) -> Path:
     """Write a file atomically: temporary name, fsync, rename."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(final)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def read_table(path: Path | str, columns: list[str] | None = None) -> pa.Table:

@@ -6,8 +6,6 @@ table. It is rebuilt into a temporary file and renamed into place, so readers
 never see half a database and a reader never blocks the rebuild.
 """
 
-import os
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -57,8 +55,7 @@ def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) ->
     """(Re)build ``orbit.duckdb``; returns counts of what the views see."""
     lake_root = Path(lake_root)
     db_path = Path(db_path or lake_root / "orbit.duckdb")
-    tmp = db_path.parent / f".{db_path.name}.{uuid.uuid4().hex}.tmp"
-    try:
+    with lake.atomic_path(db_path) as tmp:
         con = duckdb.connect(str(tmp))
         try:
             create_views(con, lake_root)
@@ -70,10 +67,7 @@ def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) ->
             con.execute("CHECKPOINT")
         finally:
             con.close()
-        os.replace(tmp, db_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(f"{tmp}.wal").unlink(missing_ok=True)
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
     return counts
 
 
