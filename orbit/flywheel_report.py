@@ -73,7 +73,9 @@ def chart_png(rounds: pa.Table, fit_table: pa.Table) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     fitted = {r["env"]: r for r in fit_table.to_pylist()}
     by_env: dict[str, list[dict]] = {}
     for row in rounds.to_pylist():
@@ -92,13 +94,14 @@ def chart_png(rounds: pa.Table, fit_table: pa.Table) -> bytes:
         bottom.plot(t, [r["attempts_per_clean"] if r["attempts_per_clean"] is not None else math.nan for r in rs],
                     marker="o", label=env)
     top.set_ylabel("pass rate p (95% Wilson)")
-    top.set_ylim(0, 1)
-    top.legend(fontsize=7)
+    top.set_ylim(0, 1.02)
+    top.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     top.set_title("Yield over rounds")
     bottom.set_ylabel("attempts per clean trajectory")
     bottom.set_yscale("log")
     bottom.set_xlabel("round")
-    bottom.legend(fontsize=7)
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
