@@ -31,7 +31,7 @@ chosen AS (
   SELECT env, CASE WHEN bool_or(source = 'policy') THEN 'policy' ELSE 'all' END AS source FROM y GROUP BY env
 )
 SELECT y.env, y.source, y.round, y.attempts, y.passes, y.pass_rate, y.pass_rate_low, y.pass_rate_high,
-       y.attempts_per_clean
+       y.attempts_per_clean, y.passes_per_clean
 FROM y JOIN chosen USING (env, source)
 ORDER BY y.env, y.round
 """

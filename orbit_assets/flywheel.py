@@ -68,6 +68,7 @@ def flywheel_report(config: FlywheelReportConfig, settings: OrbitSettings) -> dg
     metadata = {
         "chart_path": dg.MetadataValue.path(str(out / "flywheel.png")),
         "fits": dg.MetadataValue.md(markdown_table(fit_table, fit_table.column_names)),
+        "by_round": dg.MetadataValue.md(markdown_table(rounds, rounds.column_names)) if rounds.num_rows else "none",
         "chart": dg.MetadataValue.md(_png_markdown(png)),
     }
     for row in fit_table.to_pylist():
