@@ -1,6 +1,7 @@
 """Generate: the raw samples of one round x env partition (and the CFR tables they use)."""
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -68,7 +69,8 @@ def cfr_policies(context: dg.AssetExecutionContext) -> pa.Table:
     group_name="generate",
     deps=[cfr_policies],
     automation_condition=new_partition,
-    description="Raw samples of one round x env: the env's scripted or self-play generators (plus imports).",
+    description="Raw samples of one round x env: the env's scripted or self-play generator, best-of-N samples "
+    "of the round's policy, and JSONL imports.",
     kinds={"parquet"},
 )
 def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
@@ -81,6 +83,8 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
         raise dg.Failure(f"options_json is not JSON: {exc}") from exc
     if not isinstance(overrides, dict):
         raise dg.Failure("options_json must be a JSON object")
+    if config.import_jsonl and not Path(config.import_jsonl).is_file():
+        raise dg.Failure(f"import_jsonl: {config.import_jsonl} is not a file")
     request = GenerationRequest(
         env=spec,
         round_key=round_key,
