@@ -98,7 +98,8 @@ def chart_png(rounds: pa.Table, fit_table: pa.Table) -> bytes:
     top.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     top.set_title("Yield over rounds")
     bottom.set_ylabel("attempts per clean trajectory")
-    bottom.set_yscale("log")
+    if any(r["attempts_per_clean"] for r in rounds.to_pylist()):  # log scale needs a positive value
+        bottom.set_yscale("log")
     bottom.set_xlabel("round")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

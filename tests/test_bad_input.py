@@ -71,3 +71,29 @@ def test_well_formed_import_of_a_game_record_is_replayed(tmp_path):
     row = out.to_pylist()[0]
     assert row["score"] == rec["score"]
     assert row["passed"] == (rec["score"] == 1.0)
+
+
+def test_malformed_import_through_dagster_counts_add_up(tmp_path, monkeypatch):
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from orbit_assets.runner import raw_samples_config, run_rounds
+    from resources import resources_for
+
+    src = tmp_path / "bad.jsonl"
+    src.write_bytes(b"\n".join(BAD_LINES.values()) + b"\n")
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
+    lake_root = tmp_path / "lake"
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        run_rounds(["r0000"], ["tic_tac_toe"], instance=instance, resources=resources_for(lake=str(lake_root)),
+                   run_config=raw_samples_config(generators=False, import_jsonl=str(src)), log=lambda m: None)
+        for check in ("verified_conservation", "filtered_unique"):
+            asset = "verified_samples" if check == "verified_conservation" else "filtered_dataset"
+            records = instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(dg.AssetKey(asset), check), limit=1)
+            assert records[0].event.dagster_event.event_specific_data.passed
+    verified = pq.read_table(lake.partition_file(lake_root, "verified_samples", "r0000", "tic_tac_toe")).to_pylist()
+    assert len(verified) == len(BAD_LINES) and not any(r["passed"] for r in verified)
+    assert all(r["reasons"] for r in verified)
+    assert lake.row_count(lake.partition_file(lake_root, "filtered_dataset", "r0000", "tic_tac_toe")) == 0
