@@ -95,14 +95,16 @@ def chart_png(rounds: pa.Table, fit_table: pa.Table) -> bytes:
                     marker="o", label=env)
     top.set_ylabel("pass rate p (95% Wilson)")
     top.set_ylim(0, 1.02)
-    top.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if by_env:
+        top.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     top.set_title("Yield over rounds")
     bottom.set_ylabel("attempts per clean trajectory")
     if any(r["attempts_per_clean"] for r in rounds.to_pylist()):  # log scale needs a positive value
         bottom.set_yscale("log")
     bottom.set_xlabel("round")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
-    bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if by_env:
+        bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
