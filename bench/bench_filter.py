@@ -223,7 +223,7 @@ def run(root: Path, rows: int, tasks: int, pass_rate: float, repeat: int, what_i
     with open(jsonl_in, "w", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    del records
+    records = None  # free the loaded dicts before the next measurement
     gc.collect()
     t_seed, seed_kept = C.timed(seed_step, jsonl_in, jsonl_out)
     jsonl_in.unlink()

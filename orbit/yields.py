@@ -81,7 +81,7 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
         con.execute(
             "CREATE TEMP TABLE per_task AS "
             "SELECT source, task_id, count(*)::BIGINT AS n, count(*) FILTER (WHERE passed)::BIGINT AS passes "
-            f"FROM read_parquet(?) GROUP BY source, task_id "
+            "FROM read_parquet(?) GROUP BY source, task_id "
             "UNION ALL "
             "SELECT 'all', task_id, count(*)::BIGINT, count(*) FILTER (WHERE passed)::BIGINT "
             "FROM read_parquet(?) GROUP BY task_id",

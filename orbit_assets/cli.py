@@ -12,7 +12,7 @@ import sys
 import duckdb
 
 from orbit.home import ensure_home, lake_root
-from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL, YIELD_TABLE, connect
+from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL, connect
 
 
 def _print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=sys.stdout) -> None:

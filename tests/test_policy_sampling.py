@@ -1,7 +1,6 @@
 """Rejection sampling through Dagster against a real OpenAI-compatible server on 127.0.0.1."""
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
