@@ -26,9 +26,6 @@ from orbit import lake
 from orbit.filtering import RANKING
 from orbit.schema import VERIFIED_SCHEMA, prompt_of
 
-SWIFT_ROLES = {"system", "user", "assistant", "tool_call", "tool_response"}
-
-
 class NotExportable(ValueError):
     """A row that cannot become a training example; ``reason`` is its named reason."""
 

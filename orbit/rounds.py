@@ -7,7 +7,6 @@ register the same round twice.
 """
 
 import fcntl
-import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -68,10 +67,6 @@ class RoundRegistry:
     def by_checkpoint(self, checkpoint: str) -> RoundEntry | None:
         return next((e for e in self.entries() if e.checkpoint == checkpoint), None)
 
-    def latest(self) -> RoundEntry | None:
-        entries = self.entries()
-        return max(entries, key=lambda e: round_index(e.round)) if entries else None
-
     def add(self, policy: str, *, key: str | None = None, parent_round: str | None = None,
             checkpoint: str | None = None, note: str = "") -> RoundEntry:
         """Register a round (the next free one unless ``key`` is given).
@@ -97,22 +92,3 @@ class RoundRegistry:
             rows.sort(key=lambda r: r["round"])
             lake.write_table(pa.Table.from_pylist(rows, schema=ROUNDS_SCHEMA), self.path)
             return entry
-
-    def set_policy(self, key: str, policy: str, note: str | None = None) -> RoundEntry:
-        """Re-point an existing round at another policy (e.g. re-running a round with a new endpoint)."""
-        with self._locked():
-            entries = self.entries()
-            out, found = [], None
-            for e in entries:
-                if e.round == key:
-                    e = RoundEntry(**{**asdict(e), "policy": policy, "note": e.note if note is None else note})
-                    found = e
-                out.append(asdict(e))
-            if found is None:
-                raise KeyError(f"round {key} is not registered")
-            lake.write_table(pa.Table.from_pylist(out, schema=ROUNDS_SCHEMA), self.path)
-            return found
-
-
-def registry_exists(lake_root: Path | str) -> bool:
-    return os.path.exists(lake.partition_file(lake_root, ROUNDS_ASSET))

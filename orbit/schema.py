@@ -142,10 +142,6 @@ def records_to_batch(rows: list[dict], schema: pa.Schema = RECORD_SCHEMA) -> pa.
     return pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
-def empty_table(schema: pa.Schema = RECORD_SCHEMA) -> pa.Table:
-    return schema.empty_table()
-
-
 def check_schema(actual: pa.Schema, expected: pa.Schema) -> list[str]:
     """Differences between two schemas as readable strings (empty when they match)."""
     problems = []

@@ -81,12 +81,10 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
         con.execute(
             "CREATE TEMP TABLE per_task AS "
             "SELECT source, task_id, count(*)::BIGINT AS n, count(*) FILTER (WHERE passed)::BIGINT AS passes "
-            "FROM read_parquet(?) GROUP BY source, task_id "
-            "UNION ALL "
-            "SELECT 'all', task_id, count(*)::BIGINT, count(*) FILTER (WHERE passed)::BIGINT "
-            "FROM read_parquet(?) GROUP BY task_id",
-            [str(verified_path), str(verified_path)],
+            "FROM read_parquet(?) GROUP BY source, task_id",
+            [str(verified_path)],
         )
+        con.execute("INSERT INTO per_task SELECT 'all', task_id, sum(n), sum(passes) FROM per_task GROUP BY task_id")
         stats = con.execute(
             "SELECT source, sum(n), sum(passes), count(*), count(*) FILTER (WHERE passes > 0), avg(n) "
             "FROM per_task GROUP BY source ORDER BY source <> 'all', source"
