@@ -6,7 +6,8 @@ export ORBIT_HOME ?= $(CURDIR)/.orbit
 export DAGSTER_HOME ?= $(ORBIT_HOME)/dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 export UV_PYTHON_DOWNLOADS := never
-export UV_NATIVE_TLS ?= 1
+export UV_SYSTEM_CERTS ?= 1
+export UV_COMPILE_BYTECODE ?= 1
 
 .PHONY: install run ui test bench clean
 install: .venv/.installed
@@ -23,7 +24,9 @@ run: install
 	.venv/bin/orbit flywheel --rounds 5
 
 ui: install
-	.venv/bin/orbit home
+	@.venv/bin/orbit home
+	@echo "Dagster UI on http://127.0.0.1:3000 (instance: $(DAGSTER_HOME)); the plain dagster CLI needs the same"
+	@echo "DAGSTER_HOME: eval \"\$$(.venv/bin/orbit home --shell)\""
 	.venv/bin/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
 
 test: install

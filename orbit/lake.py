@@ -55,7 +55,7 @@ def sql_literal(text: "Path | str") -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-TMP_RE = re.compile(r"^\..+\.(?:(\d+)\.)?[0-9a-f]{32}\.tmp$")
+TMP_RE = re.compile(r"^\..+?\.(?:(\d+)\.)?[0-9a-f]{32}\.tmp$")
 STALE_TMP_AGE_S = 3600
 
 

@@ -2,9 +2,9 @@
 of killed writers are swept.
 
 A run killed with its process (``kill -9`` of ``orbit run``, an OOM-killed run worker) stays ``STARTED``
-forever: nothing is left to report its end. Every run records its worker's pid in its engine events
-(``Started process for run (pid: N)`` for launched runs, ``Executing steps in process (pid: N)`` for
-in-process ones); a run in progress whose every recorded pid is gone is reported failed, which also lets
+forever: nothing is left to report its end. Every Dagster event records the pid of the process that
+emitted it, and a run's ``RUN_START`` event comes from its worker (the ``orbit run`` process, or the run
+worker the daemon launched); a run in progress whose worker is gone is reported failed, which also lets
 run retries pick it up. Run monitoring in ``dagster.yaml`` covers runs stuck starting or running too long.
 """
 
@@ -17,14 +17,10 @@ IN_PROGRESS = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.Dag
 
 
 def run_pids(instance: dg.DagsterInstance, run_id: str) -> list[int]:
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=50).records
-    pids = []
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        data = event.engine_event_data if event is not None else None
-        if data is not None and data.pid is not None and data.pid not in pids:
-            pids.append(data.pid)
-    return pids
+    """The pids of the run's worker (from its RUN_START events)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=10).records
+    events = (r.event_log_entry.dagster_event for r in records)
+    return sorted({e.pid for e in events if e is not None and e.pid is not None})
 
 
 def fail_dead_runs(instance: dg.DagsterInstance, alive=process_alive) -> list[str]:
