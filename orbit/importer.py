@@ -27,6 +27,7 @@ MAX_ID_CHARS = 256  # task_id, policy, tool call ids
 MAX_INT = 2**63 - 1
 BATCH_ROWS = 2048
 BOM = b"\xef\xbb\xbf"
+UNREAD = object()  # a line with no JSON value to read
 RESERVED_METADATA = ("import_errors", "origin", "sampling")  # written by Orbit itself
 
 
@@ -93,7 +94,7 @@ def _depth(value: Any) -> int:
 
 
 def _parse(line: bytes, errors: list[str]) -> Any:
-    """The JSON value of a line, or None (with the reason in ``errors``)."""
+    """The JSON value of a line, or UNREAD (with the reason in ``errors``)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
@@ -105,7 +106,7 @@ def _parse(line: bytes, errors: list[str]) -> Any:
         errors.append("import.too_deep")
     except ValueError:  # includes integers longer than Python's digit limit
         errors.append("import.not_json")
-    return None
+    return UNREAD
 
 
 def _score(raw: Any, errors: list[str]) -> float | None:
@@ -186,16 +187,16 @@ def _normalise_message(raw: Any, i: int, errors: list[str]) -> dict:
 
 def _record(line: bytes | None, line_no: int, env: str, round_key: str, origin: str) -> dict:
     errors: list[str] = []
-    data: Any = None
+    data: Any = UNREAD
     if line is None or len(line) > MAX_LINE_BYTES:
         errors.append("import.line_too_long")
     else:
         data = _parse(line, errors)
-    if data is not None and _depth(data) > MAX_DEPTH:
+    if data is not UNREAD and _depth(data) > MAX_DEPTH:
         errors.append("import.too_deep")
-        data = None
+        data = UNREAD
     if not isinstance(data, dict):
-        if data is not None:
+        if data is not UNREAD:
             errors.append("import.not_object")
         data = {}
     score = _score(data.get("score"), errors)  # before cleaning, so a bad score is named as such
@@ -280,25 +281,30 @@ def read_lines(fh: BinaryIO) -> Iterator[bytes | None]:
         yield line.rstrip(b"\r\n")
 
 
+def import_stream(fh: BinaryIO, env: str, round_key: str, origin: str,
+                  counts: ImportCounts | None = None) -> Iterator[pa.RecordBatch]:
+    """One record per non-blank line of an open binary stream, in order."""
+    counts = counts if counts is not None else ImportCounts()
+    rows = []
+    for line_no, line in enumerate(read_lines(fh)):
+        counts.lines += 1
+        if line is not None and not line.strip():
+            counts.skipped_blank += 1
+            continue
+        rows.append(record_from_line(line, line_no, env, round_key, origin))
+        counts.records += 1
+        if len(rows) >= BATCH_ROWS:
+            yield _to_batch(rows, env, round_key, origin)
+            rows = []
+    if rows:
+        yield _to_batch(rows, env, round_key, origin)
+
+
 def import_jsonl(path: Path | str, env: str, round_key: str,
                  counts: ImportCounts | None = None) -> Iterator[pa.RecordBatch]:
     """One record per non-blank line of a JSONL file, in order; ``counts`` tallies lines, records and blanks."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"import file {path} does not exist")
-    counts = counts if counts is not None else ImportCounts()
-    rows = []
     with open(path, "rb") as fh:
-        for line_no, line in enumerate(read_lines(fh)):
-            counts.lines += 1
-            if line is not None and not line.strip():
-                counts.skipped_blank += 1
-                continue
-            row = record_from_line(line, line_no, env, round_key, path.name)
-            counts.records += 1
-            rows.append(row)
-            if len(rows) >= BATCH_ROWS:
-                yield _to_batch(rows, env, round_key, path.name)
-                rows = []
-    if rows:
-        yield _to_batch(rows, env, round_key, path.name)
+        yield from import_stream(fh, env, round_key, path.name, counts)

@@ -125,11 +125,11 @@ class TraceVerifier:
             return Verdict(0.0, (CLAIM_INVALID,))
         if "task_error" in metadata:
             return Verdict(0.0, self._build_failure(metadata))
-        task = self._rebuild(record, metadata)
-        if isinstance(task, str):
-            return Verdict(0.0, (task,))
         messages = record.get("messages")
         messages = list(messages) if isinstance(messages, (list, tuple)) else []
+        task = self._rebuild(record, metadata, messages)
+        if isinstance(task, str):
+            return Verdict(0.0, (task,))
         reasons = self._replay(messages, len(prompt_of(messages)))
         if not self.env.done:
             reasons.append(MISSING_STOP)
@@ -144,7 +144,7 @@ class TraceVerifier:
         detail = f"{reason}:{metadata['task_error']}"
         return (detail,) if reason == BUILD_FAILED else (BUILD_FAILED, detail)
 
-    def _rebuild(self, record: Mapping[str, Any], metadata: Any) -> Task | str:
+    def _rebuild(self, record: Mapping[str, Any], metadata: Any, messages: list[Any]) -> Task | str:
         """The task recomputed from the spec's seed, or the reason id why it cannot be trusted."""
         spec = _spec_of(metadata)
         if spec is None:
@@ -162,7 +162,7 @@ class TraceVerifier:
             return SPEC_INVALID
         if record.get("task_id") != task.task_id or record.get("seed") not in (None, seed):
             return SPEC_INVALID
-        users = [m for m in prompt_of(record.get("messages")) if isinstance(m, Mapping) and m.get("role") == "user"]
+        users = [m for m in prompt_of(messages) if isinstance(m, Mapping) and m.get("role") == "user"]
         if not users or users[-1].get("content") != task.prompt:
             return PROMPT_MISMATCH
         return task
