@@ -13,6 +13,7 @@ A UTF-8 byte order mark at the start of the file is ignored.
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -27,6 +28,9 @@ MAX_ID_CHARS = 256  # task_id, policy, tool call ids
 MAX_INT = 2**63 - 1
 BATCH_ROWS = 2048
 BOM = b"\xef\xbb\xbf"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 UNREAD = object()  # a line with no JSON value to read
 RESERVED_METADATA = ("import_errors", "origin", "sampling")  # written by Orbit itself
 
@@ -80,33 +84,63 @@ def _clean(value: Any, problems: set[str], depth: int = 0) -> Any:
     return None
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of arrays and objects, without recursion (stops counting past MAX_DEPTH)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, (list, dict)):
-            if level > MAX_DEPTH:
-                return level
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
+def _too_deep(text: str) -> bool:
+    """Whether the JSON text (already parsed) nests arrays and objects deeper than MAX_DEPTH."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for ch in _NOT_BRACKET.sub("", _STRING.sub("", text)):  # the bracket skeleton outside strings
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
-def _parse(line: bytes, errors: list[str]) -> Any:
-    """The JSON value of a line, or UNREAD (with the reason in ``errors``)."""
+class _Parser:
+    """json.loads that notes whether the value may hold something _clean must fix (an integer beyond
+    int64, a non-finite float, a lone surrogate escape); values without any skip the walk."""
+
+    def __init__(self):
+        self.suspect = False
+
+    def _int(self, text: str) -> int:
+        if len(text) > 18:
+            self.suspect = True
+        return int(text)
+
+    def _float(self, text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            self.suspect = True
+        return value
+
+    def _constant(self, text: str) -> float:
+        self.suspect = True
+        return float(text)
+
+    def loads(self, text: str) -> Any:
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+            self.suspect = True
+        return json.loads(text, parse_int=self._int, parse_float=self._float, parse_constant=self._constant)
+
+
+def _parse(line: bytes, errors: list[str], parser: _Parser) -> tuple[Any, str]:
+    """The JSON value of a line (or UNREAD, with the reason in ``errors``) and its text."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         errors.append("import.invalid_utf8")
         text = line.decode("utf-8", errors="replace")
     try:
-        return json.loads(text)
+        return parser.loads(text), text
     except RecursionError:
         errors.append("import.too_deep")
     except ValueError:  # includes integers longer than Python's digit limit
         errors.append("import.not_json")
-    return UNREAD
+    return UNREAD, text
 
 
 def _score(raw: Any, errors: list[str]) -> float | None:
@@ -188,11 +222,13 @@ def _normalise_message(raw: Any, i: int, errors: list[str]) -> dict:
 def _record(line: bytes | None, line_no: int, env: str, round_key: str, origin: str) -> dict:
     errors: list[str] = []
     data: Any = UNREAD
+    text = ""
+    parser = _Parser()
     if line is None or len(line) > MAX_LINE_BYTES:
         errors.append("import.line_too_long")
     else:
-        data = _parse(line, errors)
-    if data is not UNREAD and _depth(data) > MAX_DEPTH:
+        data, text = _parse(line, errors, parser)
+    if data is not UNREAD and _too_deep(text):
         errors.append("import.too_deep")
         data = UNREAD
     if not isinstance(data, dict):
@@ -200,9 +236,10 @@ def _record(line: bytes | None, line_no: int, env: str, round_key: str, origin: 
             errors.append("import.not_object")
         data = {}
     score = _score(data.get("score"), errors)  # before cleaning, so a bad score is named as such
-    problems: set[str] = set()
-    data = _clean(data, problems)
-    errors.extend(sorted(problems))
+    if parser.suspect:
+        problems: set[str] = set()
+        data = _clean(data, problems)
+        errors.extend(sorted(problems))
     if "env" in data and data["env"] != env:
         errors.append("import.env_mismatch")  # never relabelled into the partition's env
     raw_messages = data.get("messages")

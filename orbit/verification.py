@@ -92,14 +92,14 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
         return reasons
     if len(messages) > MAX_MESSAGES:
         reasons.append("trajectory.too_long")
-    if not any(isinstance(m, Mapping) and m.get("role") == "assistant" for m in messages):
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         reasons.append("trajectory.no_assistant_turn")
     open_calls: list[str] = []  # ids of calls not answered yet, in order
     for i, m in enumerate(messages):
         if m is None:
             reasons.append(f"message.null:{i}")
             continue
-        if not isinstance(m, Mapping):
+        if not isinstance(m, dict):
             reasons.append(f"message.not_object:{i}")
             continue
         role = m.get("role")
@@ -119,8 +119,8 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
             reasons.append(f"tool_call.malformed:{i}")
             calls = None
         for call in calls or []:
-            fn = call.get("function") if isinstance(call, Mapping) else None
-            if not isinstance(fn, Mapping):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict):
                 reasons.append(f"tool_call.malformed:{i}")
                 continue
             if not fn.get("name") or not isinstance(fn.get("name"), str):

@@ -69,10 +69,13 @@ class GameTask:
             raise TaskSpecError("task seed out of range")
         if expect is not None:
             want_game, want_params = expect
-            try:
-                same = game == want_game and canonical_params(params) == canonical_params(want_params)
-            except (TypeError, ValueError):
-                same = False
+            if not params or not want_params:
+                same = game == want_game and not params and not want_params
+            else:
+                try:
+                    same = game == want_game and canonical_params(params) == canonical_params(want_params)
+                except (TypeError, ValueError):
+                    same = False
             if not same:
                 raise TaskEnvMismatch(f"task is {game}, env plays {want_game} with its own parameters")
             params = want_params

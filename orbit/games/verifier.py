@@ -48,7 +48,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _text(message: Any) -> str | None:
-    content = message.get("content") if isinstance(message, Mapping) else None
+    content = message.get("content") if isinstance(message, dict) else None
     return content if isinstance(content, str) else None
 
 
@@ -100,7 +100,7 @@ class GameReplayVerifier:
         messages = list(messages) if isinstance(messages, (list, tuple)) else []
         if not messages:
             return Verdict(0.0, ("trajectory.empty",))
-        if not all(isinstance(m, Mapping) for m in messages):
+        if not all(isinstance(m, dict) for m in messages):
             return Verdict(0.0, ("trajectory.turn_order",))
         tool_use = [f"{TOOL_USE}:{i}" for i, m in enumerate(messages)
                     if m.get("tool_calls") or m.get("tool_call_id") is not None or m.get("role") == "tool"]
