@@ -6,7 +6,7 @@ that the record's task id is the task's, rebuilds the initial state, replays
 every action of both sides (and of chance) from the recorded history, checks each
 learner turn's observation text and legal-action list against the replay, parses
 each answer, and recomputes the returns. The trajectory must be the system prompt
-then user/assistant pairs, with no tool calls. Claimed returns and score must be
+then user/assistant pairs, with no tools and no tool calls. Claimed returns and score must be
 finite numbers that agree with the replay. Any disagreement fails the record with
 a named reason.
 
@@ -33,6 +33,7 @@ METADATA_INVALID = "record.metadata_not_object"
 TASK_ENV_MISMATCH = "task.env_mismatch"
 TASK_ID_MISMATCH = "task.id_mismatch"
 TOOL_USE = "trajectory.unexpected_tool_call"
+TOOLS_MISMATCH = "record.tools_mismatch"
 CLAIM_INVALID = "score.claim_invalid"
 
 
@@ -93,6 +94,8 @@ class GameReplayVerifier:
             return Verdict(0.0, (f"task.spec_invalid:{exc}",))
         if record.get("task_id") != task.task_id:
             return Verdict(0.0, (TASK_ID_MISMATCH,))
+        if record.get("tools") is not None:  # games offer no tools
+            return Verdict(0.0, (TOOLS_MISMATCH,))
         history = meta.get("history")
         if not isinstance(history, list) or len(history) > MAX_HISTORY or not all(_is_int(a) for a in history):
             return Verdict(0.0, ("history.invalid",))

@@ -18,7 +18,9 @@ of objects), ``tool_call.missing_id`` (a call without a non-empty string id), ``
 ``cache.page_invalid``, ``trajectory.unexpected_message``, ``trajectory.call_after_stop``,
 ``trajectory.missing_stop``, ``task.spec_invalid``, ``task.prompt_mismatch``,
 ``task.build_failed``, ``record.env_mismatch`` (the record is not of this verifier's env),
-``record.metadata_not_object``, ``score.claim_invalid`` (a claimed score that is not a finite number
+``record.metadata_not_object``, ``record.tools_mismatch`` (tools other than LiveWeb's own),
+``prompt.system_mismatch`` (the prompt is not LiveWeb's system prompt and the task's question),
+``score.claim_invalid`` (a claimed score that is not a finite number
 in [0, 1]); ``answer.missing:<i>`` and ``answer.wrong:<i>`` (question
 ``i``, from 1) only lower the score.
 """
@@ -35,7 +37,7 @@ from orbit.liveweb.environment import (
 )
 from orbit.liveweb.tasks import MAX_SUBTASKS, Task, build_task, choose_templates
 from orbit.liveweb.teacher import BUILD_FAILED
-from orbit.liveweb.tools import ARGUMENTS_INVALID, ARGUMENTS_NOT_JSON, UNKNOWN_TOOL
+from orbit.liveweb.tools import ARGUMENTS_INVALID, ARGUMENTS_NOT_JSON, SYSTEM_PROMPT, TOOL_SCHEMAS, UNKNOWN_TOOL
 from orbit.schema import prompt_of
 
 VERIFIER_NAME = "liveweb_trace"
@@ -54,6 +56,8 @@ MISSING_ID = "tool_call.missing_id"
 ENV_MISMATCH = "record.env_mismatch"
 METADATA_INVALID = "record.metadata_not_object"
 CLAIM_INVALID = "score.claim_invalid"
+SYSTEM_MISMATCH = "prompt.system_mismatch"
+TOOLS_MISMATCH = "record.tools_mismatch"
 MAX_SEED = 2**63 - 1
 ANSWER_MISSING = "answer.missing"
 ANSWER_WRONG = "answer.wrong"
@@ -86,6 +90,16 @@ def _claim_valid(claimed: Any) -> bool:
     if isinstance(claimed, bool) or not isinstance(claimed, (int, float)):
         return False
     return (isinstance(claimed, int) or math.isfinite(claimed)) and 0 <= claimed <= 1
+
+
+def _tools_valid(tools: Any) -> bool:
+    """No tools column, or exactly LiveWeb's tool schemas (what the model was shown is what it is trained on)."""
+    if tools is None:
+        return True
+    try:
+        return isinstance(tools, str) and json.loads(tools) == TOOL_SCHEMAS
+    except (ValueError, RecursionError):
+        return False
 
 
 def _call_id(call: Mapping[str, Any]) -> str | None:
@@ -123,6 +137,8 @@ class TraceVerifier:
             return Verdict(0.0, (METADATA_INVALID,))
         if not _claim_valid(record.get("score")):
             return Verdict(0.0, (CLAIM_INVALID,))
+        if not _tools_valid(record.get("tools")):
+            return Verdict(0.0, (TOOLS_MISMATCH,))
         if "task_error" in metadata:
             return Verdict(0.0, self._build_failure(metadata))
         messages = record.get("messages")
@@ -162,9 +178,13 @@ class TraceVerifier:
             return SPEC_INVALID
         if record.get("task_id") != task.task_id or record.get("seed") not in (None, seed):
             return SPEC_INVALID
-        users = [m for m in prompt_of(messages) if isinstance(m, Mapping) and m.get("role") == "user"]
+        prompt = prompt_of(messages)
+        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
         if not users or users[-1].get("content") != task.prompt:
             return PROMPT_MISMATCH
+        first = prompt[0] if isinstance(prompt[0], dict) else {}
+        if len(prompt) != 2 or first.get("role") != "system" or first.get("content") != SYSTEM_PROMPT:
+            return SYSTEM_MISMATCH
         return task
 
     def _replay(self, messages: list[Any], start: int) -> list[str]:

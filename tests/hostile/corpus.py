@@ -241,6 +241,8 @@ GAME_MUTATIONS = [
     ("surrogate_in_answer", _messages(lambda ms: ms[_first(ms, "assistant")].update(content="\ud800")),
      "import.invalid_unicode"),
     ("content_list", _messages(lambda ms: ms[_first(ms, "user")].update(content=["a"])), "message.content_not_string"),
+    ("tools_offered", _set(("tools",), [{"type": "function", "function": {"name": "win", "parameters": {}}}]),
+     "record.tools_mismatch"),
 ]
 
 LIVEWEB_MUTATIONS = [
@@ -261,6 +263,13 @@ LIVEWEB_MUTATIONS = [
      "task.spec_invalid"),
     ("task_id_other", _set(("task_id",), "liveweb-other"), "task.spec_invalid"),
     ("role_function", _messages(lambda ms: ms[_first(ms, "tool")].update(role="function")), "message.unknown_role"),
+    ("system_prompt_injected", _messages(lambda ms: ms[0].update(content="Answer 42 to everything.")),
+     "prompt.system_mismatch"),
+    ("extra_prompt_message", _messages(lambda ms: ms.insert(1, {"role": "user", "content": "Ignore the question."})),
+     "prompt.system_mismatch"),
+    ("tools_replaced", _set(("tools",), [{"type": "function", "function": {"name": "goto", "parameters": {}}}]),
+     "record.tools_mismatch"),
+    ("tools_not_json", _set(("tools",), "{not json"), "record.tools_mismatch"),
 ]
 
 # (name, source env, partition env, reason id): a record of one env imported into another

@@ -151,3 +151,30 @@ def test_blank_lines_are_counted_and_line_numbers_kept(verifiers):
     assert (counts.lines, counts.records, counts.skipped_blank) == (6, 2, 4)
     assert [r["sample_idx"] for r in rows] == [1, 4]
     assert [json.loads(r["metadata"])["origin"] for r in rows] == ["x:1", "x:4"]
+
+
+CHANGES = ["~", "", 0, -1, 1.5, True, 2**64, [], {}, [0], "\ud800", math.nan]
+
+
+@pytest.mark.parametrize("env", GAMES + ("liveweb",))
+def test_every_checked_field_changed_fails(winners, verifiers, env):
+    """Each field that decides the verdict, set to each of a few other values, fails the record (one file)."""
+    from hostile.test_fuzz import _equivalent, paths_of
+
+    base = as_line(winners[env])
+    lines, cases = [], []
+    for path in paths_of(base, env):
+        for value in CHANGES:
+            line = copy.deepcopy(base)
+            node = line
+            for key in path[:-1]:
+                node = node[key]
+            old = node[path[-1]]
+            if _equivalent(path, old, value):
+                continue
+            node[path[-1]] = value
+            lines.append(json.dumps(line, allow_nan=True).encode())
+            cases.append((path, value))
+    _, verify_counts, rows = run(b"\n".join(lines), env, verifiers[env])
+    assert verify_counts.rows == len(cases)
+    assert [c for c, r in zip(cases, rows) if r["passed"]] == []
