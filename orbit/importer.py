@@ -29,8 +29,8 @@ MAX_INT = 2**63 - 1
 BATCH_ROWS = 2048
 BOM = b"\xef\xbb\xbf"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_INNERMOST = re.compile(r"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")  # a container holding no container
 UNREAD = object()  # a line with no JSON value to read
 RESERVED_METADATA = ("import_errors", "origin", "sampling")  # written by Orbit itself
 
@@ -88,15 +88,12 @@ def _too_deep(text: str) -> bool:
     """Whether the JSON text (already parsed) nests arrays and objects deeper than MAX_DEPTH."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
         return False
-    depth = 0
-    for ch in _NOT_BRACKET.sub("", _STRING.sub("", text)):  # the bracket skeleton outside strings
-        if ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        else:
-            depth -= 1
-    return False
+    text = _STRING.sub("", text)  # brackets inside strings do not nest
+    for _ in range(MAX_DEPTH):  # each pass removes the innermost level of every container
+        text, removed = _INNERMOST.subn("", text)
+        if not removed:
+            return False
+    return "[" in text or "{" in text
 
 
 class _Parser:

@@ -37,7 +37,9 @@ from orbit.liveweb.environment import (
 )
 from orbit.liveweb.tasks import MAX_SUBTASKS, Task, build_task, choose_templates
 from orbit.liveweb.teacher import BUILD_FAILED
-from orbit.liveweb.tools import ARGUMENTS_INVALID, ARGUMENTS_NOT_JSON, SYSTEM_PROMPT, TOOL_SCHEMAS, UNKNOWN_TOOL
+from orbit.liveweb.tools import (
+    ARGUMENTS_INVALID, ARGUMENTS_NOT_JSON, SYSTEM_PROMPT, TOOL_SCHEMAS, TOOLS_JSON, UNKNOWN_TOOL,
+)
 from orbit.schema import prompt_of
 
 VERIFIER_NAME = "liveweb_trace"
@@ -94,7 +96,7 @@ def _claim_valid(claimed: Any) -> bool:
 
 def _tools_valid(tools: Any) -> bool:
     """No tools column, or exactly LiveWeb's tool schemas (what the model was shown is what it is trained on)."""
-    if tools is None:
+    if tools is None or tools == TOOLS_JSON:
         return True
     try:
         return isinstance(tools, str) and json.loads(tools) == TOOL_SCHEMAS
