@@ -15,11 +15,12 @@ from orbit.sampling import SamplingPlan, run_sampling
 from orbit import lake
 from orbit.games.cfr import CFR_SCHEMA, params_key, solve_cfr
 from orbit.games.family import cfr_configs, cfr_table_file
-from orbit.importer import import_jsonl
+from orbit.importer import ImportCounts, import_jsonl
 from orbit.keys import round_base_seed, round_index
 from orbit.lake import ArrowStream
 from orbit.schema import RECORD_SCHEMA, records_to_batch
 from orbit_assets.automation import new_partition
+from orbit_assets.key_checks import refuse_invalid_partition
 from orbit_assets.partitions import round_and_env, round_env_partitions
 from orbit_assets.rounds import ensure_registered
 from resources.policies import PolicyResource
@@ -91,6 +92,7 @@ def cfr_policies(context: dg.AssetExecutionContext, config: CfrConfig, settings:
 )
 def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
                 policies: PolicyResource) -> ArrowStream:
+    refuse_invalid_partition(context.partition_key)
     round_key, env = round_and_env(context.partition_key)
     spec = env_spec(env)
     # the round's registry entry; a round added only as a partition (UI, GraphQL) is registered here
@@ -118,6 +120,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
     uri = _policy_uri(config, settings, entry, spec)
     policy_records = _sample_policy(context, uri, config, size, policies, request, family) if uri else []
     by_source: dict[str, int] = {}
+    imported = ImportCounts()
 
     def batches():
         if config.generators:
@@ -125,7 +128,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
         if policy_records:
             yield records_to_batch(policy_records)
         if config.import_jsonl:
-            yield from import_jsonl(config.import_jsonl, env, round_key)
+            yield from import_jsonl(config.import_jsonl, env, round_key, imported)
 
     def counted():
         for batch in batches():
@@ -136,7 +139,15 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
     context.add_output_metadata({"round": round_key, "env": env, "tasks": request.num_tasks,
                                  "samples_per_task": request.samples_per_task,
                                  "round_policy": entry.policy, "round_sizes": entry.sizes})
-    return ArrowStream(RECORD_SCHEMA, counted(), summary=lambda: {f"rows_{s}": n for s, n in sorted(by_source.items())})
+
+    def summary() -> dict:
+        out = {f"rows_{s}": n for s, n in sorted(by_source.items())}
+        if config.import_jsonl:
+            out.update(import_lines=imported.lines, import_records=imported.records,
+                       import_skipped_blank=imported.skipped_blank)
+        return out
+
+    return ArrowStream(RECORD_SCHEMA, counted(), summary=summary)
 
 
 def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:

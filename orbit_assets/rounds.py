@@ -12,28 +12,23 @@ samples. Such a round gets the default policy: the newest ready checkpoint's
 policy, else ``settings.default_policy``.
 
 A new round's index is the next one free in both the registry and the
-instance's partitions, so a new checkpoint never lands on an existing round.
+instance's partitions, so a new checkpoint never lands on an existing round. Partitions whose key is not a valid round are left to
+``key_checks`` (flagged by its sensor, refused at materialization).
 """
 
 import dagster as dg
 
 from orbit.checkpoints import MANIFEST, scan_checkpoints
-from orbit.keys import InvalidKey, validate_round
+from orbit.keys import is_round_key
 from orbit.policies.uri import parse_policy_uri
 from orbit.rounds import RoundEntry, RoundRegistry
 from orbit_assets.partitions import ROUNDS
 from resources.settings import OrbitSettings
 
 
-def instance_rounds(instance: dg.DagsterInstance) -> tuple[list[str], list[str]]:
-    """The instance's round partitions: (valid round keys, invalid keys)."""
-    valid, invalid = [], []
-    for key in instance.get_dynamic_partitions(ROUNDS):
-        try:
-            valid.append(validate_round(key))
-        except InvalidKey:
-            invalid.append(key)
-    return valid, invalid
+def instance_rounds(instance: dg.DagsterInstance) -> list[str]:
+    """The instance's valid round partitions (invalid keys are flagged and refused by ``key_checks``)."""
+    return [key for key in instance.get_dynamic_partitions(ROUNDS) if is_round_key(key)]
 
 
 def default_policy(settings: OrbitSettings) -> str:
@@ -61,7 +56,7 @@ def register_round(policy: str | None = None, *, key: str | None = None, checkpo
     if policy is None:
         policy = default_policy(settings)
     parse_policy_uri(policy)
-    taken, _ = instance_rounds(instance)
+    taken = instance_rounds(instance)
     entry = RoundRegistry(settings.lake_path()).add(
         policy, key=key, checkpoint=checkpoint, parent_round=parent_round, note=note,
         sizes=settings.round_sizes() if sizes is None else sizes, taken=taken, exist_ok=exist_ok)
@@ -81,8 +76,8 @@ def ensure_registered(round_key: str, settings: OrbitSettings, instance: dg.Dags
 
 
 def reconcile_rounds(instance: dg.DagsterInstance, settings: OrbitSettings) -> dict[str, list[str]]:
-    """Make the registry and the instance's partitions agree; returns what it changed and what it refused."""
-    partitions, invalid = instance_rounds(instance)
+    """Make the registry and the instance's partitions agree; returns what it changed."""
+    partitions = instance_rounds(instance)
     registered = {e.round for e in RoundRegistry(settings.lake_path()).entries()}
     added_entries = [r for r in sorted(set(partitions) - registered)]
     for r in added_entries:
@@ -90,4 +85,4 @@ def reconcile_rounds(instance: dg.DagsterInstance, settings: OrbitSettings) -> d
     added_partitions = sorted(registered - set(partitions))
     if added_partitions:
         instance.add_dynamic_partitions(ROUNDS, added_partitions)
-    return {"registered": added_entries, "partitions_added": added_partitions, "invalid_keys": invalid}
+    return {"registered": added_entries, "partitions_added": added_partitions}

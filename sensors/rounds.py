@@ -9,16 +9,12 @@ from resources.settings import OrbitSettings
 
 @dg.sensor(minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Registers rounds added only as partitions (Add partition in the UI, GraphQL) with the "
-           "default policy and size, adds the partitions of registered rounds, and flags invalid round keys.")
+           "default policy and size, and adds the partitions of registered rounds.")
 def round_registry_sensor(context: dg.SensorEvaluationContext, settings: OrbitSettings) -> dg.SkipReason:
     changes = reconcile_rounds(context.instance, settings)
-    for key in changes["invalid_keys"]:
-        context.log.warning(f"round partition {key!r} is not a valid round key (r0000..r9999); "
-                            "its materializations are refused: delete it")
     for r in changes["registered"]:
         context.log.info(f"registered round {r} (added as a partition only)")
-    return dg.SkipReason(f"registered {changes['registered']}, partitions added {changes['partitions_added']}, "
-                         f"invalid keys {changes['invalid_keys']}")
+    return dg.SkipReason(f"registered {changes['registered']}, partitions added {changes['partitions_added']}")
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,

@@ -70,7 +70,7 @@ def test_a_round_added_as_the_ui_does_is_registered_with_the_default_policy_and_
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(ROUNDS, ["r0000", "r0003", "bad key"])  # the UI's Add partition
         changes = reconcile_rounds(instance, settings)
-        assert changes == {"registered": ["r0000", "r0003"], "partitions_added": [], "invalid_keys": ["bad key"]}
+        assert changes == {"registered": ["r0000", "r0003"], "partitions_added": []}  # "bad key": key_checks
         entries = RoundRegistry(lake_root).entries()
         assert [(e.round, e.policy, e.size()) for e in entries] == [
             ("r0000", "embedded:uniform", {"num_tasks": 7, "best_of": 2}),

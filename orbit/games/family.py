@@ -165,7 +165,7 @@ class OpenSpielFamily:
                 yield future.result()
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> GameReplayVerifier:
-        return GameReplayVerifier()
+        return GameReplayVerifier(env)
 
 
 FAMILY = OpenSpielFamily()
