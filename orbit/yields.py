@@ -146,3 +146,162 @@ def markdown_table(table: pa.Table, columns: list[str]) -> str:
     for row in table.select(columns).to_pylist():
         lines.append("| " + " | ".join(fmt(row[c]) for c in columns) + " |")
     return "\n".join(lines)
+
+
+# --- The compact cross-round yields table -------------------------------------------------------
+#
+# ``<lake>/yields_index/part-0.parquet`` holds every ``yield_metrics`` partition's rows in one small
+# file, in report order, with the (size, mtime, inode) of the partition file each row came from.
+# Readers stat the partition files (no Parquet footer is opened) and re-read only the files that
+# are new or changed since the index was written; files that disappeared drop out. The index is
+# rewritten atomically under a lock whenever it is out of date, by ``yield_report`` and by any
+# query that finds it stale, so it is always the same rows a scan of every file would give.
+
+YIELDS_ASSET = "yield_metrics"
+INDEX_ASSET = "yields_index"
+INDEX_ORDER = "env, round, source <> 'all', source"
+_STAT_FIELDS = [("file", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()),
+                ("file_ino", pa.int64())]
+INDEX_SCHEMA = pa.schema(list(YIELD_SCHEMA) + [pa.field(n, t) for n, t in _STAT_FIELDS])
+
+
+def index_file(lake_root: Path | str) -> Path:
+    return Path(lake_root) / INDEX_ASSET / "part-0.parquet"
+
+
+def yield_files(lake_root: Path | str) -> dict[str, tuple[int, int, int]]:
+    """Every ``yield_metrics`` partition file (``<asset>/*/*/*.parquet``, as the views glob it), keyed by
+    its path relative to the asset directory, with its (size, mtime_ns, inode)."""
+    import os
+
+    base = Path(lake_root) / YIELDS_ASSET
+    found: dict[str, tuple[int, int, int]] = {}
+    try:
+        level1 = list(os.scandir(base))
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for d1 in level1:
+        if not d1.is_dir() or d1.name.startswith("."):
+            continue
+        try:
+            level2 = list(os.scandir(d1.path))
+        except OSError:
+            continue
+        for d2 in level2:
+            if not d2.is_dir() or d2.name.startswith("."):
+                continue
+            try:
+                entries = list(os.scandir(d2.path))
+            except OSError:
+                continue
+            for f in entries:
+                if f.name.endswith(".parquet") and not f.name.startswith("."):
+                    try:
+                        st = f.stat()
+                    except OSError:
+                        continue
+                    found[f"{d1.name}/{d2.name}/{f.name}"] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return found
+
+
+def _read_index(path: Path) -> pa.Table | None:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read()
+    except (FileNotFoundError, OSError, pa.ArrowInvalid):
+        return None
+    return table if table.schema.equals(INDEX_SCHEMA) else None
+
+
+def _index_stats(index: pa.Table | None) -> dict[str, tuple[int, int, int]]:
+    if index is None or index.num_rows == 0:
+        return {}
+    cols = [index.column(n).to_pylist() for n, _ in _STAT_FIELDS]
+    return {f: (s, m, i) for f, s, m, i in zip(*cols)}
+
+
+def _scan_files(lake_root: Path, files: dict[str, tuple[int, int, int]]) -> pa.Table:
+    """Rows of the given partition files, read exactly as the ``yields`` view reads them."""
+    from orbit import lake
+
+    base = Path(lake_root) / YIELDS_ASSET
+    paths = "[" + ", ".join(lake.sql_literal(base / f) for f in files) + "]"
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        # the partition file of each row, to attach its stat
+        table = con.sql(
+            f"SELECT * FROM read_parquet({paths}, hive_partitioning = true, "
+            "hive_types = {'round': VARCHAR, 'env': VARCHAR}, filename = '__file')"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    prefix = str(base) + "/"
+    names = [str(p)[len(prefix):] if str(p).startswith(prefix) else str(p) for p in table.column("__file").to_pylist()]
+    stats = [files[n] for n in names]
+    out = table.select(YIELD_SCHEMA.names).cast(YIELD_SCHEMA)
+    for (name, typ), values in zip(_STAT_FIELDS, [names, *zip(*stats)] if stats else [[], [], [], []]):
+        out = out.append_column(pa.field(name, typ), pa.array(list(values), typ))
+    return out
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        con.register("_idx", table)
+        return con.sql(f"SELECT * FROM _idx ORDER BY {INDEX_ORDER}, file").to_arrow_table().cast(INDEX_SCHEMA)
+    finally:
+        con.close()
+
+
+def _refreshed(lake_root: Path, index: pa.Table | None) -> tuple[pa.Table, bool]:
+    """(the index brought up to date with the files on disk, whether it changed)."""
+    import pyarrow.compute as pc
+
+    on_disk = yield_files(lake_root)
+    known = _index_stats(index)
+    if known == on_disk and (index is not None or not on_disk):
+        return (index if index is not None else INDEX_SCHEMA.empty_table()), False
+    stale = {f for f, st in known.items() if on_disk.get(f) != st}
+    fresh = {f: st for f, st in on_disk.items() if known.get(f) != st}
+    parts = []
+    if index is not None and index.num_rows:
+        keep = pc.invert(pc.is_in(index.column("file"), pa.array(sorted(stale), pa.string())))
+        parts.append(index.filter(keep))
+    if fresh:
+        parts.append(_scan_files(lake_root, fresh))
+    table = pa.concat_tables(parts) if parts else INDEX_SCHEMA.empty_table()
+    return _sorted(table), True
+
+
+def refresh_yields_index(lake_root: Path | str, write: bool = True) -> pa.Table:
+    """The compact yields table (INDEX_SCHEMA), up to date with the ``yield_metrics`` files.
+
+    Only new or changed partition files are read. When the stored index was stale and ``write`` is
+    set, it is rewritten atomically under an exclusive lock (concurrent refreshers re-check inside
+    the lock, so none loses another's update); a read-only lake just gets the fresh table.
+    """
+    import fcntl
+
+    from orbit import lake
+
+    lake_root = Path(lake_root)
+    path = index_file(lake_root)
+    table, changed = _refreshed(lake_root, _read_index(path))
+    if not changed or not write:
+        return table
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / ".lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            table, changed = _refreshed(lake_root, _read_index(path))
+            if changed:
+                lake.write_table(table, path)
+    except PermissionError:
+        pass
+    return table
+
+
+def yields_table(lake_root: Path | str, write: bool = True) -> pa.Table:
+    """Every yield row of the lake (YIELD_SCHEMA), ordered env, round, 'all' first, source."""
+    return refresh_yields_index(lake_root, write).select(YIELD_SCHEMA.names)

@@ -1,46 +1,19 @@
 """The ``orbit`` command.
 
 ``orbit run`` drives Dagster (this module lives in the code location package for
-that reason); ``orbit yields`` and ``orbit sql`` only query the lake with DuckDB.
+that reason); ``orbit yields`` and ``orbit sql`` only query the lake with DuckDB and
+are defined in ``orbit.cli``, the entry point, which runs them without importing Dagster.
 """
 
 import argparse
-import csv
-import json
 import sys
 
 import duckdb
 
+from orbit.cli import add_query_commands, query
+from orbit.cli import print_table as _print_table
 from orbit.home import ensure_home, lake_root
-from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL, connect
-
-
-def _print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=sys.stdout) -> None:
-    if fmt == "csv":
-        writer = csv.writer(out)
-        writer.writerow(columns)
-        writer.writerows(rows)
-        return
-    if fmt == "json":
-        out.write(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1) + "\n")
-        return
-    cells = [[("" if v is None else str(v)) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for r in cells:
-        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
-    out.write(f"({len(rows)} rows)\n")
-
-
-def query(sql: str, fmt: str = "table") -> None:
-    con = connect(lake_root())
-    try:
-        cur = con.execute(sql)
-        columns = [d[0] for d in cur.description] if cur.description else []
-        _print_table(columns, cur.fetchall(), fmt)
-    finally:
-        con.close()
+from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL
 
 
 def cmd_run(args) -> int:
@@ -68,17 +41,6 @@ def cmd_flywheel(args) -> int:
     query(f"{SUMMARY_SQL} WHERE source = 'policy' ORDER BY env, round")
     print("\nFitted growth of the odds per round (g) and rounds to the target yield:")
     query(FLYWHEEL_SQL)
-    return 0
-
-
-def cmd_yields(args) -> int:
-    where = " WHERE source = 'all'" if not args.by_source else ""
-    query(f"{SUMMARY_SQL}{where}", args.format)
-    return 0
-
-
-def cmd_sql(args) -> int:
-    query(args.sql, args.format)
     return 0
 
 
@@ -157,15 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
     ls.set_defaults(func=cmd_round_list)
 
-    yields = sub.add_parser("yields", help="print the yield table from DuckDB")
-    yields.add_argument("--by-source", action="store_true", help="one row per source as well")
-    yields.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    yields.set_defaults(func=cmd_yields)
-
-    sql = sub.add_parser("sql", help="run a SQL query over the lake views")
-    sql.add_argument("sql")
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    sql.set_defaults(func=cmd_sql)
+    add_query_commands(sub)
     home = sub.add_parser("home", help="create ORBIT_HOME (lake, DAGSTER_HOME with telemetry off) and print it")
     home.set_defaults(func=cmd_home)
     return parser
