@@ -1,16 +1,24 @@
 """The filter stage: passed rows, one per (env, task_id), best first.
 
-Vectorised in DuckDB over the verified Parquet file. Ties are broken
+Vectorised over the verified Parquet file: one narrow scan ranks the rows (DuckDB), then
+only the winning rows are read and streamed out in order. Ties are broken
 deterministically: score desc, shorter trajectory (fewer messages), record_id.
 Every input row is accounted for: kept, failed verification, or dropped as a
 duplicate of a better row of the same task.
 """
 
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from orbit import lake
 from orbit.schema import VERIFIED_SCHEMA
@@ -51,22 +59,157 @@ def best_rows_of_file_sql(path: Path | str) -> str:
             "ORDER BY env, task_id")
 
 
+NARROW = ["env", "task_id", "score", "passed", "record_id"]
+MEMORY_ROWS = 262_144  # winners held in memory up to this many; beyond, they go through spill buckets
+BUCKET_ROWS = 131_072  # output positions per spill bucket (one bucket is in memory at a time)
+
+
+def _message_count_column(pf: pq.ParquetFile) -> str:
+    """The cheapest Parquet leaf directly under a message (usually an all-null one such as
+    tool_call_id): its list lengths are len(messages), read without any message content."""
+    meta = pf.metadata
+    sizes: dict[str, int] = {}
+    for i in range(len(pf.schema)):
+        path = pf.schema.column(i).path
+        if path.startswith("messages.") and path.count(".") == 3:
+            sizes[path] = sum(meta.row_group(g).column(i).total_compressed_size for g in range(meta.num_row_groups))
+    return min(sizes, key=lambda p: (sizes[p], p)) if sizes else "messages"
+
+
+def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray]:
+    """One narrow scan: (rows, passed rows, file row numbers of the winners in output order).
+
+    Only env, task_id, score, passed, record_id and one leaf of ``messages`` are read (never the
+    message contents); the winner of each (env, task_id) is the passed row with the least RANKING_KEY.
+    """
+    pf = pq.ParquetFile(path, read_dictionary=["env", "task_id"])  # grouped on, never copied as strings
+    narrow = pf.read(columns=NARROW + [_message_count_column(pf)], use_threads=threads > 1)
+    n_msgs = pc.list_value_length(narrow.column("messages")).cast(pa.int64())
+    narrow = narrow.drop_columns(["messages"]).append_column("n_msgs", n_msgs)
+    narrow = narrow.append_column("rn", pa.array(np.arange(narrow.num_rows, dtype=np.int64)))
+    con = duckdb.connect(config={"threads": threads})
+    try:
+        con.register("narrow", narrow)
+        total, passed = con.execute("SELECT count(*), count(*) FILTER (WHERE passed) FROM narrow").fetchall()[0]
+        key = RANKING_KEY.replace("len(messages)", "n_msgs")
+        winners = con.sql(f"SELECT arg_min(rn, {key}) AS rn FROM narrow WHERE passed "
+                          "GROUP BY env, task_id ORDER BY env, task_id").to_arrow_table()
+    finally:
+        con.close()
+    return int(total), int(passed or 0), winners.column("rn").to_numpy().astype(np.int64, copy=False)
+
+
+class _Buckets:
+    """Winner rows by output position: in memory when few, else spilled to Arrow IPC files by position
+    range, so only one bucket is ever held in memory while the output is streamed in order."""
+
+    def __init__(self, total: int, schema: pa.Schema, batch_rows: int):
+        # a bucket holds whole output batches, so the batches (row groups) do not depend on spilling
+        self.size = total if total <= MEMORY_ROWS else -(-BUCKET_ROWS // batch_rows) * batch_rows
+        self.batch_rows = batch_rows
+        self.count = max(1, -(-total // max(1, self.size)))
+        self.schema = schema.append(pa.field("__pos", pa.int64()))
+        self.parts: list[list[pa.RecordBatch]] = [[] for _ in range(self.count)]
+        self.tmp = tempfile.TemporaryDirectory(prefix="orbit-filter-") if self.count > 1 else None
+        self.writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+
+    def add(self, rows: pa.Table, positions: np.ndarray) -> None:
+        rows = rows.append_column("__pos", pa.array(positions, pa.int64()))
+        if self.tmp is None:
+            self.parts[0].extend(rows.to_batches())
+            return
+        ids = positions // self.size
+        order = np.argsort(ids, kind="stable")
+        ids_sorted = ids[order]
+        bounds = np.flatnonzero(np.diff(ids_sorted)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(order)]):
+            b = int(ids_sorted[lo])
+            part = rows.take(pa.array(order[lo:hi]))
+            writer = self.writers.get(b)
+            if writer is None:
+                writer = self.writers[b] = pa.ipc.new_file(Path(self.tmp.name) / f"{b}.arrow", self.schema)
+            writer.write_table(part)
+
+    def ordered(self) -> Iterator[pa.Table]:
+        """The winners in output order, ``batch_rows`` at a time."""
+        try:
+            for w in self.writers.values():
+                w.close()
+            for b in range(self.count):
+                if self.tmp is None:
+                    table = pa.Table.from_batches(self.parts[0], self.schema)
+                    self.parts[0] = []
+                else:
+                    path = Path(self.tmp.name) / f"{b}.arrow"
+                    if not path.exists():
+                        continue
+                    with pa.memory_map(str(path)) as source:
+                        table = pa.ipc.open_file(source).read_all()
+                pos = table.column("__pos").to_numpy() - b * self.size
+                idx = np.empty(len(pos), dtype=np.int64)
+                idx[pos] = np.arange(len(pos), dtype=np.int64)
+                table = table.drop_columns(["__pos"]).take(pa.array(idx)).combine_chunks()
+                yield from (pa.Table.from_batches([b]) for b in table.to_batches(max_chunksize=self.batch_rows))
+                del table
+                if self.tmp is not None:
+                    path.unlink()
+        finally:
+            if self.tmp is not None:
+                self.tmp.cleanup()
+
+
+def _winner_rows(path: Path | str, winners: np.ndarray, threads: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    """(winning rows of one row group, their output positions), row group by row group, reading only
+    the row groups that hold a winner; ``threads`` row groups are decoded at once."""
+    order = np.argsort(winners, kind="stable")
+    rows_sorted = winners[order]
+    meta = pq.ParquetFile(path).metadata
+    jobs, start = [], 0
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        lo, hi = np.searchsorted(rows_sorted, [start, start + n])
+        if hi > lo:
+            jobs.append((g, rows_sorted[lo:hi] - start, order[lo:hi]))
+        start += n
+    local = threading.local()
+
+    def read(job):
+        g, rows, _ = job
+        if not hasattr(local, "pf"):
+            local.pf = pq.ParquetFile(path)
+        return local.pf.read_row_group(g, use_threads=False).take(pa.array(rows))
+
+    workers = max(1, threads)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = [pool.submit(read, job) for job in jobs[:workers + 1]]
+        for i, job in enumerate(jobs):
+            rows = pending[0].result()
+            pending = pending[1:]
+            if i + workers + 1 < len(jobs):
+                pending.append(pool.submit(read, jobs[i + workers + 1]))
+            yield rows, job[2]
+
+
 def filtered_stream(verified_path: Path | str, threads: int = 2) -> lake.ArrowStream:
-    """The filtered rows of one verified partition file, streamed; counts complete once consumed."""
+    """The filtered rows of one verified partition file, streamed; counts complete once consumed.
+
+    One narrow scan ranks every row (``rank_file``); then the row groups holding winners are read
+    once, their winning rows kept (spilled to disk by output position when there are many), and
+    the winners are streamed out ordered by (env, task_id) in BATCH_ROWS batches. Memory stays flat
+    in the partition size: the narrow columns plus one row group and one bucket of winners.
+    """
     counts = FilterCounts(rows_in=0, failed=0, duplicates=0, kept=0)
 
     def batches():
-        con = duckdb.connect(config={"threads": threads})
-        try:
-            source = f"read_parquet({lake.sql_literal(verified_path)})"
-            total, passed = con.execute(f"SELECT count(*), count(*) FILTER (WHERE passed) FROM {source}").fetchall()[0]
-            counts.rows_in, counts.failed = total, total - passed
-            for batch in con.sql(best_rows_of_file_sql(verified_path)).to_arrow_reader(BATCH_ROWS):
-                counts.kept += batch.num_rows
-                yield pa.Table.from_batches([batch]).cast(VERIFIED_SCHEMA).to_batches()[0]
-            counts.duplicates = passed - counts.kept
-        finally:
-            con.close()
+        total, passed, winners = rank_file(verified_path, threads)
+        counts.rows_in, counts.failed = total, total - passed
+        buckets = _Buckets(len(winners), pq.read_schema(verified_path), BATCH_ROWS)
+        for rows, positions in _winner_rows(verified_path, winners, threads):
+            buckets.add(rows, positions)
+        for table in buckets.ordered():
+            counts.kept += table.num_rows
+            yield table.cast(VERIFIED_SCHEMA).to_batches()[0]
+        counts.duplicates = passed - counts.kept
 
     return lake.ArrowStream(VERIFIED_SCHEMA, batches(), summary=counts.as_dict)
 
