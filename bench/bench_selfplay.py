@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 
-import psutil  # noqa: E402
 import pyspiel  # noqa: E402
 
 from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
+from orbit.games import family as family_module  # noqa: E402
 from orbit.games.bots import MCTS_MAX_MEMORY_MB, MCTS_UCT_C  # noqa: E402
 
 GAME = "tic_tac_toe"
@@ -79,15 +79,12 @@ class Generation:
         self.max_workers_seen = 0
 
     def __call__(self) -> int:
-        me, pid = psutil.Process(), os.getpid()
-        rows, seen = 0, 0
+        before = family_module.POOL_STATS["requests"]
+        rows = 0
         for batch in family_of(self.spec).generate(self.request):
             rows += batch.num_rows
-            try:  # pool workers are the forkserver's children: our grandchildren
-                seen = max(seen, sum(1 for p in me.children(recursive=True) if p.ppid() != pid))
-            except psutil.Error:
-                pass
-        self.max_workers_seen = max(self.max_workers_seen, seen)
+        if family_module.POOL_STATS["requests"] > before:  # this request ran on the process's worker pool
+            self.max_workers_seen = max(self.max_workers_seen, family_module._POOL_WORKERS)
         return rows
 
 

@@ -49,16 +49,6 @@ def best_per_task_sql(source: str) -> str:
     )
 
 
-def best_rows_of_file_sql(path: Path | str) -> str:
-    """The same selection on a Parquet file: rank on the narrow columns first, then read whole rows
-    only for the winners (the ranking never sorts the trajectories themselves)."""
-    source = f"read_parquet({lake.sql_literal(path)}, file_row_number = true)"
-    winners = (f"SELECT arg_min(file_row_number, {RANKING_KEY}) FROM {source} WHERE passed "
-               "GROUP BY env, task_id")
-    return (f"SELECT * EXCLUDE (file_row_number) FROM {source} WHERE file_row_number IN ({winners}) "
-            "ORDER BY env, task_id")
-
-
 NARROW = ["env", "task_id", "score", "passed", "record_id"]
 MEMORY_ROWS = 262_144  # winners held in memory up to this many; beyond, they go through spill buckets
 BUCKET_ROWS = 131_072  # output positions per spill bucket (one bucket is in memory at a time)

@@ -221,57 +221,45 @@ def _index_stats(index: pa.Table | None) -> dict[str, tuple[int, int, int]]:
     return {f: (s, m, i) for f, s, m, i in zip(*cols)}
 
 
-def _scan_files(lake_root: Path, files: dict[str, tuple[int, int, int]]) -> pa.Table:
-    """Rows of the given partition files, read exactly as the ``yields`` view reads them."""
-    from orbit import lake
-
-    base = Path(lake_root) / YIELDS_ASSET
-    paths = "[" + ", ".join(lake.sql_literal(base / f) for f in files) + "]"
-    con = duckdb.connect(config={"threads": 2})
-    try:
-        # the partition file of each row, to attach its stat
-        table = con.sql(
-            f"SELECT * FROM read_parquet({paths}, hive_partitioning = true, "
-            "hive_types = {'round': VARCHAR, 'env': VARCHAR}, filename = '__file')"
-        ).to_arrow_table()
-    finally:
-        con.close()
-    prefix = str(base) + "/"
-    names = [str(p)[len(prefix):] if str(p).startswith(prefix) else str(p) for p in table.column("__file").to_pylist()]
-    stats = [files[n] for n in names]
-    out = table.select(YIELD_SCHEMA.names).cast(YIELD_SCHEMA)
-    for (name, typ), values in zip(_STAT_FIELDS, [names, *zip(*stats)] if stats else [[], [], [], []]):
-        out = out.append_column(pa.field(name, typ), pa.array(list(values), typ))
-    return out
-
-
-def _sorted(table: pa.Table) -> pa.Table:
-    con = duckdb.connect(config={"threads": 1})
-    try:
-        con.register("_idx", table)
-        return con.sql(f"SELECT * FROM _idx ORDER BY {INDEX_ORDER}, file").to_arrow_table().cast(INDEX_SCHEMA)
-    finally:
-        con.close()
-
-
 def _refreshed(lake_root: Path, index: pa.Table | None) -> tuple[pa.Table, bool]:
-    """(the index brought up to date with the files on disk, whether it changed)."""
-    import pyarrow.compute as pc
+    """(the index brought up to date with the files on disk, whether it changed).
+
+    Rows of unchanged files are kept from the index; new or changed files are read exactly as the
+    ``yields`` view reads them (hive partitioning, round and env VARCHAR), in one DuckDB query.
+    """
+    from orbit import lake
 
     on_disk = yield_files(lake_root)
     known = _index_stats(index)
     if known == on_disk and (index is not None or not on_disk):
         return (index if index is not None else INDEX_SCHEMA.empty_table()), False
-    stale = {f for f, st in known.items() if on_disk.get(f) != st}
     fresh = {f: st for f, st in on_disk.items() if known.get(f) != st}
-    parts = []
-    if index is not None and index.num_rows:
-        keep = pc.invert(pc.is_in(index.column("file"), pa.array(sorted(stale), pa.string())))
-        parts.append(index.filter(keep))
-    if fresh:
-        parts.append(_scan_files(lake_root, fresh))
-    table = pa.concat_tables(parts) if parts else INDEX_SCHEMA.empty_table()
-    return _sorted(table), True
+    keep = {f for f in on_disk if f not in fresh}
+    base = Path(lake_root) / YIELDS_ASSET
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        con.register("_index", index if index is not None else INDEX_SCHEMA.empty_table())
+        con.register("_keep", pa.table({"file": pa.array(sorted(keep), pa.string())}))
+        parts = ["SELECT * FROM _index WHERE file IN (SELECT file FROM _keep)"]
+        if fresh:
+            names = sorted(fresh)
+            con.register("_stats", pa.table({
+                "path": [str(base / f) for f in names], "file": names,
+                "file_size": [fresh[f][0] for f in names], "file_mtime_ns": [fresh[f][1] for f in names],
+                "file_ino": [fresh[f][2] for f in names],
+            }))
+            paths = "[" + ", ".join(lake.sql_literal(base / f) for f in names) + "]"
+            cols = ", ".join(f"y.{c}" for c in YIELD_SCHEMA.names)
+            parts.append(
+                f"SELECT {cols}, s.file, s.file_size, s.file_mtime_ns, s.file_ino "
+                f"FROM read_parquet({paths}, hive_partitioning = true, "
+                "hive_types = {'round': VARCHAR, 'env': VARCHAR}, filename = '__path') y "
+                "JOIN _stats s ON y.__path = s.path"
+            )
+        table = con.sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY {INDEX_ORDER}, file").to_arrow_table()
+    finally:
+        con.close()
+    return table.cast(INDEX_SCHEMA), True
 
 
 def refresh_yields_index(lake_root: Path | str, write: bool = True) -> pa.Table:
