@@ -50,8 +50,10 @@ def best_per_task_sql(source: str) -> str:
 
 
 NARROW = ["env", "task_id", "score", "passed", "record_id"]
+RANK_BATCH_ROWS = 65_536  # narrow rows per batch streamed into the ranking
+RANK_MEMORY = "384MB"  # DuckDB's cap while ranking; beyond it the aggregation spills to disk
 MEMORY_ROWS = 262_144  # winners held in memory up to this many; beyond, they go through spill buckets
-BUCKET_ROWS = 131_072  # output positions per spill bucket (one bucket is in memory at a time)
+BUCKET_ROWS = 65_536  # output positions per spill bucket (one bucket is in memory at a time)
 
 
 def _message_count_column(pf: pq.ParquetFile) -> str:
@@ -70,23 +72,37 @@ def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray]
     """One narrow scan: (rows, passed rows, file row numbers of the winners in output order).
 
     Only env, task_id, score, passed, record_id and one leaf of ``messages`` are read (never the
-    message contents); the winner of each (env, task_id) is the passed row with the least RANKING_KEY.
+    message contents), streamed batch by batch into DuckDB; the winner of each (env, task_id) is the
+    passed row with the least RANKING_KEY. DuckDB's memory is capped (it spills to a temporary
+    directory beyond RANK_MEMORY), so memory stays flat in the partition size.
     """
     pf = pq.ParquetFile(path, read_dictionary=["env", "task_id"])  # grouped on, never copied as strings
-    narrow = pf.read(columns=NARROW + [_message_count_column(pf)], use_threads=threads > 1)
-    n_msgs = pc.list_value_length(narrow.column("messages")).cast(pa.int64())
-    narrow = narrow.drop_columns(["messages"]).append_column("n_msgs", n_msgs)
-    narrow = narrow.append_column("rn", pa.array(np.arange(narrow.num_rows, dtype=np.int64)))
-    con = duckdb.connect(config={"threads": threads})
-    try:
-        con.register("narrow", narrow)
-        total, passed = con.execute("SELECT count(*), count(*) FILTER (WHERE passed) FROM narrow").fetchall()[0]
-        key = RANKING_KEY.replace("len(messages)", "n_msgs")
-        winners = con.sql(f"SELECT arg_min(rn, {key}) AS rn FROM narrow WHERE passed "
-                          "GROUP BY env, task_id ORDER BY env, task_id").to_arrow_table()
-    finally:
-        con.close()
-    return int(total), int(passed or 0), winners.column("rn").to_numpy().astype(np.int64, copy=False)
+    columns = NARROW + [_message_count_column(pf)]
+    seen = {"rows": 0, "passed": 0}
+    schema = pa.schema([pf.schema_arrow.field(c) for c in NARROW]).append(pa.field("n_msgs", pa.int64()))
+    schema = pa.schema([f.with_type(pa.dictionary(pa.int32(), pa.string())) if f.name in ("env", "task_id") else f
+                        for f in schema]).append(pa.field("rn", pa.int64()))
+
+    def narrow_batches():
+        for batch in pf.iter_batches(batch_size=RANK_BATCH_ROWS, columns=columns, use_threads=threads > 1):
+            start = seen["rows"]
+            seen["rows"] += batch.num_rows
+            seen["passed"] += pc.sum(batch.column("passed")).as_py() or 0
+            n_msgs = pc.list_value_length(batch.column("messages")).cast(pa.int64())
+            arrays = [batch.column(c) for c in NARROW] + [n_msgs,
+                                                          pa.array(np.arange(start, seen["rows"], dtype=np.int64))]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    key = RANKING_KEY.replace("len(messages)", "n_msgs")
+    with tempfile.TemporaryDirectory(prefix="orbit-rank-") as spill:
+        con = duckdb.connect(config={"threads": threads, "memory_limit": RANK_MEMORY, "temp_directory": spill})
+        try:
+            con.register("narrow", pa.RecordBatchReader.from_batches(schema, narrow_batches()))
+            winners = con.sql(f"SELECT arg_min(rn, {key}) AS rn FROM narrow WHERE passed "
+                              "GROUP BY env, task_id ORDER BY env, task_id").to_arrow_table()
+        finally:
+            con.close()
+    return seen["rows"], seen["passed"], winners.column("rn").to_numpy().astype(np.int64, copy=False)
 
 
 class _Buckets:
