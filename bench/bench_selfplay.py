@@ -36,7 +36,7 @@ import _common as C  # noqa: E402
 import pyspiel  # noqa: E402
 
 from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
-from orbit.games import family as family_module  # noqa: E402
+from orbit import workers as workers_module  # noqa: E402
 from orbit.games.bots import MCTS_MAX_MEMORY_MB, MCTS_UCT_C  # noqa: E402
 
 GAME = "tic_tac_toe"
@@ -80,12 +80,12 @@ class Generation:
         self.max_workers_seen = 0
 
     def __call__(self) -> int:
-        before = family_module.POOL_STATS["requests"]
+        before = workers_module.POOL_STATS["requests"]
         rows = 0
         for batch in family_of(self.spec).generate(self.request):
             rows += batch.num_rows
-        if family_module.POOL_STATS["requests"] > before:  # this request ran on the process's worker pool
-            self.max_workers_seen = max(self.max_workers_seen, family_module._POOL_WORKERS)
+        if workers_module.POOL_STATS["requests"] > before:  # this request ran on the process's worker pool
+            self.max_workers_seen = max(self.max_workers_seen, workers_module.pool_workers())
         return rows
 
 

@@ -7,11 +7,7 @@ Matches are spread in task chunks over one worker pool per process, started by t
 first request worth it and reused by every later one.
 """
 
-import atexit
-import multiprocessing
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -27,6 +23,7 @@ from orbit.games.rollout import play_policy_match
 from orbit.games.tasks import GameTask, load_game, match_seed
 from orbit.games.verifier import GameReplayVerifier
 from orbit.schema import make_record, records_to_batch
+from orbit.workers import POOL_STATS, pool_running, shutdown_pool, worker_pool
 
 CFR_ASSET = "cfr_policies"
 CHUNKS_PER_WORKER = 4
@@ -34,43 +31,6 @@ PROBE_JOBS = 16
 BATCH_JOBS = 512
 POOL_WORTH_S = 2.0  # estimated serial seconds below which starting worker processes does not pay off
 POOL_WARM_WORTH_S = 0.05  # the same once this process's pool is running (nothing left to start)
-
-# One long-lived worker pool per process, started on the first request that is worth it and reused
-# by every later request (a Dagster step process, a bench, a CLI run), so its start-up is paid once.
-_POOL: ProcessPoolExecutor | None = None
-_POOL_WORKERS = 0
-_POOL_LOCK = threading.Lock()
-POOL_STATS = {"requests": 0}  # requests that ran on the pool (read by the benches)
-
-
-def pool_running(workers: int) -> bool:
-    return _POOL is not None and _POOL_WORKERS >= workers
-
-
-def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """This process's worker pool with at least ``workers`` processes (started once, then reused)."""
-    global _POOL, _POOL_WORKERS
-    with _POOL_LOCK:
-        if _POOL is not None and _POOL_WORKERS >= workers:
-            return _POOL
-        if _POOL is not None:
-            _POOL.shutdown(wait=True, cancel_futures=True)
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["pandas", "orbit.games.family"])  # pyarrow imports pandas lazily
-        _POOL, _POOL_WORKERS = ProcessPoolExecutor(max_workers=workers, mp_context=ctx), workers
-        return _POOL
-
-
-def shutdown_pool() -> None:
-    global _POOL, _POOL_WORKERS
-    with _POOL_LOCK:
-        pool, _POOL, _POOL_WORKERS = _POOL, None, 0
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-atexit.register(shutdown_pool)
-
 
 def game_tasks(game: str, params: Mapping[str, Any], num_tasks: int, base_seed: int) -> list[GameTask]:
     players = load_game(game, params).num_players()
