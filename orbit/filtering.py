@@ -8,8 +8,6 @@ duplicate of a better row of the same task.
 """
 
 import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -110,21 +108,21 @@ class _Buckets:
     range, so only one bucket is ever held in memory while the output is streamed in order."""
 
     def __init__(self, total: int, schema: pa.Schema, batch_rows: int):
+        """``schema``: the winner rows' schema, with their output position in ``__pos``."""
         # a bucket holds whole output batches, so the batches (row groups) do not depend on spilling
         self.size = total if total <= MEMORY_ROWS else -(-BUCKET_ROWS // batch_rows) * batch_rows
         self.batch_rows = batch_rows
         self.count = max(1, -(-total // max(1, self.size)))
-        self.schema = schema.append(pa.field("__pos", pa.int64()))
+        self.schema = schema
         self.parts: list[list[pa.RecordBatch]] = [[] for _ in range(self.count)]
         self.tmp = tempfile.TemporaryDirectory(prefix="orbit-filter-") if self.count > 1 else None
         self.writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
 
-    def add(self, rows: pa.Table, positions: np.ndarray) -> None:
-        rows = rows.append_column("__pos", pa.array(positions, pa.int64()))
+    def add(self, rows: pa.RecordBatch) -> None:
         if self.tmp is None:
-            self.parts[0].extend(rows.to_batches())
+            self.parts[0].append(rows)
             return
-        ids = positions // self.size
+        ids = rows.column("__pos").to_numpy() // self.size
         order = np.argsort(ids, kind="stable")
         ids_sorted = ids[order]
         bounds = np.flatnonzero(np.diff(ids_sorted)) + 1
@@ -134,7 +132,7 @@ class _Buckets:
             writer = self.writers.get(b)
             if writer is None:
                 writer = self.writers[b] = pa.ipc.new_file(Path(self.tmp.name) / f"{b}.arrow", self.schema)
-            writer.write_table(part)
+            writer.write(part)
 
     def ordered(self) -> Iterator[pa.Table]:
         """The winners in output order, ``batch_rows`` at a time."""
@@ -164,54 +162,37 @@ class _Buckets:
                 self.tmp.cleanup()
 
 
-def _winner_rows(path: Path | str, winners: np.ndarray, threads: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
-    """(winning rows of one row group, their output positions), row group by row group, reading only
-    the row groups that hold a winner; ``threads`` row groups are decoded at once."""
-    order = np.argsort(winners, kind="stable")
-    rows_sorted = winners[order]
-    meta = pq.ParquetFile(path).metadata
-    jobs, start = [], 0
-    for g in range(meta.num_row_groups):
-        n = meta.row_group(g).num_rows
-        lo, hi = np.searchsorted(rows_sorted, [start, start + n])
-        if hi > lo:
-            jobs.append((g, rows_sorted[lo:hi] - start, order[lo:hi]))
-        start += n
-    local = threading.local()
-
-    def read(job):
-        g, rows, _ = job
-        if not hasattr(local, "pf"):
-            local.pf = pq.ParquetFile(path)
-        return local.pf.read_row_group(g, use_threads=False).take(pa.array(rows))
-
-    workers = max(1, threads)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = [pool.submit(read, job) for job in jobs[:workers + 1]]
-        for i, job in enumerate(jobs):
-            rows = pending[0].result()
-            pending = pending[1:]
-            if i + workers + 1 < len(jobs):
-                pending.append(pool.submit(read, jobs[i + workers + 1]))
-            yield rows, job[2]
+def _winner_rows(path: Path | str, winners: np.ndarray, threads: int, spill: str) -> pa.RecordBatchReader:
+    """The winning rows with their output position (``__pos``), in no particular order: DuckDB reads
+    the file once, in parallel, and keeps the rows whose file row number is a winner's."""
+    con = duckdb.connect(config={"threads": threads, "memory_limit": RANK_MEMORY, "temp_directory": spill})
+    con.register("_winners", pa.table({"rn": winners, "pos": np.arange(len(winners), dtype=np.int64)}))
+    return con.sql(
+        f"SELECT t.* EXCLUDE (file_row_number), w.pos AS __pos "
+        f"FROM read_parquet({lake.sql_literal(path)}, file_row_number = true) t "
+        "JOIN _winners w ON t.file_row_number = w.rn"
+    ).to_arrow_reader(BATCH_ROWS)
 
 
 def filtered_stream(verified_path: Path | str, threads: int = 2) -> lake.ArrowStream:
     """The filtered rows of one verified partition file, streamed; counts complete once consumed.
 
-    One narrow scan ranks every row (``rank_file``); then the row groups holding winners are read
-    once, their winning rows kept (spilled to disk by output position when there are many), and
-    the winners are streamed out ordered by (env, task_id) in BATCH_ROWS batches. Memory stays flat
-    in the partition size: the narrow columns plus one row group and one bucket of winners.
+    One narrow scan ranks every row (``rank_file``); then the file is read once more, keeping only
+    the winning rows (spilled to disk by output position when there are many), and the winners are
+    streamed out ordered by (env, task_id) in BATCH_ROWS batches. Memory stays flat in the
+    partition size: DuckDB is capped, and one bucket of winners is in memory at a time.
     """
     counts = FilterCounts(rows_in=0, failed=0, duplicates=0, kept=0)
 
     def batches():
         total, passed, winners = rank_file(verified_path, threads)
         counts.rows_in, counts.failed = total, total - passed
-        buckets = _Buckets(len(winners), pq.read_schema(verified_path), BATCH_ROWS)
-        for rows, positions in _winner_rows(verified_path, winners, threads):
-            buckets.add(rows, positions)
+        with tempfile.TemporaryDirectory(prefix="orbit-filter-") as spill:
+            reader = _winner_rows(verified_path, winners, threads, spill)
+            buckets = _Buckets(len(winners), reader.schema, BATCH_ROWS)
+            for rows in reader:
+                buckets.add(rows)
+            reader.close()
         for table in buckets.ordered():
             counts.kept += table.num_rows
             yield table.cast(VERIFIED_SCHEMA).to_batches()[0]
