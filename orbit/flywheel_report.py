@@ -83,8 +83,10 @@ def chart_png(rounds: pa.Table, fit_table: pa.Table) -> bytes:
     for env, rs in sorted(by_env.items()):
         t = [round_index(r["round"]) for r in rs]
         p = [r["pass_rate"] or 0.0 for r in rs]
-        err = [[pi - (r["pass_rate_low"] or pi) for pi, r in zip(p, rs)],
-               [(r["pass_rate_high"] or pi) - pi for pi, r in zip(p, rs)]]
+        # error bars never negative: p = 0 or 1 and rounds without attempts (no interval) draw none
+        err = [[max(0.0, pi - (r["pass_rate_low"] if r["pass_rate_low"] is not None else pi)) for pi, r in zip(p, rs)],
+               [max(0.0, (r["pass_rate_high"] if r["pass_rate_high"] is not None else pi) - pi)
+                for pi, r in zip(p, rs)]]
         line = top.errorbar(t, p, yerr=err, marker="o", capsize=3, label=f"{env} ({rs[0]['source']})")
         f = fitted.get(env)
         if f and f["g"] is not None:

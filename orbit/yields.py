@@ -40,14 +40,22 @@ YIELD_SCHEMA = pa.schema(
 
 
 def wilson_interval(passes: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
-    """95% Wilson score interval of a binomial proportion."""
-    if n == 0:
+    """95% Wilson score interval of a binomial proportion, within [0, 1] exactly.
+
+    No attempts: (None, None). At p = 0 the lower bound is exactly 0.0 and at p = 1 the
+    upper bound exactly 1.0 (floating point would leave 1e-17 or 0.9999999999999999), and
+    the bounds always hold p: low <= p <= high.
+    """
+    if n <= 0:
         return None, None
+    passes = min(max(passes, 0), n)
     p = passes / n
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    low = 0.0 if passes == 0 else min(max(0.0, center - half), p)
+    high = 1.0 if passes == n else max(min(1.0, center + half), p)
+    return low, high
 
 
 def odds(p: float | None) -> float | None:

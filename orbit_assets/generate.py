@@ -14,11 +14,12 @@ from orbit.rounds import RoundRegistry
 from orbit.sampling import SamplingPlan, run_sampling
 from orbit.games.cfr import CFR_SCHEMA, solve_cfr
 from orbit.games.family import cfr_configs
-from orbit.importer import import_jsonl
+from orbit.importer import ImportCounts, import_jsonl
 from orbit.keys import round_base_seed, round_index
 from orbit.lake import ArrowStream
 from orbit.schema import RECORD_SCHEMA, records_to_batch
 from orbit_assets.automation import new_partition
+from orbit_assets.key_checks import refuse_invalid_partition
 from orbit_assets.partitions import round_and_env, round_env_partitions
 from resources.policies import PolicyResource
 from resources.settings import OrbitSettings
@@ -75,6 +76,7 @@ def cfr_policies(context: dg.AssetExecutionContext) -> pa.Table:
 )
 def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
                 policies: PolicyResource) -> ArrowStream:
+    refuse_invalid_partition(context.partition_key)
     round_key, env = round_and_env(context.partition_key)
     spec = env_spec(env)
     try:
@@ -99,6 +101,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
     uri = _policy_uri(config, settings, round_key, env)
     policy_records = _sample_policy(context, uri, config, policies, request, family) if uri else []
     by_source: dict[str, int] = {}
+    imported = ImportCounts()
 
     def batches():
         if config.generators:
@@ -106,7 +109,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
         if policy_records:
             yield records_to_batch(policy_records)
         if config.import_jsonl:
-            yield from import_jsonl(config.import_jsonl, env, round_key)
+            yield from import_jsonl(config.import_jsonl, env, round_key, imported)
 
     def counted():
         for batch in batches():
@@ -116,7 +119,14 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
 
     context.add_output_metadata({"round": round_key, "env": env, "tasks": request.num_tasks,
                                  "samples_per_task": request.samples_per_task})
-    return ArrowStream(RECORD_SCHEMA, counted(), summary=lambda: {f"rows_{s}": n for s, n in sorted(by_source.items())})
+    def summary() -> dict:
+        out = {f"rows_{s}": n for s, n in sorted(by_source.items())}
+        if config.import_jsonl:
+            out.update(import_lines=imported.lines, import_records=imported.records,
+                       import_skipped_blank=imported.skipped_blank)
+        return out
+
+    return ArrowStream(RECORD_SCHEMA, counted(), summary=summary)
 
 
 def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:

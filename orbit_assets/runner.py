@@ -13,7 +13,7 @@ import dagster as dg
 from orbit.checkpoints import read_checkpoint
 from orbit.envs import ENV_NAMES
 from orbit.home import ensure_home
-from orbit.keys import round_index, round_key, validate_env
+from orbit.keys import round_index, round_key, validate_env, validate_round
 from orbit.rounds import RoundRegistry
 from orbit_assets.partitions import ROUNDS, round_env_key
 
@@ -69,6 +69,7 @@ class Runner:
         self.run_ids.append(result.run_id)
 
     def add_rounds(self, rounds: Iterable[str]) -> None:
+        rounds = [validate_round(r) for r in rounds]
         missing = [r for r in rounds if not self.instance.has_dynamic_partition(ROUNDS, r)]
         if missing:
             self.instance.add_dynamic_partitions(ROUNDS, missing)

@@ -180,7 +180,7 @@ class OpenSpielFamily:
             raise
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> GameReplayVerifier:
-        return GameReplayVerifier()
+        return GameReplayVerifier(env)
 
 
 FAMILY = OpenSpielFamily()
