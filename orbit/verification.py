@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import pyarrow as pa
 
 from orbit.envs.base import Verdict, Verifier
+from orbit.jsonmemo import loads_shared
 from orbit.schema import RECORD_SCHEMA, ROLES, VERIFIED_SCHEMA
 
 MAX_CONTENT_CHARS = 200_000
@@ -26,6 +27,7 @@ MAX_MESSAGES = 2_000
 MAX_REASON_CHARS = 300
 
 BELOW_THRESHOLD = "score.below_threshold"
+PLAIN_ROLES = ("system", "user", "assistant")  # roles whose plain text messages no rule can fail
 
 
 @dataclass
@@ -58,7 +60,7 @@ def _metadata(text: Any, reasons: list[str]) -> dict:
     if text is None or text == "":
         return {}
     try:
-        meta = json.loads(text)
+        meta = loads_shared(text)
     except (TypeError, ValueError, RecursionError):
         reasons.append("record.metadata_not_json")
         return {}
@@ -108,6 +110,10 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
         reasons.append("trajectory.no_assistant_turn")
     open_calls: list[str] = []  # ids of calls not answered yet, in order
     for i, m in enumerate(messages):
+        if (isinstance(m, dict) and m.get("tool_calls") is None and m.get("tool_call_id") is None
+                and type(m.get("role")) is str and m.get("role") in PLAIN_ROLES
+                and type(m.get("content")) is str and len(m.get("content")) <= MAX_CONTENT_CHARS):
+            continue  # a plain chat message (no tool call, known role, text content): no rule can fire
         if m is None:
             reasons.append(f"message.null:{i}")
             continue
