@@ -1,0 +1,26 @@
+"""The real-model tier (``make test-model``): SmolLM2-135M-Instruct served by llama-cpp-python on 127.0.0.1.
+
+Collected only with ``ORBIT_MODEL_TESTS=1`` (``make test-model`` sets it, with ``ORBIT_LLAMA_PYTHON``
+and ``ORBIT_TEST_GGUF``), so plain ``make test`` never needs the tool venv or the model file.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GGUF = Path(os.environ.get("ORBIT_TEST_GGUF") or REPO / ".tools" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
+ALIAS = "smollm2"
+
+if os.environ.get("ORBIT_MODEL_TESTS") != "1":
+    collect_ignore_glob = ["test_*.py"]
+
+
+@pytest.fixture(scope="session")
+def llama():
+    """One llama.cpp server for the session; ``chatml-function-calling`` serves tool calls and JSON-constrained output."""
+    from orbit.policies.llama_server import TOOL_CHAT_FORMAT, start_llama_server
+
+    with start_llama_server(GGUF, alias=ALIAS, chat_format=TOOL_CHAT_FORMAT, n_ctx=4096) as server:
+        yield server
