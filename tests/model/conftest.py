@@ -5,6 +5,8 @@ and ``ORBIT_TEST_GGUF``), so plain ``make test`` never needs the tool venv or th
 """
 
 import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,5 +24,8 @@ def llama():
     """One llama.cpp server for the session; ``chatml-function-calling`` serves tool calls and JSON-constrained output."""
     from orbit.policies.llama_server import TOOL_CHAT_FORMAT, start_llama_server
 
+    # a terminated test run still stops the server (its own process group) through the fixture's teardown
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with start_llama_server(GGUF, alias=ALIAS, chat_format=TOOL_CHAT_FORMAT, n_ctx=4096) as server:
         yield server
+    signal.signal(signal.SIGTERM, previous)
