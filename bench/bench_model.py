@@ -142,6 +142,8 @@ def pass_rates(url: str, tasks: int, games: list[str]) -> tuple[list[C.Row], lis
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument("--tasks", type=int, help="matches per game env and mode (default 6; quick 3)")
+    ap.add_argument("--requests", type=int, help="throughput requests per side (default 24; quick 8)")
     args = ap.parse_args(argv)
     python = Path(os.environ.get(PYTHON_ENV) or DEFAULT_PYTHON)
     if not python.exists() or not GGUF.is_file():
@@ -150,8 +152,9 @@ def main(argv=None) -> None:
         return
     quick = args.quick or bool(os.environ.get("ORBIT_BENCH_QUICK"))
     with start_llama_server(GGUF, alias=ALIAS, chat_format=TOOL_CHAT_FORMAT, n_ctx=4096, python=python) as server:
-        rows = throughput(server.url, requests=8 if quick else 24, blocks=2 if quick else 4)
-        p_rows, notes = pass_rates(server.url, tasks=4 if quick else 12, games=GAMES[:2] if quick else GAMES)
+        rows = throughput(server.url, requests=args.requests or (8 if quick else 24), blocks=2 if quick else 4)
+        p_rows, notes = pass_rates(server.url, tasks=args.tasks or (3 if quick else 6),
+                                   games=GAMES[:2] if quick else GAMES)
     C.print_table("real model (SmolLM2-135M Q4_1, llama-cpp-python, 1 request at a time)", rows + p_rows,
                   notes + [f"{C.environment_note()}; server threads: half the CPUs"])
 
