@@ -14,6 +14,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 GGUF = Path(os.environ.get("ORBIT_TEST_GGUF") or REPO / ".tools" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
 ALIAS = "smollm2"
+# llama-cpp-python's chatml-function-calling generates tool arguments without max_tokens (until the
+# context is full): a small context bounds a runaway argument to about a minute on a small machine
+N_CTX = 2048
 
 if os.environ.get("ORBIT_MODEL_TESTS") != "1":
     collect_ignore_glob = ["test_*.py"]
@@ -26,6 +29,6 @@ def llama():
 
     # a terminated test run still stops the server (its own process group) through the fixture's teardown
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with start_llama_server(GGUF, alias=ALIAS, chat_format=TOOL_CHAT_FORMAT, n_ctx=4096) as server:
+    with start_llama_server(GGUF, alias=ALIAS, chat_format=TOOL_CHAT_FORMAT, n_ctx=N_CTX) as server:
         yield server
     signal.signal(signal.SIGTERM, previous)
