@@ -16,6 +16,29 @@ from orbit.home import ensure_home, lake_root
 from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL
 
 
+def _policy_resources(args) -> dict | None:
+    """Deployment resources with the policy flags applied (None when no flag is given)."""
+    flags = {"concurrency": args.concurrency, "constrained": args.constrained,
+             "prompt_price_per_mtok": args.prompt_price, "completion_price_per_mtok": args.completion_price}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if not flags:
+        return None
+    from resources import PolicyResource, resources_for
+
+    resources = resources_for()
+    current = resources["policies"]
+    resources["policies"] = PolicyResource(**{**{k: getattr(current, k) for k in PolicyResource.model_fields}, **flags})
+    return resources
+
+
+def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, help="requests in flight per endpoint (llama-cpp-python: 1)")
+    parser.add_argument("--constrained", choices=["auto", "json_schema", "json_object", "off"],
+                        help="constrained decoding of game moves (default auto: probe the server)")
+    parser.add_argument("--prompt-price", type=float, help="price per million prompt tokens (with --completion-price)")
+    parser.add_argument("--completion-price", type=float, help="price per million completion tokens")
+
+
 def cmd_run(args) -> int:
     from orbit_assets.runner import raw_samples_config, round_keys, run_rounds
 
@@ -26,7 +49,7 @@ def cmd_run(args) -> int:
         parse_policy_uri(args.policy)
     config = raw_samples_config(num_tasks=args.tasks, samples_per_task=args.samples_per_task, policy=args.policy,
                                 best_of=args.best_of, budget=args.budget)
-    run_rounds(round_keys(args.rounds, args.start), envs, run_config=config)
+    run_rounds(round_keys(args.rounds, args.start), envs, run_config=config, resources=_policy_resources(args))
     query(f"{SUMMARY_SQL} WHERE source = 'all'")
     return 0
 
@@ -36,7 +59,7 @@ def cmd_flywheel(args) -> int:
 
     envs = args.envs.split(",") if args.envs else None
     config = raw_samples_config(num_tasks=args.tasks, best_of=args.best_of, budget=args.budget)
-    run_flywheel(args.rounds, envs, run_config=config)
+    run_flywheel(args.rounds, envs, run_config=config, resources=_policy_resources(args))
     print("\nYield of the policy per round (the flywheel's p):")
     query(f"{SUMMARY_SQL} WHERE source = 'policy' ORDER BY env, round")
     print("\nFitted growth of the odds per round (g) and rounds to the target yield:")
@@ -91,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = run.add_mutually_exclusive_group()
     group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
     group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
+    _add_policy_flags(run)
     run.set_defaults(func=cmd_run)
 
     fly = sub.add_parser("flywheel", help="turn the flywheel: sample, verify, filter, train, next round")
@@ -100,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = fly.add_mutually_exclusive_group()
     group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
     group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
+    _add_policy_flags(fly)
     fly.set_defaults(func=cmd_flywheel)
 
     policy = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)

@@ -83,7 +83,7 @@ def _parse_answer(content: str | None) -> int | None:
 class GameReplayVerifier:
     parallel_safe = True  # a verdict depends on the record alone: batches may be verified anywhere
     name = "game_replay"
-    version = "1"
+    version = "2"  # answer format v2 (orbit.games.prompts.parse_answer: bare ID, {"move": ID}, final <answer>ID</answer>)
 
     def __init__(self, env: EnvSpec | None = None):
         """``env``: the partition's env; without it the env named by the record (which must be a game env)."""
