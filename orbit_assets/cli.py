@@ -1,46 +1,42 @@
 """The ``orbit`` command.
 
 ``orbit run`` drives Dagster (this module lives in the code location package for
-that reason); ``orbit yields`` and ``orbit sql`` only query the lake with DuckDB.
+that reason); ``orbit yields`` and ``orbit sql`` only query the lake with DuckDB and
+are defined in ``orbit.cli``, the entry point, which runs them without importing Dagster.
 """
 
 import argparse
-import csv
-import json
 import sys
 
 import duckdb
 
+from orbit.cli import add_query_commands, query
+from orbit.cli import print_table as _print_table
 from orbit.home import ensure_home, lake_root
-from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL, connect
+from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL
 
 
-def _print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=sys.stdout) -> None:
-    if fmt == "csv":
-        writer = csv.writer(out)
-        writer.writerow(columns)
-        writer.writerows(rows)
-        return
-    if fmt == "json":
-        out.write(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1) + "\n")
-        return
-    cells = [[("" if v is None else str(v)) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for r in cells:
-        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
-    out.write(f"({len(rows)} rows)\n")
+def _policy_resources(args) -> dict | None:
+    """Deployment resources with the policy flags applied (None when no flag is given)."""
+    flags = {"concurrency": args.concurrency, "constrained": args.constrained,
+             "prompt_price_per_mtok": args.prompt_price, "completion_price_per_mtok": args.completion_price}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if not flags:
+        return None
+    from resources import PolicyResource, resources_for
+
+    resources = resources_for()
+    current = resources["policies"]
+    resources["policies"] = PolicyResource(**{**{k: getattr(current, k) for k in PolicyResource.model_fields}, **flags})
+    return resources
 
 
-def query(sql: str, fmt: str = "table") -> None:
-    con = connect(lake_root())
-    try:
-        cur = con.execute(sql)
-        columns = [d[0] for d in cur.description] if cur.description else []
-        _print_table(columns, cur.fetchall(), fmt)
-    finally:
-        con.close()
+def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, help="requests in flight per endpoint (llama-cpp-python: 1)")
+    parser.add_argument("--constrained", choices=["auto", "json_schema", "json_object", "off"],
+                        help="constrained decoding of game moves (default auto: probe the server)")
+    parser.add_argument("--prompt-price", type=float, help="price per million prompt tokens (with --completion-price)")
+    parser.add_argument("--completion-price", type=float, help="price per million completion tokens")
 
 
 def _sizes(args) -> dict:
@@ -62,7 +58,7 @@ def cmd_run(args) -> int:
     config = raw_samples_config(num_tasks=args.tasks, samples_per_task=args.samples_per_task, policy=args.policy,
                                 best_of=args.best_of, budget=args.budget)
     run_rounds(round_keys(args.rounds, args.start), envs, run_config=config, policy=args.policy,
-               sizes=_sizes(args))
+               sizes=_sizes(args), resources=_policy_resources(args))
     query(f"{SUMMARY_SQL} WHERE source = 'all'")
     return 0
 
@@ -71,22 +67,11 @@ def cmd_flywheel(args) -> int:
     from orbit_assets.runner import run_flywheel
 
     envs = args.envs.split(",") if args.envs else None
-    run_flywheel(args.rounds, envs, sizes=_sizes(args))
+    run_flywheel(args.rounds, envs, sizes=_sizes(args), resources=_policy_resources(args))
     print("\nYield of the policy per round (the flywheel's p):")
     query(f"{SUMMARY_SQL} WHERE source = 'policy' ORDER BY env, round")
     print("\nFitted growth of the odds per round (g) and rounds to the target yield:")
     query(FLYWHEEL_SQL)
-    return 0
-
-
-def cmd_yields(args) -> int:
-    where = " WHERE source = 'all'" if not args.by_source else ""
-    query(f"{SUMMARY_SQL}{where}", args.format)
-    return 0
-
-
-def cmd_sql(args) -> int:
-    query(args.sql, args.format)
     return 0
 
 
@@ -146,12 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--policy", help="the rounds' policy URI (openai:<base_url>#<model>, embedded:uniform or "
                      "embedded:<checkpoint>); default: the registered one, else the newest checkpoint's")
     _size_flags(run)
+    _add_policy_flags(run)
     run.set_defaults(func=cmd_run)
 
     fly = sub.add_parser("flywheel", help="turn the flywheel: sample, verify, filter, train, next round")
     fly.add_argument("--rounds", type=int, default=5, help="number of rounds (default 5)")
     fly.add_argument("--envs", help="comma-separated envs (default: all)")
     _size_flags(fly)
+    _add_policy_flags(fly)
     fly.set_defaults(func=cmd_flywheel)
 
     policy = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)
@@ -173,15 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
     ls.set_defaults(func=cmd_round_list)
 
-    yields = sub.add_parser("yields", help="print the yield table from DuckDB")
-    yields.add_argument("--by-source", action="store_true", help="one row per source as well")
-    yields.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    yields.set_defaults(func=cmd_yields)
-
-    sql = sub.add_parser("sql", help="run a SQL query over the lake views")
-    sql.add_argument("sql")
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    sql.set_defaults(func=cmd_sql)
+    add_query_commands(sub)
     home = sub.add_parser("home", help="create ORBIT_HOME (lake, DAGSTER_HOME with telemetry off) and print it")
     home.add_argument("--shell", action="store_true",
                       help="print export lines, for the plain dagster CLI: eval \"$(orbit home --shell)\"")

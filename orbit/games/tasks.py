@@ -53,14 +53,14 @@ class GameTask:
         The spec's shape and types are checked before anything is loaded, and with ``expect`` the
         game is loaded with the env's own parameters only, never with parameters read from a record.
         """
-        if not isinstance(spec, Mapping):
+        if type(spec) is not dict and not isinstance(spec, Mapping):
             raise TaskSpecError("task spec is not an object")
         game = spec.get("game")
         if not isinstance(game, str) or game not in SUPPORTED_GAMES:
             raise TaskSpecError(f"unsupported game {game!r}"[:120])
         params = spec.get("params")
         params = {} if params is None else params
-        if not isinstance(params, Mapping):
+        if type(params) is not dict and not isinstance(params, Mapping):
             raise TaskSpecError("task params are not an object")
         seed, seat = spec.get("seed"), spec.get("seat")
         if not _is_int(seed) or not _is_int(seat):
@@ -86,6 +86,7 @@ class GameTask:
 
 
 _GAMES: dict[str, pyspiel.Game] = {}
+_DEFAULT_GAMES: dict[str, pyspiel.Game] = {}
 
 
 def load_game(task: "GameTask | str", params: Mapping[str, Any] | None = None) -> pyspiel.Game:
@@ -94,11 +95,18 @@ def load_game(task: "GameTask | str", params: Mapping[str, Any] | None = None) -
         name, params = task.game, task.params
     else:
         name = task
+    plain = not params and type(name) is str  # default parameters: keyed by the name alone
+    if plain:
+        game = _DEFAULT_GAMES.get(name)
+        if game is not None:
+            return game
     key = json.dumps([name, dict(params or {})], sort_keys=True)
     game = _GAMES.get(key)
     if game is None:
         game = pyspiel.load_game(name, dict(params or {}))
         _GAMES[key] = game
+    if plain:
+        _DEFAULT_GAMES[name] = game
     return game
 
 

@@ -21,7 +21,9 @@ from typing import Any, Mapping
 from orbit.envs.base import EnvSpec, Verdict
 from orbit.envs.registry import ENVS
 from orbit.games.match import learner_score
-from orbit.games.prompts import parse_answer, split_turn_prompt, system_prompt, turn_prompt
+from orbit.games.prompts import parse_answer, split_turn_prompt, system_prompt
+from orbit.games.replay_cache import game_tree
+from orbit.jsonmemo import loads_shared
 from orbit.games.tasks import GameTask, TaskEnvMismatch, TaskSpecError, load_game
 
 SCORE_TOLERANCE = 1e-9
@@ -53,9 +55,35 @@ def _text(message: Any) -> str | None:
     return content if isinstance(content, str) else None
 
 
+_SYSTEM_PROMPTS: dict[tuple[str, int], str] = {}
+
+
+def _system_prompt(game: str, seat: int) -> str:
+    text = _SYSTEM_PROMPTS.get((game, seat))
+    if text is None:
+        text = _SYSTEM_PROMPTS[(game, seat)] = system_prompt(game, seat)
+    return text
+
+
+_ANSWERS: dict[str, int | None] = {}  # parse_answer is a pure function of the text; answers repeat
+MAX_ANSWERS = 65_536
+
+
+def _parse_answer(content: str | None) -> int | None:
+    if content is None:
+        return parse_answer(content)
+    if content in _ANSWERS:
+        return _ANSWERS[content]
+    if len(_ANSWERS) >= MAX_ANSWERS:
+        _ANSWERS.clear()
+    action = _ANSWERS[content] = parse_answer(content)
+    return action
+
+
 class GameReplayVerifier:
+    parallel_safe = True  # a verdict depends on the record alone: batches may be verified anywhere
     name = "game_replay"
-    version = "1"
+    version = "2"  # answer format v2 (orbit.games.prompts.parse_answer: bare ID, {"move": ID}, final <answer>ID</answer>)
 
     def __init__(self, env: EnvSpec | None = None):
         """``env``: the partition's env; without it the env named by the record (which must be a game env)."""
@@ -78,7 +106,7 @@ class GameReplayVerifier:
 
     def verify(self, record: Mapping[str, Any]) -> Verdict:
         try:
-            meta = json.loads(record.get("metadata") or "{}")
+            meta = loads_shared(record.get("metadata") or "{}")  # parsed once with the structural rules
         except (TypeError, ValueError, RecursionError):
             meta = None
         if not isinstance(meta, dict):
@@ -97,7 +125,8 @@ class GameReplayVerifier:
         if record.get("tools") is not None:  # games offer no tools
             return Verdict(0.0, (TOOLS_MISMATCH,))
         history = meta.get("history")
-        if not isinstance(history, list) or len(history) > MAX_HISTORY or not all(_is_int(a) for a in history):
+        if not isinstance(history, list) or len(history) > MAX_HISTORY or not (
+                all(type(a) is int for a in history) or all(_is_int(a) for a in history)):
             return Verdict(0.0, ("history.invalid",))
         messages = record.get("messages")
         messages = list(messages) if isinstance(messages, (list, tuple)) else []
@@ -114,10 +143,11 @@ class GameReplayVerifier:
     def _replay(self, record: Mapping[str, Any], meta: Mapping[str, Any], task: GameTask, history: list[int],
                 messages: list[Mapping[str, Any]]) -> Verdict:
         reasons: list[str] = []
-        if messages[0].get("role") != "system" or messages[0].get("content") != system_prompt(task.game, task.seat):
+        if messages[0].get("role") != "system" or messages[0].get("content") != _system_prompt(task.game, task.seat):
             reasons.append("prompt.system_mismatch")
         turns = messages[1:]
-        state = load_game(task).new_initial_state()
+        walk = game_tree(load_game(task)).walker()  # facts per history prefix, remembered across records
+        seat = task.seat
         cursor = 0  # index into turns
 
         def check_turn(expected_action: int | None) -> bool:
@@ -132,17 +162,19 @@ class GameReplayVerifier:
             if user.get("role") != "user" or answer is None or answer.get("role") != "assistant":
                 reasons.append("trajectory.turn_order")
                 return False
-            expected_obs, expected_legal = split_turn_prompt(turn_prompt(state, task.seat))
-            shown_obs, shown_legal = split_turn_prompt(_text(user) or "")
-            if shown_obs != expected_obs:
-                reasons.append("observation.mismatch")
-            if shown_legal != expected_legal:
-                reasons.append("legal_actions.mismatch")
-            action = parse_answer(_text(answer))
+            expected, expected_obs, expected_legal = walk.prompt(seat)
+            shown = _text(user) or ""
+            if shown != expected:  # equal prompts have equal parts: split and compare only what differs
+                shown_obs, shown_legal = split_turn_prompt(shown)
+                if shown_obs != expected_obs:
+                    reasons.append("observation.mismatch")
+                if shown_legal != expected_legal:
+                    reasons.append("legal_actions.mismatch")
+            action = _parse_answer(_text(answer))
             if action is None:
                 reasons.append("answer.unparseable")
                 return False
-            if action not in state.legal_actions(task.seat):
+            if action not in walk.node.legal:  # the learner is to move here: its legal actions
                 reasons.append("action.illegal")
                 return False
             if expected_action is None:
@@ -154,24 +186,26 @@ class GameReplayVerifier:
             return True
 
         for action in history:
-            if state.is_terminal():
+            node = walk.node
+            if node.terminal:
                 reasons.append("history.past_terminal")
                 break
-            if state.is_chance_node():
-                if action not in {a for a, _ in state.chance_outcomes()}:
+            if node.chance is not None:
+                if action not in node.chance:
                     reasons.append("history.illegal_chance")
                     break
-            elif state.current_player() == task.seat:
+            elif node.player == seat:
                 if not check_turn(action):
                     break
-            elif action not in state.legal_actions():
+            elif action not in node.legal:
                 reasons.append("history.illegal_action")
                 break
-            state.apply_action(action)
+            walk.advance(action)
         else:
-            if not state.is_terminal():
+            node = walk.node
+            if not node.terminal:
                 # A forfeited match ends on the learner's invalid answer; anything else is truncated.
-                if not state.is_chance_node() and state.current_player() == task.seat and cursor < len(turns):
+                if node.chance is None and node.player == seat and cursor < len(turns):
                     check_turn(None)
                 else:
                     reasons.append("game.not_terminal")
@@ -179,7 +213,7 @@ class GameReplayVerifier:
             return Verdict(0.0, tuple(dict.fromkeys(reasons)))
         if cursor != len(turns):
             return Verdict(0.0, ("trajectory.extra_messages",))
-        returns = [float(r) for r in state.returns()]
+        returns = list(walk.node.returns)
         score = learner_score(returns, task.seat)
         claimed_returns = meta.get("returns")
         if claimed_returns is not None and not (
