@@ -12,7 +12,7 @@ import sys
 import duckdb
 
 from orbit.home import ensure_home, lake_root
-from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL, connect
+from orbit.report import FLYWHEEL_HEADLINE_SQL, FLYWHEEL_SQL, SUMMARY_SQL, connect
 
 
 def _print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=sys.stdout) -> None:
@@ -64,11 +64,32 @@ def cmd_flywheel(args) -> int:
     envs = args.envs.split(",") if args.envs else None
     config = raw_samples_config(num_tasks=args.tasks, best_of=args.best_of, budget=args.budget)
     run_flywheel(args.rounds, envs, run_config=config)
-    print("\nYield of the policy per round (the flywheel's p):")
-    query(f"{SUMMARY_SQL} WHERE source = 'policy' ORDER BY env, round")
-    print("\nFitted growth of the odds per round (g) and rounds to the target yield:")
-    query(FLYWHEEL_SQL)
+    print_flywheel_summary()
     return 0
+
+
+def print_flywheel_summary() -> None:
+    """The flywheel's p and g per round, the constant-g fit and its test, and where to look next."""
+    from orbit.flywheel_report import per_round
+
+    rounds = per_round(lake_root())
+    print("\nThe flywheel's p per round: the policy's own samples (source = policy), not all sources;")
+    print("g_round = this round's odds over the previous round's, with 95% intervals:")
+    cols = ["env", "source", "round", "attempts", "passes", "pass_rate", "pass_rate_low", "pass_rate_high",
+            "g_round", "g_round_low", "g_round_high"]
+    _print_table(cols, [tuple(round(v, 3) if isinstance(v, float) else v for v in (r[c] for c in cols))
+                        for r in rounds.to_pylist()])
+    print("\nOne constant g fitted over all rounds, tested against a ceiling (rejected = the data say no):")
+    query(FLYWHEEL_SQL)
+    con = connect(lake_root())
+    try:
+        for env, headline in con.execute(FLYWHEEL_HEADLINE_SQL).fetchall():
+            print(f"  {env}: {headline}")
+    finally:
+        con.close()
+    print(f"\nNext: the chart {lake_root() / 'flywheel_report' / 'flywheel.png'}; "
+          "`make ui` (Dagster UI, http://127.0.0.1:3000: runs, assets, p and g per materialization); "
+          "`.venv/bin/orbit yields --by-source` (every source's p, self-play bots included).")
 
 
 def cmd_yields(args) -> int:

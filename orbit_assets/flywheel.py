@@ -47,7 +47,9 @@ def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
 
 class FlywheelReportConfig(dg.Config):
     target_yield: float = 0.5
-    """Yield whose distance in rounds the report estimates."""
+    """Yield whose distance in rounds the report estimates (only where a constant g fits the data)."""
+    headline_max_p0: float = 0.15
+    """Envs whose first-round p is above this get no flywheel headline (their growth says little)."""
 
 
 def _png_markdown(png: bytes) -> str:
@@ -56,11 +58,11 @@ def _png_markdown(png: bytes) -> str:
 
 @dg.asset(group_name="measure", deps=[yield_metrics], automation_condition=any_upstream_updated,
           kinds={"parquet", "matplotlib"},
-          description="Per env: p_t with intervals over rounds, the fitted g (log-odds regression with its interval), "
-          "rounds to a target yield, cost per clean trajectory, and a chart.")
+          description="Per env: p_t and per-round g with intervals, the fitted constant g with a test of it "
+          "(ceiling LRT, deviance), the ceiling when rejected, rounds to a target only when not, and a chart.")
 def flywheel_report(config: FlywheelReportConfig, settings: OrbitSettings) -> dg.MaterializeResult:
     rounds = per_round(settings.lake_path())
-    fit_table = fits(rounds, config.target_yield)
+    fit_table = fits(rounds, config.target_yield, config.headline_max_p0)
     out = lake.partition_dir(settings.lake_path(), "flywheel_report")
     lake.write_table(fit_table, out / lake.PART_NAME)
     png = chart_png(rounds, fit_table)
@@ -72,6 +74,7 @@ def flywheel_report(config: FlywheelReportConfig, settings: OrbitSettings) -> dg
         "chart": dg.MetadataValue.md(_png_markdown(png)),
     }
     for row in fit_table.to_pylist():
+        metadata[f"headline_{row['env']}"] = dg.MetadataValue.text(row["headline"])
         if row["g"] is not None:
             metadata[f"g_{row['env']}"] = dg.MetadataValue.float(float(row["g"]))
     return dg.MaterializeResult(metadata=metadata)
