@@ -63,9 +63,42 @@ def cmd_flywheel(args) -> int:
 
     envs = args.envs.split(",") if args.envs else None
     config = raw_samples_config(num_tasks=args.tasks, best_of=args.best_of, budget=args.budget)
-    run_flywheel(args.rounds, envs, run_config=config)
+    if args.noise:
+        config["ops"]["verified_samples"] = {"config": {"noise_epsilon": args.noise}}
+    if args.policy == "llm":
+        _flywheel_llm(args, envs, config)
+    else:
+        run_flywheel(args.rounds, envs, run_config=config)
     print_flywheel_summary()
     return 0
+
+
+def _flywheel_llm(args, envs, config) -> None:
+    """Round r0000 samples the base SmolLM2 behind llama.cpp; each later round a LoRA-SFT checkpoint of it."""
+    from orbit.training.llm import LLMTrainSettings, serve_base, stop_all_servers
+    from orbit_assets.runner import run_flywheel
+    from resources import resources_for
+    from resources.policies import PolicyResource
+
+    settings = LLMTrainSettings(**json.loads(args.llm_json or "{}"))
+    if envs:
+        settings.envs = tuple(envs)
+    resources = resources_for()
+    resources["policies"] = PolicyResource(cache_root=resources["policies"].cache_root, max_tokens=args.max_tokens,
+                                           temperature=args.temperature, concurrency=2, timeout_s=300.0)
+    checkpoints = resources["settings"].checkpoints_path()
+    train_config = {"ops": {"policy_checkpoint": {"config": {
+        "trainer": "llm", "llm_json": json.dumps({k: v for k, v in vars(settings).items()
+                                                  if k not in ("envs", "extra")} | {"envs": list(settings.envs)})}}}}
+    try:
+        base = serve_base(checkpoints, settings)
+        print(f"serving the base model for r0000: {base['policy']}")
+        run_flywheel(args.rounds, envs, run_config=config, resources=resources, first_policy=base["policy"],
+                     train_config=train_config, checkpoint_prefix=settings.alias)
+    finally:
+        stopped = stop_all_servers(checkpoints)
+        if stopped:
+            print(f"stopped the llama.cpp servers of {', '.join(stopped)}")
 
 
 def print_flywheel_summary() -> None:
@@ -159,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     group = fly.add_mutually_exclusive_group()
     group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
     group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
+    fly.add_argument("--policy", choices=["table", "llm"], default="table",
+                     help="table: the embedded table policy (fast); llm: SmolLM2-135M fine-tuned with LoRA (TRL) "
+                     "each round and served by llama.cpp (needs the tool venvs: make flywheel-llm)")
+    fly.add_argument("--llm-json", help="LLM trainer settings as JSON (max_examples, max_length, epochs, "
+                     "max_steps, batch_size, learning_rate, lora_r, threads, ...)")
+    fly.add_argument("--max-tokens", type=int, default=16, help="completion tokens per LLM turn (default 16)")
+    fly.add_argument("--temperature", type=float, default=1.0, help="LLM sampling temperature (default 1.0)")
+    fly.add_argument("--noise", type=float, default=0.0, help="verifier noise: flip each verdict with this "
+                     "probability (the kept data are noisy; default 0)")
     fly.set_defaults(func=cmd_flywheel)
 
     policy = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)

@@ -1,6 +1,7 @@
 """The flywheel: the embedded trainer, the flywheel report, and the verifier-noise study."""
 
 import base64
+import json
 from typing import List
 
 import dagster as dg
@@ -20,10 +21,14 @@ from resources.settings import OrbitSettings
 
 
 class TrainerConfig(dg.Config):
+    trainer: str = "table"
+    """'table': the embedded table policy; 'llm': LoRA SFT of SmolLM2 on the round's SFT rows, served by llama.cpp."""
     alpha: float = 0.1
-    """Additive smoothing of the action counts."""
+    """Additive smoothing of the action counts (table)."""
     temperature: float = 0.5
-    """Sampling temperature saved with the checkpoint."""
+    """Sampling temperature saved with the checkpoint (table)."""
+    llm_json: str = "{}"
+    """LLM trainer settings as JSON (orbit.training.llm.LLMTrainSettings: max_examples, max_length, epochs, ...)."""
 
 
 @dg.asset(partitions_def=round_partitions, group_name="train", deps=[training_set],
@@ -33,6 +38,19 @@ class TrainerConfig(dg.Config):
 def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
                       settings: OrbitSettings) -> dg.MaterializeResult:
     r = validate_round(context.partition_key)
+    if config.trainer == "llm":
+        from orbit.training.llm import LLMTrainSettings, train_llm_checkpoint
+
+        checkpoint, info = train_llm_checkpoint(settings.lake_path(), settings.checkpoints_path(), r,
+                                                LLMTrainSettings(**json.loads(config.llm_json)), log=context.log.info)
+        return dg.MaterializeResult(metadata={
+            "checkpoint": dg.MetadataValue.path(str(checkpoint.path)), "policy": checkpoint.policy,
+            "trained_on_rows": info["counts"]["used"], "train": dg.MetadataValue.json(info["train"]),
+            "sft_rows": dg.MetadataValue.json(info["counts"]), "train_wall_seconds": info["train_wall_seconds"],
+            "serve_wall_seconds": info["serve_wall_seconds"],
+        })
+    if config.trainer != "table":
+        raise ValueError(f"trainer must be 'table' or 'llm', got {config.trainer!r}")
     source = lake.partition_file(settings.lake_path(), "training_set", r)
     name = f"embedded-{round_key(round_index(r) + 1)}"
     records = lake.read_table(source, columns=["messages", "passed"])
