@@ -7,15 +7,24 @@ verified pass (in DPO mode: a pass and a fail) and moves the unused budget to
 unsolved tasks, up to ``max_per_task`` attempts each. Every policy call goes
 through the request cache, so a rerun of a crashed partition does not query
 again what already came back.
+
+Each request carries the env's ``Decoding`` (answer budget, legal answers); env option
+``max_tokens`` overrides the rollout's budget. The partition's totals (``Accounting``:
+requests, cached, tokens, seconds, requests/s, tokens/s, cost) come back on the stats
+(``stats.accounting``), and every record's ``metadata.sampling`` carries the wall
+``seconds`` of the partition's sampling and the endpoint's ``constrained`` mode.
 """
 
 import asyncio
+import json
 import math
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from orbit.envs.base import EnvFamily, GenerationRequest, Verifier
-from orbit.policies.base import Policy, Turn
+from orbit.policies.accounting import Accounting
+from orbit.policies.base import Decoding, Policy, Turn, accepts_decoding
 from orbit.policies.best_of_n import BestOfNStats, adaptive, fixed_n
 from orbit.policies.request_cache import RequestCache, RequestKey
 from orbit.verification import verify_record
@@ -52,15 +61,30 @@ async def sample_partition(request: GenerationRequest, family: EnvFamily, verifi
     tasks = dict(family.policy_tasks(request))
     task_ids = list(tasks)
     plan = plan.resolved(len(task_ids))
+    env_max_tokens = request.option("max_tokens")
+    takes_decoding = accepts_decoding(policy)
+    accounting = Accounting()
+    started = time.perf_counter()
+    if hasattr(policy, "resolve_constrained") and getattr(policy, "constrained_mode", "off") is None:
+        await asyncio.to_thread(policy.resolve_constrained)
     meta = {"sampling": {"strategy": plan.strategy, "budget": plan.budget, "max_per_task": plan.max_per_task,
-                         "dpo": plan.dpo}}
+                         "dpo": plan.dpo, "constrained": getattr(policy, "constrained_mode", None)}}
 
     def completer(task_id: str, sample_idx: int):
-        async def complete(messages, tools, step: int, seed: int) -> Turn:
+        async def complete(messages, tools, step: int, seed: int, decoding: Decoding | None = None) -> Turn:
+            if env_max_tokens:
+                decoding = replace(decoding or Decoding(), max_tokens=int(env_max_tokens))
             if cache is None:
-                return await policy.acomplete(messages, tools, seed=seed)
-            key = RequestKey(request.round_key, request.env.name, task_id, sample_idx, policy.id, step)
-            return await cache.complete(policy, key, messages, tools, seed=seed)
+                if decoding is not None and takes_decoding:
+                    turn = await policy.acomplete(messages, tools, seed=seed, decoding=decoding)
+                else:
+                    turn = await policy.acomplete(messages, tools, seed=seed)
+                hit = False
+            else:
+                key = RequestKey(request.round_key, request.env.name, task_id, sample_idx, policy.id, step)
+                turn, hit = await cache.lookup_or_ask(policy, key, messages, tools, seed=seed, decoding=decoding)
+            accounting.add(turn, cached=hit)
+            return turn
 
         return complete
 
@@ -78,7 +102,18 @@ async def sample_partition(request: GenerationRequest, family: EnvFamily, verifi
                                     dpo=plan.dpo, max_per_task=plan.max_per_task)
     finally:
         await policy.aclose()
-    return result.records, result.stats
+    accounting.seconds = time.perf_counter() - started
+    result.stats.accounting = accounting
+    return [_with_seconds(r, accounting.seconds) for r in result.records], result.stats
+
+
+def _with_seconds(record: dict, seconds: float) -> dict:
+    """The record with the partition's sampling wall time in ``metadata.sampling.seconds``."""
+    meta = json.loads(record.get("metadata") or "{}")
+    if isinstance(meta.get("sampling"), dict):
+        meta["sampling"]["seconds"] = round(seconds, 3)
+        record = {**record, "metadata": json.dumps(meta, sort_keys=True, ensure_ascii=False)}
+    return record
 
 
 def run_sampling(*args: Any, **kwargs: Any) -> tuple[list[dict], BestOfNStats]:

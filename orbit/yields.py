@@ -35,6 +35,15 @@ YIELD_SCHEMA = pa.schema(
         ("budget", pa.int64()),
         ("odds", pa.float64()),
         ("g", pa.float64()),
+        # accounting of the policy calls behind the records (null for sources without calls):
+        # metadata.usage summed; seconds = the partition's sampling wall time (metadata.sampling.seconds)
+        ("requests", pa.int64()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("seconds", pa.float64()),
+        ("requests_per_s", pa.float64()),
+        ("tokens_per_s", pa.float64()),
+        ("cost", pa.float64()),
     ]
 )
 
@@ -104,6 +113,15 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
             ).fetchall()
         )
         budgets["all"] = sum(b for b in budgets.values() if b) or None
+        usage = {row[0]: row[1:] for row in con.execute(
+            "WITH u AS (SELECT source, TRY_CAST(json_extract(metadata, '$.usage.calls') AS BIGINT) AS calls, "
+            "TRY_CAST(json_extract(metadata, '$.usage.prompt_tokens') AS BIGINT) AS pt, "
+            "TRY_CAST(json_extract(metadata, '$.usage.completion_tokens') AS BIGINT) AS ct, "
+            "TRY_CAST(json_extract(metadata, '$.usage.cost') AS DOUBLE) AS cost, "
+            "TRY_CAST(json_extract(metadata, '$.sampling.seconds') AS DOUBLE) AS s FROM read_parquet(?)) "
+            "SELECT source, sum(calls), sum(pt), sum(ct), max(s), sum(cost) FROM u GROUP BY source "
+            "UNION ALL SELECT 'all', sum(calls), sum(pt), sum(ct), max(s), sum(cost) FROM u",
+            [str(verified_path)]).fetchall()}
         rows = []
         for source, attempts, passes, tasks, solved, mean_n in stats:
             p = passes / attempts if attempts else None
@@ -127,11 +145,18 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
                     "attempts_per_solved_task": _ratio(attempts, solved),
                     "budget": budgets.get(source),
                     "odds": o, "g": odds_ratio(o, (previous_odds or {}).get(source)),
+                    **_accounting(*usage.get(source, (None,) * 5)),
                 }
             )
     finally:
         con.close()
     return pa.Table.from_pylist(rows, schema=YIELD_SCHEMA)
+
+
+def _accounting(requests, prompt_tokens, completion_tokens, seconds, cost) -> dict:
+    return {"requests": requests, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "seconds": seconds, "requests_per_s": _ratio(requests or 0, seconds) if requests else None,
+            "tokens_per_s": _ratio(completion_tokens or 0, seconds) if completion_tokens else None, "cost": cost}
 
 
 def markdown_table(table: pa.Table, columns: list[str]) -> str:

@@ -43,6 +43,29 @@ def query(sql: str, fmt: str = "table") -> None:
         con.close()
 
 
+def _policy_resources(args) -> dict | None:
+    """Deployment resources with the policy flags applied (None when no flag is given)."""
+    flags = {"concurrency": args.concurrency, "constrained": args.constrained,
+             "prompt_price_per_mtok": args.prompt_price, "completion_price_per_mtok": args.completion_price}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if not flags:
+        return None
+    from resources import PolicyResource, resources_for
+
+    resources = resources_for()
+    current = resources["policies"]
+    resources["policies"] = PolicyResource(**{**{k: getattr(current, k) for k in PolicyResource.model_fields}, **flags})
+    return resources
+
+
+def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, help="requests in flight per endpoint (llama-cpp-python: 1)")
+    parser.add_argument("--constrained", choices=["auto", "json_schema", "json_object", "off"],
+                        help="constrained decoding of game moves (default auto: probe the server)")
+    parser.add_argument("--prompt-price", type=float, help="price per million prompt tokens (with --completion-price)")
+    parser.add_argument("--completion-price", type=float, help="price per million completion tokens")
+
+
 def cmd_run(args) -> int:
     from orbit_assets.runner import raw_samples_config, round_keys, run_rounds
 
@@ -53,7 +76,7 @@ def cmd_run(args) -> int:
         parse_policy_uri(args.policy)
     config = raw_samples_config(num_tasks=args.tasks, samples_per_task=args.samples_per_task, policy=args.policy,
                                 best_of=args.best_of, budget=args.budget)
-    run_rounds(round_keys(args.rounds, args.start), envs, run_config=config)
+    run_rounds(round_keys(args.rounds, args.start), envs, run_config=config, resources=_policy_resources(args))
     query(f"{SUMMARY_SQL} WHERE source = 'all'")
     return 0
 
@@ -68,7 +91,7 @@ def cmd_flywheel(args) -> int:
     if args.policy == "llm":
         _flywheel_llm(args, envs, config)
     else:
-        run_flywheel(args.rounds, envs, run_config=config)
+        run_flywheel(args.rounds, envs, run_config=config, resources=_policy_resources(args))
     print_flywheel_summary()
     return 0
 
@@ -84,8 +107,12 @@ def _flywheel_llm(args, envs, config) -> None:
     if envs:
         settings.envs = tuple(envs)
     resources = resources_for()
-    resources["policies"] = PolicyResource(cache_root=resources["policies"].cache_root, max_tokens=args.max_tokens,
-                                           temperature=args.temperature, concurrency=2, timeout_s=300.0)
+    current = resources["policies"]
+    flags = {"temperature": args.temperature, "timeout_s": 300.0, "concurrency": args.concurrency or 1,
+             "constrained": args.constrained or "json_object"}  # llama-cpp-python: one request at a time, JSON mode
+    if args.max_tokens:
+        flags["max_tokens"] = args.max_tokens
+    resources["policies"] = PolicyResource(**{**{k: getattr(current, k) for k in PolicyResource.model_fields}, **flags})
     checkpoints = resources["settings"].checkpoints_path()
     train_config = {"ops": {"policy_checkpoint": {"config": {
         "trainer": "llm", "llm_json": json.dumps({k: v for k, v in vars(settings).items()
@@ -183,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = run.add_mutually_exclusive_group()
     group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
     group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
+    _add_policy_flags(run)
     run.set_defaults(func=cmd_run)
 
     fly = sub.add_parser("flywheel", help="turn the flywheel: sample, verify, filter, train, next round")
@@ -197,10 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "each round and served by llama.cpp (needs the tool venvs: make flywheel-llm)")
     fly.add_argument("--llm-json", help="LLM trainer settings as JSON (max_examples, max_length, epochs, "
                      "max_steps, batch_size, learning_rate, lora_r, threads, ...)")
-    fly.add_argument("--max-tokens", type=int, default=16, help="completion tokens per LLM turn (default 16)")
+    fly.add_argument("--max-tokens", type=int, help="cap on completion tokens per LLM turn (default: each env's own)")
     fly.add_argument("--temperature", type=float, default=1.0, help="LLM sampling temperature (default 1.0)")
     fly.add_argument("--noise", type=float, default=0.0, help="verifier noise: flip each verdict with this "
                      "probability (the kept data are noisy; default 0)")
+    _add_policy_flags(fly)
     fly.set_defaults(func=cmd_flywheel)
 
     policy = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)

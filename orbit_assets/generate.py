@@ -146,7 +146,7 @@ def _sample_policy(context: dg.AssetExecutionContext, uri: str, config: RawSampl
     except (InvalidPolicyURI, PolicyUnavailable) as exc:
         raise dg.Failure(f"policy {uri} is not usable: {exc}") from exc
     plan = SamplingPlan(best_of=config.best_of, budget=config.budget, samples_per_task=config.policy_samples_per_task,
-                        dpo=config.dpo, concurrency=policies.concurrency)
+                        dpo=config.dpo, concurrency=policies.concurrency_for(uri))
     spec = request.env
     cache = policies.request_cache(request.round_key, spec.name)
     try:
@@ -158,5 +158,9 @@ def _sample_policy(context: dg.AssetExecutionContext, uri: str, config: RawSampl
         "policy": uri, "policy_strategy": plan.strategy, "policy_budget": stats.budget,
         "policy_attempts": stats.attempts, "policy_passes": stats.passes, "policy_tasks_solved": stats.tasks_solved,
         "policy_coverage": float(stats.coverage), "request_cache_hits": hits, "request_cache_misses": misses,
+        "policy_constrained": str(getattr(policy, "constrained_mode", None)),
+        **{f"policy_{k}": dg.MetadataValue.float(float(v)) if isinstance(v, float) else v
+           for k, v in stats.accounting.to_json().items() if v is not None},
+        **({} if stats.accounting.cost is not None else {"policy_cost": dg.MetadataValue.null()}),
     })
     return records

@@ -3,14 +3,32 @@
 System prompt: the rules and the answer format. Each learner turn: a user message
 with the observation text for the learner's seat and the legal actions listed as
 ``ID -> action string``; the assistant answers with the ID.
+
+Answer format v2 (``ANSWER_FORMAT``; the game verifier's version names it). ``parse_answer``
+reads exactly one of three whole-reply shapes, and nothing else:
+
+* a bare ID: ``4`` (surrounding whitespace and one trailing ``.`` allowed);
+* a JSON object with the one key ``move``: ``{"move": "4"}`` or ``{"move": 4}`` (what constrained
+  decoding produces: the request's JSON schema enumerates the legal IDs);
+* free text ending in ``<answer>4</answer>`` (a small model may think first; the last tag counts).
+
+Anything else (``1\n3``, ``4,5. Player 0 is...``, an essay) is ``answer.unparseable``; an ID that is
+not legal is ``action.illegal``. ``ANSWER_MAX_TOKENS`` is the games' answer budget per move
+(env option ``max_tokens`` overrides it).
 """
 
+import json
 import re
 
 import pyspiel
 
 LEGAL_HEADER = "Legal actions (answer with one ID):"
-ANSWER_RE = re.compile(r"^\s*(-?\d+)\s*\.?\s*$")
+ANSWER_FORMAT = "answer.v2"
+ANSWER_KEY = "move"
+ANSWER_MAX_TOKENS = 48
+BARE_ID_RE = re.compile(r"^\s*(-?\d+)\s*\.?\s*$")
+TAGGED_ID_RE = re.compile(r"<answer>\s*(-?\d+)\s*</answer>\s*$")
+ID_RE = re.compile(r"^-?\d+$")
 
 RULES = {
     "tic_tac_toe": "Tic-tac-toe on a 3x3 board. Player 0 plays x, player 1 plays o. "
@@ -30,7 +48,8 @@ def system_prompt(game: str, seat: int) -> str:
         f"You are playing {game.replace('_', ' ')} as player {seat}.\n"
         f"Rules: {RULES[game]}\n"
         "On each turn you see your observation and the legal actions as 'ID -> action'. "
-        "Answer with the ID of your chosen action only."
+        "Answer with the ID of your chosen action only, for example: 4\n"
+        "If you think first, end your reply with <answer>ID</answer>."
     )
 
 
@@ -59,8 +78,26 @@ def split_turn_prompt(content: str) -> tuple[str, str]:
 
 
 def parse_answer(content: str | None) -> int | None:
-    """The action ID in an assistant answer, or None when it is not a bare integer."""
-    if content is None:
+    """The action ID of an answer in format v2 (bare ID, ``{"move": ID}`` or a final ``<answer>ID</answer>``), else None."""
+    if not content:
         return None
-    match = ANSWER_RE.match(content)
-    return int(match.group(1)) if match else None
+    match = BARE_ID_RE.match(content) or TAGGED_ID_RE.search(content)
+    if match:
+        return int(match.group(1))
+    if content.lstrip().startswith("{"):
+        try:
+            value = json.loads(content)
+        except ValueError:
+            return None
+        if isinstance(value, dict) and set(value) == {ANSWER_KEY}:
+            move = value[ANSWER_KEY]
+            if isinstance(move, int) and not isinstance(move, bool):
+                return move
+            if isinstance(move, str) and ID_RE.match(move.strip()):
+                return int(move.strip())
+    return None
+
+
+def legal_ids(state: pyspiel.State, player: int) -> tuple[str, ...]:
+    """The legal action IDs as strings: the enum of the constrained-decoding schema."""
+    return tuple(str(a) for a in state.legal_actions(player))

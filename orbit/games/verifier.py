@@ -20,7 +20,7 @@ SCORE_TOLERANCE = 1e-9
 
 class GameReplayVerifier:
     name = "game_replay"
-    version = "1"
+    version = "2"  # answer format v2 (orbit.games.prompts.parse_answer: bare ID, {"move": ID}, final <answer>ID</answer>)
 
     def verify(self, record: Mapping[str, Any]) -> Verdict:
         meta = json.loads(record.get("metadata") or "{}")

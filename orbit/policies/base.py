@@ -9,6 +9,7 @@ as failed and the run goes on. Only ``check()`` raises, with ``PolicyUnavailable
 before any partition is written.
 """
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -16,6 +17,32 @@ from orbit.schema import message
 
 Messages = Sequence[Mapping[str, Any]]
 Tools = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """What the env asks of one request, beyond the messages.
+
+    ``max_tokens``: the env's answer budget (an endpoint sends the smaller of it and its own cap).
+    ``choices``: the legal answers (game move IDs); an endpoint with constrained decoding sends a
+    JSON schema ``{"<choice_key>": <one of choices>}`` as ``response_format``, others ignore it.
+    """
+
+    max_tokens: int | None = None
+    choices: tuple[str, ...] | None = None
+    choice_key: str = "move"
+
+    def to_json(self) -> dict:
+        return {"max_tokens": self.max_tokens, "choices": list(self.choices) if self.choices else None,
+                "choice_key": self.choice_key}
+
+
+def accepts_decoding(policy: Any) -> bool:
+    """Does ``policy.acomplete`` take the ``decoding`` keyword (policies written before it do not)?"""
+    try:
+        return "decoding" in inspect.signature(policy.acomplete).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 class PolicyUnavailable(RuntimeError):
@@ -52,8 +79,11 @@ class Turn:
 class Policy(Protocol):
     id: str
 
-    async def acomplete(self, messages: Messages, tools: Tools | None = None, *, seed: int) -> Turn:
-        """The next assistant turn; never raises for a failed request (see ``Turn.error``)."""
+    async def acomplete(self, messages: Messages, tools: Tools | None = None, *, seed: int,
+                        decoding: Decoding | None = None) -> Turn:
+        """The next assistant turn; never raises for a failed request (see ``Turn.error``).
+
+        ``decoding`` is optional for implementers: callers pass it only to policies that accept it."""
 
     def complete(self, messages: Messages, tools: Tools | None = None, *, seed: int) -> Turn:
         """Synchronous ``acomplete`` for callers without an event loop."""

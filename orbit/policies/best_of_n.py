@@ -11,7 +11,7 @@ samples come back ordered by task then sample index.
 """
 
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from orbit.policies.bounded import map_bounded
 
@@ -34,6 +34,8 @@ class BestOfNStats:
     passes: int = 0
     tasks_solved: int = 0
     tasks_with_pair: int = 0
+    accounting: Any = None
+    """What the policy calls spent (``orbit.policies.accounting.Accounting``), when the caller measured it."""
 
     @property
     def coverage(self) -> float:

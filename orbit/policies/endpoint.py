@@ -4,7 +4,25 @@ Requests go through the official ``openai`` ``AsyncOpenAI`` client, with its own
 retries switched off. The client's generic ``post`` is used: it keeps the
 client's auth, timeouts and HTTP-error mapping but skips the typed ``create``'s
 parameter transform (a quarter of the client's CPU per request); the body is
-classified here anyway. This module retries 429, 5xx, connection errors and
+classified here anyway. A server's error keeps its message in the reason
+(``endpoint.http_500: <first 200 chars>``; never for 401/403, whose messages may
+echo part of a key).
+
+What real servers need (llama-cpp-python, vLLM, SGLang, Ollama, OpenAI):
+
+* Tool calls: ``tool_choice`` (default ``"auto"``) is sent with the tools (llama-cpp-python's
+  ``chatml-function-calling`` leaves the tools out of the prompt without it), and assistant
+  tool-call turns always carry ``content`` (``""`` when the model said nothing).
+* Constrained decoding (``constrained``): when the env gives the legal answers
+  (``Decoding.choices``) the request carries a ``response_format`` whose JSON schema is
+  ``{"move": <one of the legal IDs>}``. ``json_schema`` is the OpenAI / vLLM / SGLang / Ollama
+  shape (``{"type": "json_schema", "json_schema": {"name", "strict", "schema"}}``);
+  ``json_object`` is llama-cpp-python's (``{"type": "json_object", "schema": ...}``; its
+  ``json_schema`` answers 500). ``auto`` (the default) probes the server once per process (in ``check()`` or
+  before the first constrained request): a one-answer schema is sent in each shape and the
+  first whose reply obeys it is used; if none does, requests go unconstrained (``off``).
+* ``check()`` waits for a busy server: ``GET /models`` gets ``check_timeout_s`` per try and
+  ``check_retries`` more tries on timeouts, connection errors and 5xx. This module retries 429, 5xx, connection errors and
 timeouts itself, with exponential backoff and a jitter derived from the request
 seed, so every retry is counted (``Turn.retries``). Bodies that are not a chat
 completion (garbage, empty choices, truncated JSON) come back as a ``Turn`` with
@@ -22,6 +40,7 @@ import json
 import os
 import random
 import re
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -29,13 +48,19 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import openai
 
-from orbit.policies.base import Messages, Policy, PolicyUnavailable, Tools, Turn
+from orbit.policies.base import Decoding, Messages, Policy, PolicyUnavailable, Tools, Turn, accepts_decoding
 from orbit.policies.bounded import map_bounded
 from orbit.schema import message, tool_call
 
 DEFAULT_API_KEY_ENV = "ORBIT_API_KEY"
 PLACEHOLDER_API_KEY = "EMPTY"
-CHECK_TIMEOUT_S = 10.0
+CONSTRAINED_MODES = ("auto", "json_schema", "json_object", "off")
+PROBE_ORDER = ("json_schema", "json_object")
+PROBE_CHOICE = "0"
+PROBE_PROMPT = "Pick the action.\nLegal actions (answer with one ID):\n0 -> ok"
+_PROBED: dict[tuple[str, str], str] = {}  # (base_url, model) -> mode, probed once per process
+ERROR_MESSAGE_CHARS = 200
+SECRET_STATUSES = (401, 403)
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ERROR_CODE_RE = re.compile(r"^[a-z0-9_.]{1,64}$")
 JSON_LITERALS = ("true", "false", "null")
@@ -54,12 +79,20 @@ class EndpointPolicy:
                  temperature: float = 1.0, top_p: float = 1.0, max_tokens: int = 1024,
                  concurrency: int = 16, timeout_s: float = 120.0, max_retries: int = 4,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0,
-                 prompt_price_per_mtok: float | None = None, completion_price_per_mtok: float | None = None):
+                 prompt_price_per_mtok: float | None = None, completion_price_per_mtok: float | None = None,
+                 constrained: str = "auto", tool_choice: str | None = "auto",
+                 check_timeout_s: float = 30.0, check_retries: int = 4, check_backoff_s: float = 2.0):
         if not ENV_NAME_RE.match(api_key_env or ""):
             raise ValueError("api_key_env must be the NAME of an environment variable "
                              "(letters, digits and '_'), not the key itself")
         if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
             raise ValueError("concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
+        if constrained not in CONSTRAINED_MODES:
+            raise ValueError(f"constrained must be one of {', '.join(CONSTRAINED_MODES)}, got {constrained!r}")
+        if tool_choice not in (None, "", "auto", "required", "none"):
+            raise ValueError(f"tool_choice must be 'auto', 'required', 'none' or unset, got {tool_choice!r}")
+        if check_timeout_s <= 0 or check_retries < 0:
+            raise ValueError("check_timeout_s must be > 0 and check_retries >= 0")
         if (prompt_price_per_mtok is None) != (completion_price_per_mtok is None):
             raise ValueError("set both prompt_price_per_mtok and completion_price_per_mtok, or neither")
         self.base_url = base_url.rstrip("/")
@@ -76,6 +109,13 @@ class EndpointPolicy:
         self.max_backoff_s = max_backoff_s
         self.prompt_price_per_mtok = prompt_price_per_mtok
         self.completion_price_per_mtok = completion_price_per_mtok
+        self.constrained = constrained
+        self.tool_choice = tool_choice or None
+        self.check_timeout_s = check_timeout_s
+        self.check_retries = check_retries
+        self.check_backoff_s = check_backoff_s
+        self._mode: str | None = None if constrained == "auto" else constrained
+        self._mode_lock = threading.Lock()
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary())
 
@@ -97,9 +137,11 @@ class EndpointPolicy:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    async def acomplete(self, messages: Messages, tools: Tools | None = None, *, seed: int) -> Turn:
+    async def acomplete(self, messages: Messages, tools: Tools | None = None, *, seed: int,
+                        decoding: Decoding | None = None) -> Turn:
         loop_client = self._loop_client()
-        request = self._request(messages, tools, seed)
+        await self._aresolve(decoding)
+        request = self._request(messages, tools, seed, decoding)
         for attempt in range(self.max_retries + 1):
             async with loop_client.limit:
                 outcome = await self._attempt(loop_client.client, request)
@@ -110,10 +152,11 @@ class EndpointPolicy:
                 await asyncio.sleep(self.backoff(seed, attempt))
         return Turn.failed(outcome, retries=self.max_retries)
 
-    def complete(self, messages: Messages, tools: Tools | None = None, *, seed: int) -> Turn:
+    def complete(self, messages: Messages, tools: Tools | None = None, *, seed: int,
+                 decoding: Decoding | None = None) -> Turn:
         async def once() -> Turn:
             try:
-                return await self.acomplete(messages, tools, seed=seed)
+                return await self.acomplete(messages, tools, seed=seed, decoding=decoding)
             finally:
                 await self.aclose()
 
@@ -124,13 +167,67 @@ class EndpointPolicy:
         ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
         return ceiling * (0.5 + 0.5 * random.Random(f"{seed}:{attempt}").random())
 
-    def _request(self, messages: Messages, tools: Tools | None, seed: int) -> dict[str, Any]:
+    def _request(self, messages: Messages, tools: Tools | None, seed: int,
+                 decoding: Decoding | None = None) -> dict[str, Any]:
+        max_tokens = self.max_tokens
+        if decoding is not None and decoding.max_tokens:
+            max_tokens = min(max_tokens, decoding.max_tokens)
         request = {"model": self.model, "messages": [_wire_message(m) for m in messages],
-                   "temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
+                   "temperature": self.temperature, "top_p": self.top_p, "max_tokens": max_tokens,
                    "seed": seed}
         if tools:
             request["tools"] = list(tools)
+            if self.tool_choice:
+                request["tool_choice"] = self.tool_choice
+        if decoding is not None and decoding.choices and self._mode in PROBE_ORDER:
+            request["response_format"] = response_format(self._mode, decoding.choice_key, decoding.choices)
         return request
+
+    async def arequest_identity(self, messages: Messages, tools: Tools | None, seed: int,
+                                decoding: Decoding | None = None) -> dict[str, Any]:
+        """Everything that changes the answer (for cache keys): base URL plus the request body as sent."""
+        await self._aresolve(decoding)
+        return {"base_url": self.base_url, **self._request(messages, tools, seed, decoding)}
+
+    # -- constrained decoding ---------------------------------------------------------------------
+
+    @property
+    def constrained_mode(self) -> str | None:
+        """The ``response_format`` shape in use (``json_schema``, ``json_object``, ``off``); None until probed."""
+        return self._mode
+
+    async def _aresolve(self, decoding: Decoding | None) -> None:
+        if self._mode is None and decoding is not None and decoding.choices:
+            await asyncio.to_thread(self.resolve_constrained)
+
+    def resolve_constrained(self) -> str:
+        """Probe the server once (``constrained="auto"``) for the ``response_format`` shape it obeys."""
+        with self._mode_lock:
+            if self._mode is None:
+                key = (self.base_url, self.model)
+                if key not in _PROBED:
+                    _PROBED[key] = next((m for m in PROBE_ORDER if self._probe(m)), "off")
+                self._mode = _PROBED[key]
+            return self._mode
+
+    def _probe(self, mode: str) -> bool:
+        body = {"model": self.model, "messages": [{"role": "user", "content": PROBE_PROMPT}],
+                "temperature": 0.0, "max_tokens": 24, "seed": 0,
+                "response_format": response_format(mode, "answer", (PROBE_CHOICE,))}
+        with openai.OpenAI(base_url=self.base_url, api_key=self._api_key(), max_retries=0,
+                           timeout=self.timeout_s) as client:
+            for attempt in range(self.check_retries + 1):
+                try:
+                    text = client.post("/chat/completions", body=body, cast_to=str)
+                    break
+                except (openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError) as exc:
+                    if isinstance(exc, openai.InternalServerError) or attempt == self.check_retries:
+                        return False  # a 500 is llama-cpp-python refusing the shape; busy: give up after retries
+                    time.sleep(self.check_backoff_s)
+                except openai.APIStatusError:
+                    return False
+        turn = self._turn_from_body(text)
+        return turn.ok and parse_choice(turn.message.get("content"), "answer") == PROBE_CHOICE
 
     async def _attempt(self, client: openai.AsyncOpenAI, request: dict[str, Any]) -> Turn | str:
         """A final ``Turn`` (success or non-retryable failure) or the reason of a retryable failure."""
@@ -142,10 +239,15 @@ class EndpointPolicy:
             return "endpoint.connection_error"
         except openai.APIStatusError as exc:
             reason = f"endpoint.http_{exc.status_code}"
+            code = exc.code if isinstance(exc.code, str) and ERROR_CODE_RE.match(exc.code) else None
+            if code and exc.status_code < 500:
+                reason = f"{reason}:{code}"
+            detail = server_message(exc)
+            if detail:
+                reason = f"{reason}: {detail}"
             if exc.status_code == 429 or exc.status_code >= 500:
                 return reason
-            code = exc.code if isinstance(exc.code, str) and ERROR_CODE_RE.match(exc.code) else None
-            return Turn.failed(f"{reason}:{code}" if code else reason)
+            return Turn.failed(reason)
         return self._turn_from_body(text)
 
     def _turn_from_body(self, text: str) -> Turn:
@@ -182,26 +284,40 @@ class EndpointPolicy:
     # -- availability and lifetime ----------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise ``PolicyUnavailable`` unless ``GET /models`` answers and lists ``model``."""
+        """Raise ``PolicyUnavailable`` unless ``GET /models`` answers and lists ``model``; then probe
+        the constrained-decoding shape (``constrained="auto"``).
+
+        A busy server (llama.cpp answers only between generations) gets ``check_timeout_s`` per try
+        and ``check_retries`` more tries, ``check_backoff_s`` apart, on timeouts, connection errors and 5xx.
+        """
         where = f"the endpoint at {self.base_url}"
         with openai.OpenAI(base_url=self.base_url, api_key=self._api_key(), max_retries=0,
-                           timeout=min(self.timeout_s, CHECK_TIMEOUT_S)) as client:
-            try:
-                served = [m.id for m in client.models.list()]
-            except openai.APIConnectionError as exc:
-                raise PolicyUnavailable(f"cannot reach {where}: {exc.__cause__ or exc}") from exc
-            except openai.AuthenticationError as exc:
-                raise PolicyUnavailable(f"{where} rejected the API key read from ${self.api_key_env} "
-                                        f"(HTTP {exc.status_code})") from exc
-            except openai.APIStatusError as exc:
-                raise PolicyUnavailable(f"{where} answered GET /models with HTTP {exc.status_code}; "
-                                        "is it an OpenAI-compatible server?") from exc
-            except Exception as exc:
-                raise PolicyUnavailable(f"{where} answered GET /models with an unreadable body "
-                                        f"({type(exc).__name__})") from exc
+                           timeout=self.check_timeout_s) as client:
+            for attempt in range(self.check_retries + 1):
+                try:
+                    served = [m.id for m in client.models.list()]
+                    break
+                except (openai.APIConnectionError, openai.InternalServerError) as exc:
+                    if attempt < self.check_retries:
+                        time.sleep(self.check_backoff_s)
+                        continue
+                    what = "timed out" if isinstance(exc, openai.APITimeoutError) else "failed"
+                    cause = f"HTTP {exc.status_code}" if isinstance(exc, openai.APIStatusError) else (exc.__cause__ or exc)
+                    raise PolicyUnavailable(f"cannot reach {where}: GET /models {what} {self.check_retries + 1} "
+                                            f"times (timeout {self.check_timeout_s:g}s): {cause}") from exc
+                except openai.AuthenticationError as exc:
+                    raise PolicyUnavailable(f"{where} rejected the API key read from ${self.api_key_env} "
+                                            f"(HTTP {exc.status_code})") from exc
+                except openai.APIStatusError as exc:
+                    raise PolicyUnavailable(f"{where} answered GET /models with HTTP {exc.status_code}; "
+                                            "is it an OpenAI-compatible server?") from exc
+                except Exception as exc:
+                    raise PolicyUnavailable(f"{where} answered GET /models with an unreadable body "
+                                            f"({type(exc).__name__})") from exc
         if self.model not in served:
             raise PolicyUnavailable(f"model {self.model!r} is not served by {where}; "
                                     f"it serves: {', '.join(map(repr, served)) or 'nothing'}")
+        self.resolve_constrained()
 
     async def aclose(self) -> None:
         current = self._clients.pop(asyncio.get_running_loop(), None)
@@ -217,8 +333,62 @@ class EndpointPolicy:
 
 
 def _wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
-    """A record-shaped message without its unset keys, as OpenAI-compatible servers expect."""
-    return {k: v for k, v in m.items() if v is not None and not (k == "tool_calls" and not v)}
+    """A record-shaped message without its unset keys, as OpenAI-compatible servers expect.
+
+    An assistant turn always carries ``content`` (``""`` on a tool-call turn without text): llama.cpp's
+    chat templates read it and answer 500 when it is missing."""
+    wire = {k: v for k, v in m.items() if v is not None and not (k == "tool_calls" and not v)}
+    if wire.get("role") == "assistant" and wire.get("content") is None:
+        wire["content"] = ""
+    return wire
+
+
+def choice_schema(key: str, choices: Sequence[str]) -> dict[str, Any]:
+    """JSON schema of ``{"<key>": <one of choices>}``."""
+    return {"type": "object", "properties": {key: {"type": "string", "enum": list(choices)}},
+            "required": [key], "additionalProperties": False}
+
+
+def response_format(mode: str, key: str, choices: Sequence[str]) -> dict[str, Any]:
+    """The ``response_format`` constraining the answer to ``{"<key>": <one of choices>}`` in a server's shape."""
+    schema = choice_schema(key, choices)
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": key, "strict": True, "schema": schema}}
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    raise ValueError(f"no response_format for mode {mode!r}")
+
+
+def parse_choice(content: str | None, key: str) -> str | None:
+    """The value of ``key`` in a JSON-object answer (a string, or an integer as its decimal string)."""
+    try:
+        value = json.loads(content or "")
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or set(value) != {key}:
+        return None
+    got = value[key]
+    if isinstance(got, bool):
+        return None
+    return str(got) if isinstance(got, (str, int)) else None
+
+
+def server_message(exc: "openai.APIStatusError") -> str:
+    """The first 200 characters of a server's error message (one line, printable); never for 401/403."""
+    if exc.status_code in SECRET_STATUSES:
+        return ""
+    body = exc.body
+    if isinstance(body, dict):
+        text = body.get("message") if isinstance(body.get("message"), str) else json.dumps(body, sort_keys=True)
+    elif isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = exc.response.text
+        except Exception:
+            text = ""
+    text = " ".join("".join(c if c.isprintable() else " " for c in (text or "")).split())
+    return text[:ERROR_MESSAGE_CHARS]
 
 
 def _is_truncated(text: str, exc: json.JSONDecodeError) -> bool:
@@ -242,6 +412,7 @@ class Request:
     messages: Messages
     seed: int
     tools: Tools | None = None
+    decoding: Decoding | None = None
 
 
 @dataclass
@@ -275,10 +446,17 @@ class RunStats:
     def requests_per_s(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def tokens_per_s(self) -> float:
+        """Completion tokens per second."""
+        return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
+
 
 async def run_many(policy: Policy, requests: Sequence[Request], concurrency: int = 16) -> tuple[list[Turn], RunStats]:
     """Run every request with at most ``concurrency`` in flight; turns come back in input order."""
     async def one(r: Request) -> Turn:
+        if r.decoding is not None and accepts_decoding(policy):
+            return await policy.acomplete(r.messages, r.tools, seed=r.seed, decoding=r.decoding)
         return await policy.acomplete(r.messages, r.tools, seed=r.seed)
 
     start = time.perf_counter()

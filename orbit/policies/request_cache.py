@@ -6,7 +6,10 @@ stored as JSON. ``step`` numbers the policy calls within one sample (0 for
 single-turn tasks; the move index in a game). Every turn is committed as soon as
 it comes back (WAL journal), so a crashed run keeps what it got. Failed turns are
 not cached: a rerun asks again. A cached turn is used only if the request it
-answered (messages, tools, seed) is unchanged.
+answered is unchanged: its hash covers everything that changes the answer — for an
+endpoint the base URL and the body as sent (model, messages, tools, tool_choice,
+temperature, top_p, max_tokens, response_format, seed); for other policies their id,
+``identity()`` (e.g. the temperature), messages, tools, seed and decoding.
 """
 
 import dataclasses
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orbit.keys import validate_env, validate_round
-from orbit.policies.base import Messages, Policy, Tools, Turn
+from orbit.policies.base import Decoding, Messages, Policy, Tools, Turn, accepts_decoding
 from orbit.schema import stable_hash
 
 CACHE_FILE = "requests.sqlite"
@@ -48,8 +51,20 @@ def partition_cache_path(root: Path | str, round_key: str, env: str) -> Path:
     return Path(root) / f"round={validate_round(round_key)}" / f"env={validate_env(env)}" / CACHE_FILE
 
 
-def request_hash(messages: Messages, tools: Tools | None, seed: int) -> str:
-    return stable_hash("request", [dict(m) for m in messages], tools, seed)
+def request_hash(messages: Messages, tools: Tools | None, seed: int, decoding: Decoding | None = None,
+                 identity: dict | None = None) -> str:
+    return stable_hash("request", [dict(m) for m in messages], tools, seed,
+                       decoding.to_json() if decoding else None, identity)
+
+
+async def policy_request_hash(policy: Policy, messages: Messages, tools: Tools | None, seed: int,
+                              decoding: Decoding | None = None) -> str:
+    """The hash of the request ``policy`` would send: its own wire identity when it has one."""
+    if hasattr(policy, "arequest_identity"):
+        body = await policy.arequest_identity(messages, tools, seed, decoding)
+        return stable_hash("request.wire", body)
+    identity = {"policy": policy.id, **(policy.identity() if hasattr(policy, "identity") else {})}
+    return request_hash(messages, tools, seed, decoding, identity)
 
 
 class RequestCache:
@@ -80,20 +95,29 @@ class RequestCache:
                              (*key.values(), hash_of_request, blob))
 
     async def complete(self, policy: Policy, key: RequestKey, messages: Messages, tools: Tools | None = None,
-                       *, seed: int) -> Turn:
+                       *, seed: int, decoding: Decoding | None = None) -> Turn:
         """The cached turn for ``key`` if the same request was answered before, else ask ``policy`` and store it."""
+        turn, _ = await self.lookup_or_ask(policy, key, messages, tools, seed=seed, decoding=decoding)
+        return turn
+
+    async def lookup_or_ask(self, policy: Policy, key: RequestKey, messages: Messages, tools: Tools | None = None,
+                            *, seed: int, decoding: Decoding | None = None) -> tuple[Turn, bool]:
+        """``complete`` that also tells whether the turn came from the cache."""
         if key.policy != policy.id:
             raise ValueError(f"cache key names policy {key.policy!r} but the policy is {policy.id!r}")
-        expected = request_hash(messages, tools, seed)
+        expected = await policy_request_hash(policy, messages, tools, seed, decoding)
         cached = self.get(key, expected)
         if cached is not None:
             self.hits += 1
-            return cached
+            return cached, True
         self.misses += 1
-        turn = await policy.acomplete(messages, tools, seed=seed)
+        if decoding is not None and accepts_decoding(policy):
+            turn = await policy.acomplete(messages, tools, seed=seed, decoding=decoding)
+        else:
+            turn = await policy.acomplete(messages, tools, seed=seed)
         if turn.ok:
             self.put(key, turn, expected)
-        return turn
+        return turn, False
 
     def __len__(self) -> int:
         with self._lock:

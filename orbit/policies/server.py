@@ -3,9 +3,25 @@
 ``GET /v1/models`` lists the policy's id; ``POST /v1/chat/completions``
 (non-streaming) answers with the policy's next turn. Token counts in ``usage``
 are the policy's own (for the embedded table policy: whitespace-separated words
-of the prompt messages' contents, 1 for the answer). Only ``messages``, ``tools``
-and ``seed`` of a request are used; without a seed every request draws a fresh
-one. A request naming another model gets a 404 with an OpenAI-style error body.
+of the prompt messages' contents, 1 for the answer). ``messages``, ``tools``,
+``tool_choice``, ``response_format`` and ``seed`` of a request are used; without a
+seed every request draws a fresh one. A request naming another model gets a 404
+with an OpenAI-style error body.
+
+It enforces what real servers enforce (``Rules``; ``LLAMA_CPP`` mimics
+llama-cpp-python with ``chatml-function-calling``):
+
+* every assistant message carries ``content`` (llama.cpp's templates answer 500
+  ``'dict object' has no attribute 'content'`` otherwise; ``""`` is fine);
+* ``tool_choice``: ``none`` hides the tools from the policy, ``auto`` lets it call
+  them, ``required`` / a named function demand a (that) call; without ``tool_choice``
+  the tools are offered (OpenAI, vLLM) or left out of the prompt (llama.cpp);
+  ``tool_choice`` without tools is a 400;
+* ``response_format``: ``text``, ``json_object`` (with an optional ``schema``) and
+  ``json_schema`` (``{"json_schema": {"schema": ...}}``); a shape the server does not
+  take is a 500 (llama.cpp's ``json_schema``). The answer is made to obey the schema,
+  as grammar-constrained decoding would: a property with an ``enum`` gets the
+  policy's answer when it is one of the values, else a value drawn from the seed.
 
 ``Faults`` injects latency and scripted failures (statuses, hangs, garbage,
 empty choices, truncated JSON, dropped connections) so client tests run against
@@ -80,14 +96,37 @@ class ServerStats:
             self.in_flight -= 1
 
 
+@dataclass(frozen=True)
+class Rules:
+    """Server behaviours that differ between real OpenAI-compatible servers."""
+
+    tools_without_choice: str = "auto"
+    """What tools sent without ``tool_choice`` do: ``auto`` (OpenAI, vLLM) or ``ignore`` (llama.cpp)."""
+    response_formats: tuple[str, ...] = ("json_schema", "json_object")
+    """``response_format`` types accepted besides ``text``; others answer 500."""
+
+
+OPENAI = Rules()
+LLAMA_CPP = Rules(tools_without_choice="ignore", response_formats=("json_object",))
+TOOL_CHOICES = ("none", "auto", "required")
+
+
+class _RequestError(Exception):
+    def __init__(self, status: int, text: str, code: str):
+        super().__init__(text)
+        self.status, self.text, self.code = status, text, code
+
+
 class _PolicyHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], policy: Policy, faults: Faults, api_key: str | None):
+    def __init__(self, address: tuple[str, int], policy: Policy, faults: Faults, api_key: str | None,
+                 rules: Rules = OPENAI):
         super().__init__(address, _Handler)
         self.policy = policy
+        self.rules = rules
         self.faults = faults
         self.api_key = api_key
         self.stats = ServerStats()
@@ -163,12 +202,23 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(seed, int):
             seed = random.SystemRandom().randrange(2**31)
         try:
-            turn = server.policy.complete(messages, request.get("tools"), seed=seed)
+            check_messages(messages)
+            tools, choice = offered_tools(request, server.rules)
+            schema = requested_schema(request.get("response_format"), server.rules)
+        except _RequestError as exc:
+            kind = "server_error" if exc.status >= 500 else "invalid_request_error"
+            return self._send_error(exc.status, exc.text, exc.code, kind=kind)
+        try:
+            turn = server.policy.complete(messages, tools, seed=seed)
         except Exception as exc:
             return self._send_error(500, f"the policy failed: {type(exc).__name__}", "policy.exception",
                                     kind="server_error")
         if turn.error:
             return self._send_error(400, f"the policy could not answer: {turn.error}", turn.error)
+        try:
+            turn = obey(turn, tools, choice, schema, seed)
+        except _RequestError as exc:
+            return self._send_error(exc.status, exc.text, exc.code, kind="server_error")
         payload = completion_body(model, turn)
         if fault == "empty_choices":
             payload["choices"] = []
@@ -193,6 +243,90 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+
+def check_messages(messages: list[dict]) -> None:
+    """Assistant messages must carry ``content`` (a string, ``""`` on tool-call turns) as llama.cpp's templates read it."""
+    for m in messages:
+        if m.get("role") == "assistant" and not isinstance(m.get("content"), str):
+            raise _RequestError(500, "'dict object' has no attribute 'content'", "template_error")
+
+
+def offered_tools(request: dict, rules: Rules) -> tuple[list | None, Any]:
+    """(tools the policy sees, the effective tool_choice) under the request's ``tool_choice``."""
+    tools = request.get("tools") or None
+    choice = request.get("tool_choice")
+    if choice is None:
+        if tools and rules.tools_without_choice == "ignore":
+            return None, "none"
+        return tools, "auto" if tools else "none"
+    if not tools:
+        raise _RequestError(400, "tool_choice is only allowed when tools are specified", "invalid_request")
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+        if name not in {(t.get("function") or {}).get("name") for t in tools}:
+            raise _RequestError(400, f"tool_choice names no offered function: {json.dumps(choice)}", "invalid_request")
+        return tools, choice
+    if choice not in TOOL_CHOICES:
+        raise _RequestError(400, f"tool_choice must be one of {TOOL_CHOICES} or a function, got {choice!r}",
+                            "invalid_request")
+    return (None if choice == "none" else tools), choice
+
+
+def requested_schema(fmt: Any, rules: Rules) -> dict | None:
+    """The JSON schema the answer must obey ({} for any JSON object), None for free text."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind not in ("json_object", "json_schema"):
+        raise _RequestError(400, f"response_format.type must be text, json_object or json_schema, got {kind!r}",
+                            "invalid_request")
+    if kind not in rules.response_formats:
+        raise _RequestError(500, f"response_format type {kind!r} is not supported by this server", "unsupported")
+    schema = fmt.get("schema") if kind == "json_object" else (fmt.get("json_schema") or {}).get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise _RequestError(400, "response_format schema must be an object", "invalid_request")
+    return schema or {}
+
+
+def obey(turn: Turn, tools: list | None, choice: Any, schema: dict | None, seed: int) -> Turn:
+    """The turn as a server enforcing ``tool_choice`` and ``response_format`` would return it."""
+    calls = turn.message.get("tool_calls") or []
+    if calls and not tools:
+        calls = []  # tools hidden from the model: it cannot call them
+    if choice == "required" and not calls:
+        raise _RequestError(500, "tool_choice is 'required' but the model produced no tool call", "tool_choice")
+    if isinstance(choice, dict):
+        wanted = choice["function"]["name"]
+        if not calls or any(c["function"]["name"] != wanted for c in calls):
+            raise _RequestError(500, f"tool_choice names {wanted!r} but the model called something else", "tool_choice")
+    content = turn.message.get("content")
+    if schema is not None and not calls:
+        content = json.dumps(conform(content, schema, seed))
+    reply = dict(turn.message, content=content, tool_calls=calls or None)
+    return Turn(message=reply, prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens,
+                cost=turn.cost, finish_reason=turn.finish_reason, retries=turn.retries)
+
+
+def conform(content: str | None, schema: dict, seed: int) -> dict:
+    """A JSON object obeying ``schema`` (objects whose properties have an ``enum`` or a type), built from the answer."""
+    try:
+        given = json.loads(content or "")
+    except ValueError:
+        given = None
+    props = schema.get("properties") or {}
+    if not props:
+        return given if isinstance(given, dict) else {"answer": content or ""}
+    out = {}
+    for key, spec in props.items():
+        value = given.get(key) if isinstance(given, dict) else (content or "").strip()
+        enum = spec.get("enum") if isinstance(spec, dict) else None
+        if enum is not None and value not in enum:
+            value = random.Random(f"{seed}:{key}").choice(enum)
+        out[key] = value
+    return out
 
 
 def completion_body(model: str, turn: Turn) -> dict:
@@ -248,12 +382,13 @@ class ServerHandle:
 
 
 def start_server(policy: Policy, host: str = DEFAULT_HOST, port: int = 0, faults: Faults | None = None,
-                 api_key: str | None = None) -> ServerHandle:
+                 api_key: str | None = None, rules: Rules = OPENAI) -> ServerHandle:
     """Serve ``policy`` from a background thread (``port=0`` picks a free port).
 
-    With ``api_key`` set, requests must carry ``Authorization: Bearer <api_key>``.
+    With ``api_key`` set, requests must carry ``Authorization: Bearer <api_key>``. ``rules`` picks
+    the server behaviours that differ between real servers (``OPENAI``, ``LLAMA_CPP``).
     """
-    server = _PolicyHTTPServer((host, port), policy, faults or Faults(), api_key)
+    server = _PolicyHTTPServer((host, port), policy, faults or Faults(), api_key, rules)
     thread = threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), name=f"orbit-policy-server-{port}", daemon=True)
     thread.start()
     return ServerHandle(server, thread)

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 
 from orbit.lake import read_table, write_table
-from orbit.policies.base import Messages, Tools, Turn
+from orbit.policies.base import Decoding, Messages, Tools, Turn
 from orbit.schema import message, stable_hash
 
 UNIFORM = "uniform"
@@ -118,6 +118,8 @@ class TablePolicy:
         Records carrying ``passed=False`` are skipped; an answer that is not one of
         the prompt's legal action IDs is not counted.
         """
+        from orbit.games.prompts import parse_answer  # the games' answer format (bare ID, {"move": ID}, <answer>)
+
         if validate_name(name) == UNIFORM:
             raise ValueError(f"{UNIFORM!r} names the untrained policy; pick another name")
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -132,7 +134,8 @@ class TablePolicy:
                 if prompt.get("role") != "user" or answer.get("role") != "assistant":
                     continue
                 text = prompt.get("content") or ""
-                action = (answer.get("content") or "").strip()
+                parsed = parse_answer(answer.get("content"))
+                action = None if parsed is None else str(parsed)
                 if action in legal_actions(text):
                     key = state_hash(text)
                     counts[key][action] += 1
@@ -161,7 +164,13 @@ class TablePolicy:
         rng = random.Random(f"{seed}:{state_hash(text)}")
         return rng.choices(legal, weights=self.probabilities(text, legal))[0]
 
-    def complete(self, messages: Messages, tools: Tools | None = None, *, seed: int) -> Turn:
+    def identity(self) -> dict:
+        """What changes this policy's answers besides the request (for request-cache keys)."""
+        return {"temperature": self.temperature, "alpha": self.alpha, "trained_on_rows": self.trained_on_rows}
+
+    def complete(self, messages: Messages, tools: Tools | None = None, *, seed: int,
+                 decoding: Decoding | None = None) -> Turn:
+        """A legal action ID (always legal, so it obeys any ``decoding.choices``)."""
         text = state_text(messages)
         legal = legal_actions(text or "")
         if not legal:
@@ -170,8 +179,9 @@ class TablePolicy:
         return Turn(message=message("assistant", action), prompt_tokens=count_words(messages),
                     completion_tokens=1, cost=0.0, finish_reason="stop")
 
-    async def acomplete(self, messages: Messages, tools: Tools | None = None, *, seed: int) -> Turn:
-        return self.complete(messages, tools, seed=seed)
+    async def acomplete(self, messages: Messages, tools: Tools | None = None, *, seed: int,
+                        decoding: Decoding | None = None) -> Turn:
+        return self.complete(messages, tools, seed=seed, decoding=decoding)
 
     def check(self) -> None:
         """An in-memory table is always available."""

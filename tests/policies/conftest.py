@@ -11,3 +11,13 @@ def server():
     handle = start_server(TablePolicy(), faults=Faults())
     yield handle
     handle.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes():
+    """Forget the constrained-decoding probes of earlier tests (a port may be reused by another server)."""
+    from orbit.policies import endpoint
+
+    endpoint._PROBED.clear()
+    yield
+    endpoint._PROBED.clear()

@@ -60,7 +60,7 @@ def test_retries_on_429_5xx_and_dropped_connections(server):
 def test_retries_exhausted_name_the_last_failure(server):
     server.faults.inject("500", "500", "500")
     turn = endpoint(server, max_retries=2).complete(game_messages(), seed=1)
-    assert (turn.error, turn.retries, turn.message["content"]) == ("endpoint.http_500", 2, None)
+    assert (turn.error, turn.retries, turn.message["content"]) == ("endpoint.http_500: injected 500", 2, None)
     assert server.stats.chat_requests == 3
 
 
@@ -90,9 +90,11 @@ def test_bad_bodies_become_named_failures_and_the_run_goes_on(server):
 def test_unservable_prompt_and_wrong_model_fail_without_retry(server):
     policy = endpoint(server)
     no_actions = policy.complete(game_messages("no action block here"), seed=0)
-    assert no_actions.error == "endpoint.http_400:policy.no_legal_actions"
+    assert no_actions.error == ("endpoint.http_400:policy.no_legal_actions: "
+                                "the policy could not answer: policy.no_legal_actions")
     wrong = EndpointPolicy(server.url, "no-such-model", backoff_s=0.001).complete(game_messages(), seed=0)
-    assert wrong.error == "endpoint.http_404:model_not_found" and wrong.retries == 0
+    assert wrong.error.startswith("endpoint.http_404:model_not_found: The model `no-such-model` does not exist")
+    assert wrong.retries == 0
     assert server.stats.chat_requests == 2
 
 

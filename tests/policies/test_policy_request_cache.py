@@ -62,3 +62,40 @@ def test_key_must_name_the_policy(server, tmp_path):
     with RequestCache(tmp_path / "requests.sqlite") as cache, pytest.raises(ValueError, match="names policy"):
         run(policy, cache.complete(policy, RequestKey("r0001", "tic_tac_toe", "t", 0, "other"),
                                    game_messages(), seed=0))
+
+
+@pytest.mark.parametrize("change", [
+    {"temperature": 0.2}, {"top_p": 0.9}, {"max_tokens": 64}, {"constrained": "json_object"},
+])
+def test_cache_key_covers_every_sampling_setting(server, tmp_path, change):
+    from orbit.policies.base import Decoding
+
+    decoding = Decoding(max_tokens=100, choices=("0", "2", "4", "8"))
+    base = {"constrained": "off", "max_tokens": 200}
+    with RequestCache(tmp_path / "requests.sqlite") as cache:
+        key = keys(endpoint(server), 1)[0]
+        for settings in (base, base, {**base, **change}):
+            policy = endpoint(server, **settings)
+            run(policy, cache.complete(policy, key, game_messages(), seed=1, decoding=decoding))
+        assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_cache_key_covers_base_url_and_decoding(server, tmp_path):
+    from orbit.policies.base import Decoding
+    from orbit.policies.endpoint import EndpointPolicy
+    from orbit.policies.request_cache import policy_request_hash
+    from orbit.policies.server import start_server
+    from orbit.policies.table_policy import TablePolicy
+
+    async def digest(policy, **kw):
+        return await policy_request_hash(policy, game_messages(), None, 1, **kw)
+
+    policy = endpoint(server, constrained="json_object")
+    with start_server(TablePolicy()) as other:
+        elsewhere = EndpointPolicy(other.url, policy.model, constrained="json_object")
+        assert run(policy, digest(policy)) != run(elsewhere, digest(elsewhere))
+    legal = Decoding(choices=("0", "2"))
+    assert run(policy, digest(policy)) != run(policy, digest(policy, decoding=legal))
+    assert run(policy, digest(policy, decoding=legal)) != run(policy, digest(policy, decoding=Decoding(choices=("0",))))
+    table = TablePolicy()
+    assert run(table, digest(table)) != run(TablePolicy(temperature=0.5), digest(TablePolicy(temperature=0.5)))

@@ -37,3 +37,30 @@ def test_load_with_settings():
         load_policy("embedded:uniform", concurrency=4)
     with pytest.raises(InvalidPolicyURI, match="unknown settings \\['temprature'\\]"):
         load_policy("openai:http://127.0.0.1:8000/v1#m", temprature=0.2)
+
+
+def test_llama_server_refuses_non_loopback_and_missing_tools(tmp_path):
+    from orbit.policies.llama_server import LlamaServerError, start_llama_server
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with pytest.raises(ValueError, match="loopback-only"):
+        start_llama_server(model, host="0.0.0.0")
+    with pytest.raises(LlamaServerError, match="no GGUF model"):
+        start_llama_server(tmp_path / "absent.gguf")
+    with pytest.raises(LlamaServerError, match="make test-model"):
+        start_llama_server(model, python=tmp_path / "no-python")
+
+
+def test_resource_endpoint_overrides_and_prices():
+    from resources.policies import PolicyResource
+
+    resource = PolicyResource(concurrency=8, prompt_price_per_mtok=1.0, completion_price_per_mtok=2.0,
+                              endpoints_json='{"http://127.0.0.1:8080/v1/": {"concurrency": 1, "constrained": "json_object"}}')
+    local = resource.load("openai:http://127.0.0.1:8080/v1#m")
+    other = resource.load("openai:http://127.0.0.1:9000/v1#m")
+    assert (local.concurrency, local.constrained, other.concurrency, other.constrained) == (1, "json_object", 8, "auto")
+    assert resource.concurrency_for("openai:http://127.0.0.1:8080/v1#m") == 1
+    assert local.cost(1_000_000, 1_000_000) == 3.0 and PolicyResource().load("openai:http://h:1/v1#m").cost(5, 5) is None
+    with pytest.raises(ValueError, match="unknown settings"):
+        PolicyResource(endpoints_json='{"http://h:1/v1": {"api_key": "x"}}').load("openai:http://h:1/v1#m")
