@@ -21,6 +21,7 @@ longer sequences and more steps.
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ SCRIPT = Path(__file__).with_name("sft_lora.py")
 GGUF_NAME = "model.gguf"
 SERVERS_DIR = ".servers"
 GAME_PREFIX = "You are playing "
+BARE_ID_RE = re.compile(r"^\s*-?\d+\s*\.?\s*$")
 
 
 class TrainingFailed(RuntimeError):
@@ -66,6 +68,9 @@ class LLMTrainSettings:
     lora_r: int = 16
     lora_alpha: int = 32
     out_type: str = "q8_0"
+    answer_key: str = "move"
+    """Bare-ID game answers (self-play rows) are trained as {"<answer_key>": "<ID>"}, the shape constrained
+    decoding makes the served model write; empty: train them as they are."""
     threads: int = 0
     seed: int = 0
     n_ctx: int = 2048
@@ -99,9 +104,15 @@ def _env_of(messages: list[dict], envs: Iterable[str]) -> str | None:
     return None
 
 
+def _as_answer(content: str, answer_key: str) -> str:
+    return json.dumps({answer_key: content.strip().rstrip(".").strip()}) if BARE_ID_RE.match(content) else content
+
+
 def prepare_examples(rows: Iterable[Mapping[str, Any]], envs: Iterable[str], max_examples: int,
-                     seed: int = 0) -> tuple[list[dict], dict]:
-    """Plain chats of the wanted game envs, at most ``max_examples`` (hash order); counts with reasons."""
+                     seed: int = 0, answer_key: str = "") -> tuple[list[dict], dict]:
+    """Plain chats of the wanted game envs, at most ``max_examples`` (hash order); counts with reasons.
+
+    With ``answer_key``, bare-ID assistant answers become ``{"<answer_key>": "<ID>"}`` (constrained shape)."""
     envs = tuple(envs)
     counts: dict[str, int] = {"rows": 0, "used": 0}
     candidates = []
@@ -126,7 +137,8 @@ def prepare_examples(rows: Iterable[Mapping[str, Any]], envs: Iterable[str], max
         if env not in envs:
             skip("other_env")
             continue
-        chat = [{"role": m["role"], "content": m["content"]} for m in messages]
+        chat = [{"role": m["role"], "content": _as_answer(m["content"], answer_key)
+                 if answer_key and m["role"] == "assistant" else m["content"]} for m in messages]
         key = hashlib.sha256(json.dumps([seed, chat], sort_keys=True).encode()).hexdigest()
         candidates.append((key, env, chat))
     candidates.sort()
@@ -275,7 +287,7 @@ def train_llm_checkpoint(lake_root: Path | str, checkpoints: Path | str, round_:
     out_dir = checkpoints / name
     sft = lake.partition_dir(lake_root, "sft_export", r) / "data.jsonl"
     rows = read_jsonl(sft) if sft.is_file() else []
-    examples, counts = prepare_examples(rows, settings.envs, settings.max_examples, settings.seed)
+    examples, counts = prepare_examples(rows, settings.envs, settings.max_examples, settings.seed, settings.answer_key)
     if not examples:
         raise TrainingFailed(f"round {r}: no SFT rows of {', '.join(settings.envs)} to train on ({counts}; {sft})")
     parent = parent_gguf(checkpoints, r, settings)
