@@ -291,7 +291,7 @@ def fit_env(env: str, source: str, rs: list[dict], target: float, headline_max_p
     p_last = measured[-1]["pass_rate"] if measured else None
     flywheel_env = p_first is not None and p_first <= headline_max_p0
     to_target = to_low = to_high = None
-    if fit.g is not None and not test.rejected:
+    if fit.g is not None and not test.rejected and flywheel_env:  # no projection from a lucky start
         to_target = fit.rounds_to(target)
         slow, fast = (rounds_to_reach(fit.p0, g, target) if g is not None else None
                       for g in (fit.g_low, fit.g_high))
