@@ -117,14 +117,13 @@ def train(cfg: dict) -> dict:
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, peft_config=peft_config)
     lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
-    trained_tokens = sum(sum(m) for m in trainer.train_dataset["assistant_masks"]) \
-        if "assistant_masks" in trainer.train_dataset.column_names else None
     t1 = time.perf_counter()
     result = trainer.train()
     train_s = time.perf_counter() - t1
     steps = int(result.global_step)
-    epochs_seen = steps * cfg["batch_size"] * cfg["grad_accum"] / max(1, len(lengths))
-    tokens = sum(lengths) * epochs_seen
+    seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
+    epochs_seen = float(trainer.state.epoch or 0.0)
+    tokens = float(seen[-1]) if seen else sum(lengths) * epochs_seen  # tokens through forward+backward
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     adapter = out_dir / "adapter"
     trainer.model.save_pretrained(str(adapter))
@@ -133,7 +132,7 @@ def train(cfg: dict) -> dict:
     stats = {
         "examples": len(lengths), "steps": steps, "epochs": round(epochs_seen, 3),
         "tokens_per_example_mean": sum(lengths) / len(lengths), "max_length": cfg["max_length"],
-        "assistant_tokens": trained_tokens, "tokens": int(tokens), "train_seconds": round(train_s, 2),
+        "tokens": int(tokens), "train_seconds": round(train_s, 2),
         "load_seconds": round(load_s, 2), "tokens_per_s": round(tokens / train_s, 1) if train_s > 0 else None,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "train_loss": float(result.training_loss) if result.training_loss is not None else None,
