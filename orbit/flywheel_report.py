@@ -291,7 +291,8 @@ def fit_env(env: str, source: str, rs: list[dict], target: float, headline_max_p
     p_last = measured[-1]["pass_rate"] if measured else None
     flywheel_env = p_first is not None and p_first <= headline_max_p0
     to_target = to_low = to_high = None
-    if fit.g is not None and not test.rejected and flywheel_env:  # no projection from a lucky start
+    growing = fit.g_low is not None and fit.g_low > 1.0  # growth the data support; else no projection
+    if fit.g is not None and not test.rejected and flywheel_env and growing:  # nor from a lucky start
         to_target = fit.rounds_to(target)
         slow, fast = (rounds_to_reach(fit.p0, g, target) if g is not None else None
                       for g in (fit.g_low, fit.g_high))
@@ -314,8 +315,11 @@ def fit_env(env: str, source: str, rs: list[dict], target: float, headline_max_p
         elif to_target is not None:
             headline += (f"; consistent with the data (ceiling LRT p = {test.p_ceiling:.2g}); p = {target:g} at "
                          f"round {to_target:.1f} [{_fmt(to_low, 1)}, {_fmt(to_high, 1) if to_high else 'never'}]")
+        elif not growing:
+            headline += (f"; consistent with the data (ceiling LRT p = {test.p_ceiling:.2g}), but the interval "
+                         f"includes g = 1: no evidence of growth, no rounds-to-target")
         else:
-            headline += f"; consistent with the data (ceiling LRT p = {test.p_ceiling:.2g}); no growth toward {target:g}"
+            headline += f"; consistent with the data (ceiling LRT p = {test.p_ceiling:.2g}); target {target:g} reached"
     return {
         "env": env, "source": source, "rounds": len(measured), "p_first": p_first, "p_last": p_last,
         "g": fit.g, "g_low": fit.g_low, "g_high": fit.g_high, "p0_fit": fit.p0,

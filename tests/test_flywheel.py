@@ -229,3 +229,12 @@ def test_report_headline_only_for_low_p0_and_no_crash_at_the_edges(tmp_path):
     assert by_round[("zeros", "r0001")]["g_round_low"] is None
     assert round_growth(5, 10, 3, 0) == (None, None, None)
     assert chart_png(table, fits(table, 0.5))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_gives_no_rounds_to_target_without_evidence_of_growth():
+    from orbit.flywheel_report import fit_env
+
+    # p = 0.1 every round (n = 10): g = 1 with a wide interval -> no projection
+    fit = fit_env("tic_tac_toe", "policy", _rows("tic_tac_toe", [1, 1, 1], [10] * 3), target=0.5)
+    assert fit["g"] == pytest.approx(1.0, abs=1e-6) and fit["g_low"] < 1 < fit["g_high"]
+    assert fit["rounds_to_target"] is None and "no evidence of growth" in fit["headline"]
