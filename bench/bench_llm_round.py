@@ -89,7 +89,7 @@ def main() -> int:
         serve_base_s = time.perf_counter() - t0
 
         policy = CountingPolicy(load_policy(base["policy"], max_tokens=args.max_tokens, temperature=1.0,
-                                            concurrency=2, timeout_s=300.0))
+                                            concurrency=1, timeout_s=300.0, constrained="json_object"))
         t0 = time.perf_counter()
         records, stats = run_sampling(request, family, verifier, spec.pass_threshold, policy,
                                       SamplingPlan(best_of=args.best_of))
