@@ -31,15 +31,15 @@ class CountingPolicy:
         self.inner, self.id = inner, inner.id
         self.prompt_tokens = self.completion_tokens = self.requests = 0
 
-    async def acomplete(self, messages, tools=None, *, seed):
-        turn = await self.inner.acomplete(messages, tools, seed=seed)
+    async def acomplete(self, messages, tools=None, *, seed, **kwargs):  # kwargs: the move constraint (decoding)
+        turn = await self.inner.acomplete(messages, tools, seed=seed, **kwargs)
         self.requests += 1
         self.prompt_tokens += turn.prompt_tokens
         self.completion_tokens += turn.completion_tokens
         return turn
 
-    def complete(self, messages, tools=None, *, seed):
-        return self.inner.complete(messages, tools, seed=seed)
+    def complete(self, messages, tools=None, *, seed, **kwargs):
+        return self.inner.complete(messages, tools, seed=seed, **kwargs)
 
     def check(self):
         self.inner.check()
