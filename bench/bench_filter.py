@@ -34,15 +34,15 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from orbit import lake  # noqa: E402
-from orbit.filtering import best_per_task_sql, best_rows_of_file_sql, filter_file  # noqa: E402
+from orbit.filtering import RANKING_KEY, best_per_task_sql, filter_file  # noqa: E402
 from orbit.schema import MESSAGE_TYPE, TOOL_CALL_TYPE, VERIFIED_SCHEMA  # noqa: E402
 
 ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb"]
 GOAL_SPEEDUP = 30.0
 
 
-def synth_verified(rows: int, tasks: int, pass_rate: float, seed: int = 0) -> pa.Table:
-    """A VERIFIED_SCHEMA table with the shape of a real verified partition."""
+def synth_verified(rows: int, tasks: int, pass_rate: float, seed: int = 0, first_row: int = 0) -> pa.Table:
+    """A VERIFIED_SCHEMA table with the shape of a real verified partition (rows first_row.. of it)."""
     rng = np.random.default_rng(seed)
     key = rng.integers(0, tasks, rows)  # ~tasks distinct (env, task_id), a few samples each
     env_idx = key % len(ENVS)
@@ -51,7 +51,7 @@ def synth_verified(rows: int, tasks: int, pass_rate: float, seed: int = 0) -> pa
     task_strings = pa.array([f"{ENVS[k % len(ENVS)]}-default-s{k // len(ENVS)}-p{k % 2}" for k in task_pool_ids])
     # record ids: 20 hex digits of (i * odd constant) mod 2^80: unique and scattered
     mult, mask = 0x9E3779B97F4A7C15F39D, (1 << 80) - 1
-    record_ids = pa.array([f"{(i * mult) & mask:020x}" for i in range(rows)])
+    record_ids = pa.array([f"{(i * mult) & mask:020x}" for i in range(first_row, first_row + rows)])
     passed = rng.random(rows) < pass_rate
     score = np.where(passed, rng.choice([1.0, 1.0, 0.9, 0.75, 0.5], rows), rng.choice([0.0, 0.0, 0.25], rows))
     claimed = np.where(rng.random(rows) < 0.95, score, 1.0)
@@ -118,6 +118,37 @@ def synth_verified(rows: int, tasks: int, pass_rate: float, seed: int = 0) -> pa
     return pa.Table.from_pydict(columns).cast(VERIFIED_SCHEMA)
 
 
+SYNTH_CHUNK = 1_000_000
+
+
+def write_synth(path: Path, rows: int, tasks: int, pass_rate: float) -> None:
+    """Write a synthesised verified partition of ``rows`` rows, made SYNTH_CHUNK rows at a time (the
+    task keys span the whole file); up to SYNTH_CHUNK rows it is exactly ``synth_verified(rows, ...)``."""
+    def batches():
+        for c, start in enumerate(range(0, rows, SYNTH_CHUNK)):
+            part = synth_verified(min(SYNTH_CHUNK, rows - start), tasks, pass_rate, seed=c, first_row=start)
+            yield from part.to_batches(max_chunksize=lake.ROW_GROUP_ROWS)
+            del part
+
+    lake.write_batches(batches(), VERIFIED_SCHEMA, path)
+
+
+def rss_child(src: str, dst: str) -> dict:
+    """filter_file in this fresh process: wall time, counts and peak RSS (MiB)."""
+    t0 = C.now()
+    counts = filter_file(src, dst)
+    return {"seconds": C.now() - t0, "counts": counts.as_dict(), "peak_rss_mb": C.peak_rss_self_mb()}
+
+
+# The query filter_file ran before it ranked on one narrow scan (kept here as a same-run baseline):
+# arg_min per task over the file (len(messages) decodes every message), then the winners re-read.
+PREVIOUS_ENGINE_SQL = (
+    "SELECT * EXCLUDE (file_row_number) FROM read_parquet({src}, file_row_number = true) "
+    "WHERE file_row_number IN (SELECT arg_min(file_row_number, {key}) "
+    "FROM read_parquet({src}, file_row_number = true) WHERE passed GROUP BY env, task_id) ORDER BY env, task_id"
+)
+
+
 def python_filter(records: list[dict]) -> list[dict]:
     """The seed project's filter: passed rows, best per (env, task_id), ordered by (env, task_id).
 
@@ -175,7 +206,19 @@ def main(argv=None) -> int:
     ap.add_argument("--what-if", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the engine's file query against the plain window query over whole rows")
     ap.add_argument("--keep", default=None, help="write the files here and keep them")
+    ap.add_argument("--rss-rows", type=int, default=None,
+                    help="rows of the peak-RSS block: filter_file in a fresh child process "
+                         "(default 10,000,000; quick 300,000; 0 = skip)")
+    ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--rss-floor", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.rss_floor:  # this script's imports only (filter_file's module included): the RSS floor
+        print(json.dumps({"peak_rss_mb": C.peak_rss_self_mb()}))
+        return 0
+    if args.rss_child:
+        print(json.dumps(rss_child(*args.rss_child)))
+        return 0
+    rss_rows = args.rss_rows if args.rss_rows is not None else (300_000 if args.quick else 10_000_000)
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     tasks = args.tasks or max(1, rows // 5)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -183,19 +226,57 @@ def main(argv=None) -> int:
     root, cleanup = C.scratch_dir("orbit-bench-filter-", args.keep)
     try:
         run(root, rows, tasks, args.pass_rate, repeat, args.what_if)
+        if rss_rows:
+            run_rss(root, rss_rows, args.pass_rate)
     finally:
         cleanup()
+    C.save_metrics("filter")
     return 0
+
+
+def size_label(rows: int) -> str:
+    return f"rows_{rows // 1_000_000}m" if rows % 1_000_000 == 0 else f"rows_{rows // 1000}k"
+
+
+def run_rss(root: Path, rows: int, pass_rate: float) -> None:
+    """Peak RSS of filter_file on a large partition, in a fresh child (the parent's memory does not count)."""
+    src = root / "rss" / "verified.parquet"
+    dst = root / "rss" / "filtered.parquet"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    t_synth, _ = C.timed(write_synth, src, rows, max(1, rows // 5), pass_rate)
+    me = str(Path(__file__).resolve())
+    floor, _ = C.run_child([me, "--rss-floor"], timeout=600)
+    child, _ = C.run_child([me, "--rss-child", str(src), str(dst)], timeout=3600)
+    label = size_label(rows)
+    rss, seconds = child["peak_rss_mb"], child["seconds"]
+    C.metric(f"{label}.peak_rss_mib", rss)
+    C.metric(f"{label}.imports_only_rss_mib", floor["peak_rss_mb"])
+    C.metric(f"{label}.filter_file_s", seconds)
+    C.metric(f"{label}.rows_per_s", rows / seconds)
+    C.print_table(
+        f"filter_file peak memory, {rows:,} verified rows (fresh child process)",
+        [
+            C.Row("peak RSS of filter_file", rss, "MiB", floor["peak_rss_mb"], rss / floor["peak_rss_mb"],
+                  "< 1024 MiB", rss < 1024, note="baseline = a child that only imports orbit.filtering"),
+            C.Row("filter_file wall time", seconds, "s"),
+        ],
+        notes=[f"input {src.stat().st_size / 2**20:,.0f} MiB zstd Parquet, synthesised in {t_synth:.0f}s "
+               f"({SYNTH_CHUNK:,} rows at a time); counts {child['counts']}", C.environment_note()],
+    )
+    src.unlink()
+    dst.unlink(missing_ok=True)
 
 
 def run(root: Path, rows: int, tasks: int, pass_rate: float, repeat: int, what_if: bool) -> None:
     src = lake.partition_file(root, "verified_samples", "r0000", "tic_tac_toe")
     dst = lake.partition_file(root, "filtered_dataset", "r0000", "tic_tac_toe")
 
-    t_synth, table = C.timed(synth_verified, rows, tasks, pass_rate)
-    lake.write_table(table, src)
+    src.parent.mkdir(parents=True, exist_ok=True)
+    t_synth, _ = C.timed(write_synth, src, rows, tasks, pass_rate)
+    table = pq.read_table(src, columns=["env", "task_id"])
     n_keys = len(set(zip(table.column("env").to_pylist(), table.column("task_id").to_pylist())))
-    mean_msgs = float(pc.mean(pc.list_value_length(table.column("messages"))).as_py())
+    mean_msgs = float(pc.mean(pc.list_value_length(
+        pq.ParquetFile(src).read(columns=["messages.list.element.tool_call_id"]).column("messages"))).as_py())
     del table
     gc.collect()
     size_mb = src.stat().st_size / 2**20
@@ -232,19 +313,33 @@ def run(root: Path, rows: int, tasks: int, pass_rate: float, repeat: int, what_i
 
     whatif_rows = []
     if what_if:
+        previous = PREVIOUS_ENGINE_SQL.format(src=sql_path(src), key=RANKING_KEY)
         t_window_q, _ = C.median_time(lambda: query_arrow(src, best_per_task_sql(f"read_parquet({sql_path(src)})")), repeat)
-        engine_table = query_arrow(src, best_rows_of_file_sql(src))
-        t_engine_q, _ = C.median_time(lambda: query_arrow(src, best_rows_of_file_sql(src)), repeat)
-        engine_same = set(engine_table.column("record_id").to_pylist()) == duck_ids
+        prev_table = query_arrow(src, previous)
+        t_prev_q, _ = C.median_time(lambda: query_arrow(src, previous), repeat)
+        prev_same = set(prev_table.column("record_id").to_pylist()) == duck_ids
+        del prev_table
         whatif_rows = [
-            C.Row("window query over whole rows (to Arrow)", t_window_q, "s"),
-            C.Row("engine: arg_min on narrow cols + fetch winners", t_engine_q, "s", t_window_q,
-                  t_window_q / t_engine_q, "same ids", engine_same,
-                  note="the query filter_file runs; ratio = window query time / this"),
+            C.Row("window query over whole rows (to Arrow)", t_window_q, "s", t_duck, t_window_q / t_duck,
+                  note="ratio = this query's time / filter_file's (which also writes its output)"),
+            C.Row("previous engine query: arg_min + fetch winners (to Arrow)", t_prev_q, "s", t_duck,
+                  t_prev_q / t_duck, "same ids", prev_same,
+                  note="the DuckDB query filter_file ran before its narrow scan; ratio = its time / filter_file's"),
         ]
+        C.metric(f"{size_label(rows)}.previous_engine_query_s", t_prev_q)
+        C.metric(f"{size_label(rows)}.window_query_s", t_window_q)
 
     speedup = t_loop / t_duck
     speedup_load = (t_load + t_loop) / t_duck
+    label = size_label(rows)
+    C.metric(f"{label}.filter_file_s", t_duck)
+    C.metric(f"{label}.python_loop_s", t_loop)
+    C.metric(f"{label}.python_load_s", t_load)
+    C.metric(f"{label}.seed_step_s", t_seed)
+    C.metric(f"{label}.ratio_vs_loop", speedup)
+    C.metric(f"{label}.ratio_vs_load_and_loop", speedup_load)
+    C.metric(f"{label}.ratio_vs_seed_step", t_seed / t_duck)
+    C.metric(f"{label}.same_rows", same)
     C.print_table(
         f"filter + dedup, {rows:,} verified rows ({n_keys:,} tasks, ~{pass_rate:.0%} passed)",
         [

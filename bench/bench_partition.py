@@ -199,6 +199,12 @@ def main(argv=None) -> int:
             out_rows.append(C.Row("verified rows as Python dicts (to_pylist)", pylist["peak_rss_mb"], "MiB",
                                   note=f"loaded in {pylist['seconds']:.2f}s"))
         vf = pipe["verify"]
+        label = f"rows_{n // 1000}k"
+        for name, value in [("verify_s", pipe["verify_s"]), ("filter_s", pipe["filter_s"]),
+                            ("yields_s", pipe["yields_s"]), ("total_s", total_s), ("peak_rss_mib", peak),
+                            ("whole_table_rss_mib", whole["peak_rss_mb"]), ("imports_only_rss_mib", floor["peak_rss_mb"]),
+                            ("verify_rows_per_s", n / pipe["verify_s"])]:
+            C.metric(f"{label}.{name}", value)
         C.print_table(
             f"one partition, {n:,} {ENV} samples: verify -> filter -> yields (child process)",
             out_rows,
@@ -215,6 +221,7 @@ def main(argv=None) -> int:
         )
     finally:
         cleanup()
+    C.save_metrics("partition")
     return 0
 
 

@@ -3,16 +3,24 @@
     .venv/bin/python bench/run_all.py            # default sizes (`make bench`, ~5-6 min on 2 cores)
     .venv/bin/python bench/run_all.py --quick    # smoke test, small sizes (~1 min)
     .venv/bin/python bench/run_all.py --only filter selfplay
+    .venv/bin/python bench/run_all.py --quick --json bench.json   # also every figure as JSON
 
 Benches run one after the other (never in parallel: they measure throughput
 and memory on a small machine). ``--quick`` is passed to every bench whose
 source declares a ``--quick`` flag; others run with their own defaults. Goal
 PASS/MISS lines are informational; the exit code is non-zero only when a bench
 crashed or timed out.
+
+``--json FILE`` also writes every figure, baseline and ratio the benches record,
+under stable dotted names (``filter.rows_1m.ratio_vs_seed_step``,
+``verify.tic_tac_toe.ratio_vs_bare``, ``selfplay.w2_over_w1``, ...), plus each
+bench's status and wall time, so runs can be compared turn over turn.
 """
 
 import argparse
+import json
 import os
+import tempfile
 import subprocess
 import sys
 import time
@@ -46,6 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per bench before it is stopped (default 900; quick 300)")
     ap.add_argument("--list", action="store_true", help="list the benches and exit")
+    ap.add_argument("--json", metavar="FILE", help="write every recorded figure to FILE as one JSON object")
     args = ap.parse_args(argv)
     timeout = args.timeout or (300 if args.quick else 900)
 
@@ -66,8 +75,10 @@ def main(argv=None) -> int:
 
     print(f"Orbit benchmarks ({'quick' if args.quick else 'default'} sizes): {len(scripts)} bench(es); "
           f"{C.environment_note()}", flush=True)
-    print(f"CPU probe at start: 2 processes run {C.parallel_capacity(2):.2f}x faster than 1 (2.0 = two free cores)",
-          flush=True)
+    probe_start = C.parallel_capacity(2)
+    print(f"CPU probe at start: 2 processes run {probe_start:.2f}x faster than 1 (2.0 = two free cores)", flush=True)
+    figures: dict = {"run_all.quick": bool(args.quick), "run_all.cpu_probe_start": probe_start}
+    json_dir = tempfile.TemporaryDirectory(prefix="orbit-bench-json-") if args.json else None
     env = dict(os.environ)
     if args.quick:
         env["ORBIT_BENCH_QUICK"] = "1"
@@ -78,7 +89,10 @@ def main(argv=None) -> int:
         print(f"\n##### {name_of[script]}: {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}",
               flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=str(BENCH_DIR.parent), start_new_session=True)
+        bench_env = dict(env)
+        if json_dir is not None:
+            bench_env["ORBIT_BENCH_JSON"] = str(Path(json_dir.name) / f"{name_of[script]}.json")
+        proc = subprocess.Popen(cmd, env=bench_env, cwd=str(BENCH_DIR.parent), start_new_session=True)
         try:
             rc = proc.wait(timeout=timeout)
             status = "ok" if rc == 0 else f"exit {rc}"
@@ -87,11 +101,27 @@ def main(argv=None) -> int:
             proc.wait()
             status = f"TIMEOUT after {timeout:.0f}s"
         results.append((name_of[script], status, time.perf_counter() - t0))
+        figures[f"{name_of[script]}.status"] = status
+        figures[f"{name_of[script]}.wall_s"] = round(results[-1][2], 3)
+        if json_dir is not None:
+            try:
+                figures.update(json.loads((Path(json_dir.name) / f"{name_of[script]}.json").read_text()))
+            except (OSError, ValueError):
+                pass  # the bench records no figures (or did not finish)
 
     print(f"\n##### summary ({time.perf_counter() - t_all:.0f}s total)")
     for name, status, seconds in results:
         print(f"  {name:16s} {status:24s} {seconds:7.1f}s")
-    print(f"CPU probe at end: {C.parallel_capacity(2):.2f}x", flush=True)
+    probe_end = C.parallel_capacity(2)
+    print(f"CPU probe at end: {probe_end:.2f}x", flush=True)
+    figures["run_all.cpu_probe_end"] = probe_end
+    if args.json:
+        out = Path(args.json)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(dict(sorted(figures.items())), indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, out)
+        json_dir.cleanup()
+        print(f"figures written to {out} ({len(figures)} values)", flush=True)
     return 0 if all(status == "ok" for _, status, _ in results) else 1
 
 

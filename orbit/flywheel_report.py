@@ -365,8 +365,10 @@ def chart_png(rounds: pa.Table, fit_table: pa.Table) -> bytes:
             continue
         t = [round_index(r["round"]) for r in rs]
         p = [r["pass_rate"] or 0.0 for r in rs]
+        # error bars never negative: p = 0 or 1 and rounds without attempts (no interval) draw none
         err = [[max(0.0, pi - (r["pass_rate_low"] if r["pass_rate_low"] is not None else pi)) for pi, r in zip(p, rs)],
-               [max(0.0, (r["pass_rate_high"] if r["pass_rate_high"] is not None else pi) - pi) for pi, r in zip(p, rs)]]
+               [max(0.0, (r["pass_rate_high"] if r["pass_rate_high"] is not None else pi) - pi)
+                for pi, r in zip(p, rs)]]
         line = top.errorbar(t, p, yerr=err, marker="o", capsize=3, label=f"{env} ({rs[0]['source']})")
         color = line[0].get_color()
         f = fitted.get(env)

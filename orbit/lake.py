@@ -55,8 +55,41 @@ def sql_literal(text: "Path | str") -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
+TMP_RE = re.compile(r"^\..+?\.(?:(\d+)\.)?[0-9a-f]{32}\.tmp$")
+STALE_TMP_AGE_S = 3600
+
+
 def _tmp_path(final: Path) -> Path:
-    return final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+    # the writer's pid is in the name, so a sweep can tell a dead writer's leftovers from a live one's
+    return final.parent / f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+
+
+def sweep_stale_tmp(root: Path | str, alive=None) -> list[Path]:
+    """Remove the hidden temporary files of writers that died (killed runs) under ``root``.
+
+    A file whose writer pid is no longer alive is removed; one without a pid only when older than an hour.
+    """
+    import time
+
+    if alive is None:
+        from orbit.home import process_alive as alive
+    removed = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for path in root.rglob(".*.tmp"):
+        match = TMP_RE.match(path.name)
+        if not match or not path.is_file():
+            continue
+        pid = match.group(1)
+        try:
+            stale = (not alive(int(pid))) if pid else time.time() - path.stat().st_mtime > STALE_TMP_AGE_S
+        except OSError:
+            continue
+        if stale:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 @contextmanager

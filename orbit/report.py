@@ -13,7 +13,7 @@ import duckdb
 from orbit import lake
 from orbit.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
 from orbit.flywheel_report import FIT_SCHEMA
-from orbit.yields import YIELD_SCHEMA
+from orbit.yields import YIELD_SCHEMA, yields_table
 
 # view name -> (asset directory, hive depth, schema used when the asset has no files yet)
 VIEWS = {
@@ -41,8 +41,10 @@ def _has_files(lake_root: Path, asset: str, depth: int) -> bool:
     return any(Path(lake_root, asset).glob("/".join(["*"] * depth + ["*.parquet"])))
 
 
-def create_views(con: duckdb.DuckDBPyConnection, lake_root: Path | str) -> None:
+def create_views(con: duckdb.DuckDBPyConnection, lake_root: Path | str, skip: tuple[str, ...] = ()) -> None:
     for view, (asset, depth, schema) in VIEWS.items():
+        if view in skip:
+            continue
         if _has_files(Path(lake_root), asset, depth):
             con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {parquet_scan(lake_root, asset, depth)}")
         else:
@@ -59,9 +61,7 @@ def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) ->
         con = duckdb.connect(str(tmp))
         try:
             create_views(con, lake_root)
-            con.execute(
-                f"CREATE OR REPLACE TABLE {YIELD_TABLE} AS SELECT * FROM yields ORDER BY env, round, source <> 'all', source"
-            )
+            _create_yield_table(con, lake_root)
             counts = {view: con.execute(f"SELECT count(*) FROM {view}").fetchall()[0][0] for view in VIEWS}
             counts["rounds"] = con.execute(f"SELECT count(DISTINCT round) FROM {YIELD_TABLE}").fetchall()[0][0]
             con.execute("CHECKPOINT")
@@ -71,16 +71,26 @@ def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) ->
     return counts
 
 
-def connect(lake_root: Path | str) -> duckdb.DuckDBPyConnection:
+def connect(lake_root: Path | str, views: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake views: for queries that must not touch the report file.
+    With ``views=False`` it holds only ``yields_by_round`` (and ``yields`` over it): all ``orbit yields`` needs.
 
-    The cross-round yield table is scanned once into memory (one small row per partition), so
-    repeated queries do not reopen every partition's footer.
+    The cross-round yield table comes from the lake's compact yields index (one small file, brought
+    up to date by re-reading only new or changed partitions), not from a scan of every footer.
     """
     con = duckdb.connect(config={"threads": 2})
-    create_views(con, lake_root)
-    con.execute(f"CREATE TEMP TABLE {YIELD_TABLE} AS SELECT * FROM yields ORDER BY env, round, source <> 'all', source")
+    if views:
+        create_views(con, lake_root, skip=("yields",))
+    _create_yield_table(con, lake_root)
+    con.execute(f"CREATE OR REPLACE VIEW yields AS SELECT * FROM {YIELD_TABLE}")
     return con
+
+
+def _create_yield_table(con: duckdb.DuckDBPyConnection, lake_root: Path | str) -> None:
+    """``yields_by_round``: every yield row, ordered env, round, 'all' first, source (from the index)."""
+    con.register("_yields_index", yields_table(lake_root))
+    con.execute(f"CREATE OR REPLACE TABLE {YIELD_TABLE} AS SELECT * FROM _yields_index")
+    con.unregister("_yields_index")
 
 
 FLYWHEEL_SQL = """

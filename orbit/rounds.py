@@ -1,12 +1,16 @@
-"""The round registry: which policy each round samples from, and where it came from.
+"""The round registry: which policy each round samples from, where it came from, and its size.
 
 A small Parquet table in the lake (``<lake>/rounds/part-0.parquet``) with one row
-per round: round, policy URI, parent round, checkpoint name, created at, note.
-Writes take a file lock and replace the table atomically, so two writers never
-register the same round twice.
+per round: round, policy URI, parent round, checkpoint name, created at, note,
+and the round's size (JSON: ``num_tasks``, ``samples_per_task``, ``best_of``,
+``budget``; unset keys take the env's defaults). Writes take a file lock and
+replace the table atomically, so two writers never register the same round
+twice. The Dagster side keeps the rounds' dynamic partitions in step with this
+table (``orbit_assets.rounds``).
 """
 
 import fcntl
+import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -26,8 +30,28 @@ ROUNDS_SCHEMA = pa.schema(
         ("checkpoint", pa.string()),
         ("created_at", pa.string()),
         ("note", pa.string()),
+        ("sizes", pa.string()),
     ]
 )
+class RoundError(ValueError):
+    """A round that cannot be registered as asked (taken key, bad size)."""
+
+
+SIZE_KEYS = ("num_tasks", "samples_per_task", "best_of", "budget")
+
+
+def sizes_json(sizes: "dict | None") -> str:
+    """The canonical JSON of a round's size: known keys only, positive whole numbers, None dropped."""
+    clean = {}
+    for key, value in dict(sizes or {}).items():
+        if key not in SIZE_KEYS:
+            raise RoundError(f"unknown round size {key!r}; expected one of {', '.join(SIZE_KEYS)}")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10_000_000:
+            raise RoundError(f"round size {key}={value!r}: expected a whole number from 1 to 10000000")
+        clean[key] = value
+    return json.dumps(clean, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -38,6 +62,10 @@ class RoundEntry:
     checkpoint: str | None = None
     created_at: str = ""
     note: str = ""
+    sizes: str = "{}"
+
+    def size(self) -> dict:
+        return json.loads(self.sizes or "{}")
 
 
 class RoundRegistry:
@@ -58,7 +86,10 @@ class RoundRegistry:
     def entries(self) -> list[RoundEntry]:
         if not self.path.exists():
             return []
-        return [RoundEntry(**row) for row in lake.read_table(self.path).to_pylist()]
+        table = lake.read_table(self.path)
+        if "sizes" not in table.column_names:  # registries written before round sizes existed
+            table = table.append_column("sizes", pa.array(["{}"] * table.num_rows, pa.string()))
+        return [RoundEntry(**row) for row in table.select(ROUNDS_SCHEMA.names).to_pylist()]
 
     def get(self, key: str) -> RoundEntry | None:
         validate_round(key)
@@ -68,11 +99,15 @@ class RoundRegistry:
         return next((e for e in self.entries() if e.checkpoint == checkpoint), None)
 
     def add(self, policy: str, *, key: str | None = None, parent_round: str | None = None,
-            checkpoint: str | None = None, note: str = "") -> RoundEntry:
-        """Register a round (the next free one unless ``key`` is given).
+            checkpoint: str | None = None, note: str = "", sizes: "dict | None" = None,
+            taken: "list[str] | tuple[str, ...]" = (), exist_ok: bool = False) -> RoundEntry:
+        """Register a round: ``key``, or the next index free in the registry and in ``taken`` (rounds
+        that exist elsewhere, e.g. the instance's partitions).
 
-        Registering the same checkpoint twice returns the existing round instead of adding one.
+        Registering the same checkpoint twice returns the existing round instead of adding one; with
+        ``exist_ok`` an already registered ``key`` is returned as it is.
         """
+        size = sizes_json(sizes)
         with self._locked():
             entries = self.entries()
             if checkpoint is not None:
@@ -80,14 +115,19 @@ class RoundRegistry:
                 if existing is not None:
                     return existing
             if key is None:
-                key = round_key(max((round_index(e.round) for e in entries), default=-1) + 1)
+                used = [round_index(e.round) for e in entries] + [round_index(validate_round(t)) for t in taken]
+                key = round_key(max(used, default=-1) + 1)
             validate_round(key)
-            if any(e.round == key for e in entries):
-                raise ValueError(f"round {key} is already registered")
+            existing = next((e for e in entries if e.round == key), None)
+            if existing is not None:
+                if exist_ok:
+                    return existing
+                raise RoundError(f"round {key} is already registered")
             if parent_round is None and round_index(key) > 0:
                 parent_round = round_key(round_index(key) - 1)
             entry = RoundEntry(round=key, policy=policy, parent_round=parent_round, checkpoint=checkpoint,
-                               created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), note=note)
+                               created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), note=note,
+                               sizes=size)
             rows = [asdict(e) for e in entries] + [asdict(entry)]
             rows.sort(key=lambda r: r["round"])
             lake.write_table(pa.Table.from_pylist(rows, schema=ROUNDS_SCHEMA), self.path)

@@ -7,20 +7,27 @@ no rule and its recomputed score reaches the env's threshold; every failed recor
 carries at least one reason.
 """
 
+import collections
+import itertools
 import json
 import math
+import os
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
 from orbit.envs.base import Verdict, Verifier
+from orbit.jsonmemo import loads_shared
 from orbit.schema import RECORD_SCHEMA, ROLES, VERIFIED_SCHEMA
 
 MAX_CONTENT_CHARS = 200_000
 MAX_MESSAGES = 2_000
+MAX_REASON_CHARS = 300
 
 BELOW_THRESHOLD = "score.below_threshold"
+PLAIN_ROLES = ("system", "user", "assistant")  # roles whose plain text messages no rule can fail
 
 
 @dataclass
@@ -29,6 +36,14 @@ class VerifyCounts:
     passed: int = 0
     failed: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: "VerifyCounts") -> None:
+        """Add another batch's counts (reason keys keep their first-seen order)."""
+        self.rows += other.rows
+        self.passed += other.passed
+        self.failed += other.failed
+        for key, n in other.reasons.items():
+            self.reasons[key] = self.reasons.get(key, 0) + n
 
     def add(self, passed: bool, reasons: Iterable[str]) -> None:
         self.rows += 1
@@ -41,59 +56,128 @@ class VerifyCounts:
             self.reasons[key] = self.reasons.get(key, 0) + 1
 
 
-def structural_reasons(record: Mapping[str, Any]) -> list[str]:
-    """Rules every record must satisfy whatever its env, as reason ids."""
-    reasons: list[str] = []
-    meta_text = record.get("metadata")
+def _metadata(text: Any, reasons: list[str]) -> dict:
+    if text is None or text == "":
+        return {}
     try:
-        meta = json.loads(meta_text) if meta_text else {}
-        if not isinstance(meta, dict):
-            reasons.append("record.metadata_not_object")
-            meta = {}
-    except (TypeError, ValueError):
+        meta = loads_shared(text)
+    except (TypeError, ValueError, RecursionError):
         reasons.append("record.metadata_not_json")
-        meta = {}
-    for problem in meta.get("import_errors", []) or []:
-        reasons.append(str(problem))
+        return {}
+    if not isinstance(meta, dict):
+        reasons.append("record.metadata_not_object")
+        return {}
+    return meta
+
+
+def _arguments_are_json(arguments: Any) -> bool:
+    if not isinstance(arguments, str):
+        return False
+    try:
+        json.loads(arguments)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def structural_reasons(record: Mapping[str, Any]) -> list[str]:
+    """Rules every record must satisfy whatever its env, as reason ids.
+
+    Reads nothing it has not type-checked, so any record (a row of RECORD_SCHEMA, or a
+    dict of anything) yields a list of reasons rather than an exception.
+    """
+    reasons: list[str] = []
+    meta = _metadata(record.get("metadata"), reasons)
+    problems = meta.get("import_errors")
+    if problems is not None:
+        if isinstance(problems, list) and problems and all(isinstance(p, str) for p in problems):
+            reasons.extend(problems)
+        else:
+            reasons.append("record.import_errors_invalid")
     if meta.get("sample_error"):
         # the generator could not finish the sample (e.g. the endpoint failed): it can only fail
-        reasons.append(str(meta["sample_error"]))
+        reasons.append(str(meta["sample_error"]) if isinstance(meta["sample_error"], str) else "sample.error")
     messages = record.get("messages")
+    if messages is not None and not isinstance(messages, (list, tuple)):
+        reasons.append("trajectory.not_list")
+        return reasons
     if not messages:
         reasons.append("trajectory.empty")
         return reasons
     if len(messages) > MAX_MESSAGES:
         reasons.append("trajectory.too_long")
-    if not any(m.get("role") == "assistant" for m in messages if m):
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         reasons.append("trajectory.no_assistant_turn")
+    open_calls: list[str] = []  # ids of calls not answered yet, in order
     for i, m in enumerate(messages):
+        if (isinstance(m, dict) and m.get("tool_calls") is None and m.get("tool_call_id") is None
+                and type(m.get("role")) is str and m.get("role") in PLAIN_ROLES
+                and type(m.get("content")) is str and len(m.get("content")) <= MAX_CONTENT_CHARS):
+            continue  # a plain chat message (no tool call, known role, text content): no rule can fire
         if m is None:
             reasons.append(f"message.null:{i}")
+            continue
+        if not isinstance(m, dict):
+            reasons.append(f"message.not_object:{i}")
             continue
         role = m.get("role")
         if role is None:
             reasons.append(f"message.missing_role:{i}")
-        elif role not in ROLES:
+        elif not isinstance(role, str) or role not in ROLES:
             reasons.append(f"message.unknown_role:{i}")
         content = m.get("content")
-        if content is None and not m.get("tool_calls") and role != "assistant":
+        calls = m.get("tool_calls")
+        if content is None and not calls and role != "assistant":
             reasons.append(f"message.missing_content:{i}")
-        if content is not None and len(content) > MAX_CONTENT_CHARS:
+        if content is not None and not isinstance(content, str):
+            reasons.append(f"message.content_not_string:{i}")
+        elif content is not None and len(content) > MAX_CONTENT_CHARS:
             reasons.append(f"message.content_too_long:{i}")
-        for call in m.get("tool_calls") or []:
-            fn = (call or {}).get("function") or {}
-            if not fn.get("name"):
+        if calls is not None and not isinstance(calls, (list, tuple)):
+            reasons.append(f"tool_call.malformed:{i}")
+            calls = None
+        for call in calls or []:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict):
+                reasons.append(f"tool_call.malformed:{i}")
+                continue
+            if not fn.get("name") or not isinstance(fn.get("name"), str):
                 reasons.append(f"tool_call.missing_name:{i}")
-            try:
-                json.loads(fn.get("arguments") or "")
-            except (TypeError, ValueError):
+            if not _arguments_are_json(fn.get("arguments")):
                 reasons.append(f"tool_call.arguments_not_json:{i}")
+            call_id = call.get("id")
+            if not isinstance(call_id, str) or not call_id or call_id in open_calls:
+                reasons.append(f"tool_call.missing_id:{i}")
+            else:
+                open_calls.append(call_id)
+        if role == "tool":
+            # a tool message answers one call made before it and not answered yet
+            answered = m.get("tool_call_id")
+            if isinstance(answered, str) and answered in open_calls:
+                open_calls.remove(answered)
+            else:
+                reasons.append(f"tool_call_id.unmatched:{i}")
+        elif m.get("tool_call_id") is not None:
+            reasons.append(f"tool_call_id.unmatched:{i}")
     return reasons
 
 
+def clean_reason(reason: Any) -> str:
+    """A reason id safe to store: a string of valid Unicode, at most MAX_REASON_CHARS long."""
+    text = reason if isinstance(reason, str) else repr(reason)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:MAX_REASON_CHARS]
+
+
 def verify_record(record: Mapping[str, Any], verifier: Verifier, threshold: float) -> tuple[float, bool, list[str]]:
-    """Score, passed and reasons for one record."""
-    reasons = structural_reasons(record)
+    """Score, passed and reasons for one record; never raises whatever the record holds.
+
+    A verifier that raises fails the record with ``verifier.error:<ExceptionType>``.
+    """
+    try:
+        reasons = structural_reasons(record)
+    except Exception as exc:  # a rule bug must not take the partition down either
+        reasons = [f"verify.structural_error:{type(exc).__name__}"]
     score = 0.0
     if not reasons:
         try:
@@ -101,11 +185,12 @@ def verify_record(record: Mapping[str, Any], verifier: Verifier, threshold: floa
             score = float(verdict.score)
             reasons.extend(verdict.reasons)
         except Exception as exc:  # a verifier bug must not take the partition down
-            reasons.append(f"verifier.error:{type(exc).__name__}:{str(exc)[:200]}")
+            reasons = [f"verifier.error:{type(exc).__name__}"]
             score = 0.0
     if math.isnan(score) or not (0.0 <= score <= 1.0):
         reasons.append("score.out_of_range")
         score = 0.0 if math.isnan(score) else min(max(score, 0.0), 1.0)
+    reasons = [clean_reason(r) for r in reasons]
     passed = not reasons and score >= threshold
     if not passed and not reasons:
         reasons.append(BELOW_THRESHOLD)
@@ -138,8 +223,65 @@ def verify_batch(batch: pa.RecordBatch, verifier: Verifier, threshold: float,
     return pa.RecordBatch.from_arrays(columns, schema=VERIFIED_SCHEMA)
 
 
+PARALLEL_MIN_ROWS = 65_536  # a partition smaller than this is verified in this process
+IN_FLIGHT_PER_WORKER = 2  # batches queued per worker: keeps both busy, memory flat
+
+
 def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, threshold: float,
-                   counts: VerifyCounts) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        if batch.num_rows:
-            yield verify_batch(batch, verifier, threshold, counts)
+                   counts: VerifyCounts, workers: int | None = None) -> Iterator[pa.RecordBatch]:
+    """Verify a stream of raw batches, in order.
+
+    A partition of at least PARALLEL_MIN_ROWS rows is verified on this process's worker pool
+    (``workers`` processes, default every core) when the verifier is ``parallel_safe`` (its verdict
+    depends on the record alone); the batches come back in their order and the counts are the same.
+    """
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    stream = iter(batches)
+    head: list[pa.RecordBatch] = []
+    if workers > 1 and getattr(verifier, "parallel_safe", False):
+        rows = 0
+        for batch in stream:
+            head.append(batch)
+            rows += batch.num_rows
+            if rows >= PARALLEL_MIN_ROWS:
+                break
+        else:
+            workers = 1
+    else:
+        workers = 1
+    if workers <= 1:
+        for batch in itertools.chain(head, stream):
+            if batch.num_rows:
+                yield verify_batch(batch, verifier, threshold, counts)
+        return
+    from orbit.workers import POOL_STATS, shutdown_pool, worker_pool
+
+    pool = worker_pool(workers)
+    POOL_STATS["requests"] += 1
+    pending: collections.deque = collections.deque()
+    try:
+        for batch in itertools.chain(head, stream):
+            if not batch.num_rows:
+                continue
+            pending.append(pool.submit(_verify_in_worker, batch, verifier, threshold))
+            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                yield _merged(pending.popleft().result(), counts)
+        while pending:
+            yield _merged(pending.popleft().result(), counts)
+    except BrokenProcessPool:
+        shutdown_pool()  # a worker died: the next request starts a fresh pool
+        raise
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _verify_in_worker(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tuple[pa.RecordBatch, VerifyCounts]:
+    counts = VerifyCounts()
+    return verify_batch(batch, verifier, threshold, counts), counts
+
+
+def _merged(result: tuple[pa.RecordBatch, VerifyCounts], counts: VerifyCounts) -> pa.RecordBatch:
+    batch, part = result
+    counts.merge(part)
+    return batch

@@ -49,14 +49,22 @@ YIELD_SCHEMA = pa.schema(
 
 
 def wilson_interval(passes: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
-    """95% Wilson score interval of a binomial proportion."""
-    if n == 0:
+    """95% Wilson score interval of a binomial proportion, within [0, 1] exactly.
+
+    No attempts: (None, None). At p = 0 the lower bound is exactly 0.0 and at p = 1 the
+    upper bound exactly 1.0 (floating point would leave 1e-17 or 0.9999999999999999), and
+    the bounds always hold p: low <= p <= high.
+    """
+    if n <= 0:
         return None, None
+    passes = min(max(passes, 0), n)
     p = passes / n
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    low = 0.0 if passes == 0 else min(max(0.0, center - half), p)
+    high = 1.0 if passes == n else max(min(1.0, center + half), p)
+    return low, high
 
 
 def odds(p: float | None) -> float | None:
@@ -171,3 +179,150 @@ def markdown_table(table: pa.Table, columns: list[str]) -> str:
     for row in table.select(columns).to_pylist():
         lines.append("| " + " | ".join(fmt(row[c]) for c in columns) + " |")
     return "\n".join(lines)
+
+
+# --- The compact cross-round yields table -------------------------------------------------------
+#
+# ``<lake>/yields_index/part-0.parquet`` holds every ``yield_metrics`` partition's rows in one small
+# file, in report order, with the (size, mtime, inode) of the partition file each row came from.
+# Readers stat the partition files (no Parquet footer is opened) and re-read only the files that
+# are new or changed since the index was written; files that disappeared drop out. The index is
+# rewritten atomically under a lock whenever it is out of date, by ``yield_report`` and by any
+# query that finds it stale, so it is always the same rows a scan of every file would give.
+
+YIELDS_ASSET = "yield_metrics"
+INDEX_ASSET = "yields_index"
+INDEX_ORDER = "env, round, source <> 'all', source"
+_STAT_FIELDS = [("file", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()),
+                ("file_ino", pa.int64())]
+INDEX_SCHEMA = pa.schema(list(YIELD_SCHEMA) + [pa.field(n, t) for n, t in _STAT_FIELDS])
+
+
+def index_file(lake_root: Path | str) -> Path:
+    return Path(lake_root) / INDEX_ASSET / "part-0.parquet"
+
+
+def yield_files(lake_root: Path | str) -> dict[str, tuple[int, int, int]]:
+    """Every ``yield_metrics`` partition file (``<asset>/*/*/*.parquet``, as the views glob it), keyed by
+    its path relative to the asset directory, with its (size, mtime_ns, inode)."""
+    import os
+
+    base = Path(lake_root) / YIELDS_ASSET
+    found: dict[str, tuple[int, int, int]] = {}
+    try:
+        level1 = list(os.scandir(base))
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for d1 in level1:
+        if not d1.is_dir() or d1.name.startswith("."):
+            continue
+        try:
+            level2 = list(os.scandir(d1.path))
+        except OSError:
+            continue
+        for d2 in level2:
+            if not d2.is_dir() or d2.name.startswith("."):
+                continue
+            try:
+                entries = list(os.scandir(d2.path))
+            except OSError:
+                continue
+            for f in entries:
+                if f.name.endswith(".parquet") and not f.name.startswith("."):
+                    try:
+                        st = f.stat()
+                    except OSError:
+                        continue
+                    found[f"{d1.name}/{d2.name}/{f.name}"] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return found
+
+
+def _read_index(path: Path) -> pa.Table | None:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read()
+    except (FileNotFoundError, OSError, pa.ArrowInvalid):
+        return None
+    return table if table.schema.equals(INDEX_SCHEMA) else None
+
+
+def _index_stats(index: pa.Table | None) -> dict[str, tuple[int, int, int]]:
+    if index is None or index.num_rows == 0:
+        return {}
+    cols = [index.column(n).to_pylist() for n, _ in _STAT_FIELDS]
+    return {f: (s, m, i) for f, s, m, i in zip(*cols)}
+
+
+def _refreshed(lake_root: Path, index: pa.Table | None) -> tuple[pa.Table, bool]:
+    """(the index brought up to date with the files on disk, whether it changed).
+
+    Rows of unchanged files are kept from the index; new or changed files are read exactly as the
+    ``yields`` view reads them (hive partitioning, round and env VARCHAR), in one DuckDB query.
+    """
+    from orbit import lake
+
+    on_disk = yield_files(lake_root)
+    known = _index_stats(index)
+    if known == on_disk and (index is not None or not on_disk):
+        return (index if index is not None else INDEX_SCHEMA.empty_table()), False
+    fresh = {f: st for f, st in on_disk.items() if known.get(f) != st}
+    keep = {f for f in on_disk if f not in fresh}
+    base = Path(lake_root) / YIELDS_ASSET
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        con.register("_index", index if index is not None else INDEX_SCHEMA.empty_table())
+        con.register("_keep", pa.table({"file": pa.array(sorted(keep), pa.string())}))
+        parts = ["SELECT * FROM _index WHERE file IN (SELECT file FROM _keep)"]
+        if fresh:
+            names = sorted(fresh)
+            con.register("_stats", pa.table({
+                "path": [str(base / f) for f in names], "file": names,
+                "file_size": [fresh[f][0] for f in names], "file_mtime_ns": [fresh[f][1] for f in names],
+                "file_ino": [fresh[f][2] for f in names],
+            }))
+            paths = "[" + ", ".join(lake.sql_literal(base / f) for f in names) + "]"
+            cols = ", ".join(f"y.{c}" for c in YIELD_SCHEMA.names)
+            parts.append(
+                f"SELECT {cols}, s.file, s.file_size, s.file_mtime_ns, s.file_ino "
+                f"FROM read_parquet({paths}, hive_partitioning = true, "
+                "hive_types = {'round': VARCHAR, 'env': VARCHAR}, filename = '__path') y "
+                "JOIN _stats s ON y.__path = s.path"
+            )
+        table = con.sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY {INDEX_ORDER}, file").to_arrow_table()
+    finally:
+        con.close()
+    return table.cast(INDEX_SCHEMA), True
+
+
+def refresh_yields_index(lake_root: Path | str, write: bool = True) -> pa.Table:
+    """The compact yields table (INDEX_SCHEMA), up to date with the ``yield_metrics`` files.
+
+    Only new or changed partition files are read. When the stored index was stale and ``write`` is
+    set, it is rewritten atomically under an exclusive lock (concurrent refreshers re-check inside
+    the lock, so none loses another's update); a read-only lake just gets the fresh table.
+    """
+    import fcntl
+
+    from orbit import lake
+
+    lake_root = Path(lake_root)
+    path = index_file(lake_root)
+    table, changed = _refreshed(lake_root, _read_index(path))
+    if not changed or not write:
+        return table
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / ".lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            table, changed = _refreshed(lake_root, _read_index(path))
+            if changed:
+                lake.write_table(table, path)
+    except PermissionError:
+        pass
+    return table
+
+
+def yields_table(lake_root: Path | str, write: bool = True) -> pa.Table:
+    """Every yield row of the lake (YIELD_SCHEMA), ordered env, round, 'all' first, source."""
+    return refresh_yields_index(lake_root, write).select(YIELD_SCHEMA.names)

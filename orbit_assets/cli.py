@@ -1,46 +1,20 @@
 """The ``orbit`` command.
 
 ``orbit run`` drives Dagster (this module lives in the code location package for
-that reason); ``orbit yields`` and ``orbit sql`` only query the lake with DuckDB.
+that reason); ``orbit yields`` and ``orbit sql`` only query the lake with DuckDB and
+are defined in ``orbit.cli``, the entry point, which runs them without importing Dagster.
 """
 
 import argparse
-import csv
 import json
 import sys
 
 import duckdb
 
+from orbit.cli import add_query_commands, query
+from orbit.cli import print_table as _print_table
 from orbit.home import ensure_home, lake_root
-from orbit.report import FLYWHEEL_HEADLINE_SQL, FLYWHEEL_SQL, SUMMARY_SQL, connect
-
-
-def _print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=sys.stdout) -> None:
-    if fmt == "csv":
-        writer = csv.writer(out)
-        writer.writerow(columns)
-        writer.writerows(rows)
-        return
-    if fmt == "json":
-        out.write(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1) + "\n")
-        return
-    cells = [[("" if v is None else str(v)) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for r in cells:
-        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
-    out.write(f"({len(rows)} rows)\n")
-
-
-def query(sql: str, fmt: str = "table") -> None:
-    con = connect(lake_root())
-    try:
-        cur = con.execute(sql)
-        columns = [d[0] for d in cur.description] if cur.description else []
-        _print_table(columns, cur.fetchall(), fmt)
-    finally:
-        con.close()
+from orbit.report import FLYWHEEL_HEADLINE_SQL, FLYWHEEL_SQL, SUMMARY_SQL  # noqa: F401
 
 
 def _policy_resources(args) -> dict | None:
@@ -66,6 +40,13 @@ def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--completion-price", type=float, help="price per million completion tokens")
 
 
+def _sizes(args) -> dict:
+    """The round size given on the command line (recorded in the registry for new rounds)."""
+    sizes = {"num_tasks": getattr(args, "tasks", None), "samples_per_task": getattr(args, "samples_per_task", None),
+             "best_of": getattr(args, "best_of", None), "budget": getattr(args, "budget", None)}
+    return {k: v for k, v in sizes.items() if v is not None}
+
+
 def cmd_run(args) -> int:
     from orbit_assets.runner import raw_samples_config, round_keys, run_rounds
 
@@ -74,24 +55,24 @@ def cmd_run(args) -> int:
         from orbit.policies.uri import parse_policy_uri
 
         parse_policy_uri(args.policy)
+    # the flags are the round's size when it is new, and this run's explicit config either way
     config = raw_samples_config(num_tasks=args.tasks, samples_per_task=args.samples_per_task, policy=args.policy,
                                 best_of=args.best_of, budget=args.budget)
-    run_rounds(round_keys(args.rounds, args.start), envs, run_config=config, resources=_policy_resources(args))
+    run_rounds(round_keys(args.rounds, args.start), envs, run_config=config, policy=args.policy,
+               sizes=_sizes(args), resources=_policy_resources(args))
     query(f"{SUMMARY_SQL} WHERE source = 'all'")
     return 0
 
 
 def cmd_flywheel(args) -> int:
-    from orbit_assets.runner import raw_samples_config, run_flywheel
+    from orbit_assets.runner import run_flywheel
 
     envs = args.envs.split(",") if args.envs else None
-    config = raw_samples_config(num_tasks=args.tasks, best_of=args.best_of, budget=args.budget)
-    if args.noise:
-        config["ops"]["verified_samples"] = {"config": {"noise_epsilon": args.noise}}
+    config = {"ops": {"verified_samples": {"config": {"noise_epsilon": args.noise}}}} if args.noise else None
     if args.policy == "llm":
         _flywheel_llm(args, envs, config)
     else:
-        run_flywheel(args.rounds, envs, run_config=config, resources=_policy_resources(args))
+        run_flywheel(args.rounds, envs, sizes=_sizes(args), resources=_policy_resources(args), run_config=config)
     print_flywheel_summary()
     return 0
 
@@ -120,8 +101,8 @@ def _flywheel_llm(args, envs, config) -> None:
     try:
         base = serve_base(checkpoints, settings)
         print(f"serving the base model for r0000: {base['policy']}")
-        run_flywheel(args.rounds, envs, run_config=config, resources=resources, first_policy=base["policy"],
-                     train_config=train_config, checkpoint_prefix=settings.alias)
+        run_flywheel(args.rounds, envs, sizes=_sizes(args), run_config=config, resources=resources,
+                     first_policy=base["policy"], train_config=train_config, checkpoint_prefix=settings.alias)
     finally:
         stopped = stop_all_servers(checkpoints)
         if stopped:
@@ -141,26 +122,11 @@ def print_flywheel_summary() -> None:
                         for r in rounds.to_pylist()])
     print("\nOne constant g fitted over all rounds, tested against a ceiling (rejected = the data say no):")
     query(FLYWHEEL_SQL)
-    con = connect(lake_root())
-    try:
-        for env, headline in con.execute(FLYWHEEL_HEADLINE_SQL).fetchall():
-            print(f"  {env}: {headline}")
-    finally:
-        con.close()
+    print("\nWhat the data say, per env:")
+    query(FLYWHEEL_HEADLINE_SQL)
     print(f"\nNext: the chart {lake_root() / 'flywheel_report' / 'flywheel.png'}; "
           "`make ui` (Dagster UI, http://127.0.0.1:3000: runs, assets, p and g per materialization); "
           "`.venv/bin/orbit yields --by-source` (every source's p, self-play bots included).")
-
-
-def cmd_yields(args) -> int:
-    where = " WHERE source = 'all'" if not args.by_source else ""
-    query(f"{SUMMARY_SQL}{where}", args.format)
-    return 0
-
-
-def cmd_sql(args) -> int:
-    query(args.sql, args.format)
-    return 0
 
 
 def cmd_policy_serve(args) -> int:
@@ -173,8 +139,9 @@ def cmd_policy_serve(args) -> int:
 def cmd_round_add(args) -> int:
     from orbit_assets.rounds import register_round
 
-    entry = register_round(args.policy, note=args.note or "", key=args.round)
-    print(f"registered {entry.round}: {entry.policy}")
+    entry = register_round(args.policy, note=args.note or "", key=args.round, sizes=_sizes(args) or None)
+    print(f"registered {entry.round}: {entry.policy} (size {entry.sizes}); the automation sensor runs it "
+          "while the Dagster daemon is up (make ui)")
     return 0
 
 
@@ -191,8 +158,20 @@ def cmd_round_list(args) -> int:
 def cmd_home(args) -> int:
     import os
 
+    if args.shell:
+        print(f"export ORBIT_HOME={os.environ['ORBIT_HOME']}\nexport DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n"
+              "export DAGSTER_DISABLE_TELEMETRY=1")
+        return 0
     print(f"ORBIT_HOME={os.environ['ORBIT_HOME']}\nDAGSTER_HOME={os.environ['DAGSTER_HOME']}\nlake={lake_root()}")
     return 0
+
+
+def _size_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", type=int, help="tasks per partition (default: each env's own)")
+    parser.add_argument("--samples-per-task", type=int, help="generation passes per task")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
+    group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,23 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rounds", type=int, default=1, help="number of rounds (default 1)")
     run.add_argument("--start", type=int, default=0, help="first round index (default 0)")
     run.add_argument("--envs", help="comma-separated envs (default: all)")
-    run.add_argument("--tasks", type=int, help="tasks per partition (default: each env's own)")
-    run.add_argument("--samples-per-task", type=int, help="generation passes per task")
-    run.add_argument("--policy", help="also sample from this policy URI: openai:<base_url>#<model>, "
-                     "embedded:uniform or embedded:<checkpoint>")
-    group = run.add_mutually_exclusive_group()
-    group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
-    group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
+    run.add_argument("--policy", help="the rounds' policy URI (openai:<base_url>#<model>, embedded:uniform or "
+                     "embedded:<checkpoint>); default: the registered one, else the newest checkpoint's")
+    _size_flags(run)
     _add_policy_flags(run)
     run.set_defaults(func=cmd_run)
 
     fly = sub.add_parser("flywheel", help="turn the flywheel: sample, verify, filter, train, next round")
     fly.add_argument("--rounds", type=int, default=5, help="number of rounds (default 5)")
     fly.add_argument("--envs", help="comma-separated envs (default: all)")
-    fly.add_argument("--tasks", type=int, help="tasks per partition (default: each env's own)")
-    group = fly.add_mutually_exclusive_group()
-    group.add_argument("--best-of", type=int, help="fixed N policy samples per task")
-    group.add_argument("--budget", type=int, help="adaptive best-of-N: total policy samples per partition")
+    _size_flags(fly)
     fly.add_argument("--policy", choices=["table", "llm"], default="table",
                      help="table: the embedded table policy (fast); llm: SmolLM2-135M fine-tuned with LoRA (TRL) "
                      "each round and served by llama.cpp (needs the tool venvs: make flywheel-llm)")
@@ -241,38 +213,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     rounds = sub.add_parser("round", help="the round registry").add_subparsers(dest="round_command", required=True)
     add = rounds.add_parser("add", help="register the next round with its policy (and add its partition)")
-    add.add_argument("--policy", required=True, help="policy URI of the round")
+    add.add_argument("--policy", help="policy URI of the round (default: the newest checkpoint's, else "
+                     "the settings' default policy)")
     add.add_argument("--round", help="round key (default: the next free one)")
     add.add_argument("--note", help="free text kept with the round")
+    _size_flags(add)
     add.set_defaults(func=cmd_round_add)
     ls = rounds.add_parser("list", help="print the round registry")
     ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
     ls.set_defaults(func=cmd_round_list)
 
-    yields = sub.add_parser("yields", help="print the yield table from DuckDB")
-    yields.add_argument("--by-source", action="store_true", help="one row per source as well")
-    yields.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    yields.set_defaults(func=cmd_yields)
-
-    sql = sub.add_parser("sql", help="run a SQL query over the lake views")
-    sql.add_argument("sql")
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    sql.set_defaults(func=cmd_sql)
+    add_query_commands(sub)
     home = sub.add_parser("home", help="create ORBIT_HOME (lake, DAGSTER_HOME with telemetry off) and print it")
+    home.add_argument("--shell", action="store_true",
+                      help="print export lines, for the plain dagster CLI: eval \"$(orbit home --shell)\"")
     home.set_defaults(func=cmd_home)
     return parser
+
+
+def init_instance() -> None:
+    """Create the Dagster instance's databases under the init lock (two first commands never race)."""
+    import dagster as dg
+
+    from orbit.home import init_lock
+
+    with init_lock():
+        dg.DagsterInstance.get().get_runs(limit=1)
+
+
+# commands that write rounds: one at a time per ORBIT_HOME
+LOCKED = {"run", "flywheel", "round"}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ensure_home()
+    from orbit.home import HomeBusy, home_lock
     from orbit.keys import InvalidKey
     from orbit.policies.uri import InvalidPolicyURI
-    from orbit_assets.runner import RunFailed
+    from orbit.rounds import RoundError
+    from orbit_assets.runner import DaemonRunning, RunFailed
 
     try:
+        if args.command in LOCKED and not (args.command == "round" and args.round_command == "list"):
+            with home_lock(args.command):
+                init_instance()
+                return args.func(args)
         return args.func(args)
-    except (RunFailed, InvalidKey, InvalidPolicyURI) as exc:  # tracebacks stay in the Dagster run logs
+    except (RunFailed, InvalidKey, InvalidPolicyURI, HomeBusy, DaemonRunning, RoundError) as exc:  # tracebacks stay in the Dagster run logs
         print(f"orbit: {exc}", file=sys.stderr)
         return 1
     except duckdb.Error as exc:

@@ -1,5 +1,8 @@
 """The Orbit code location: the round DAG as Dagster software-defined assets."""
 
+import os
+import sys
+
 import dagster as dg
 
 from orbit_assets import checks
@@ -16,7 +19,16 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
         jobs=JOBS,
         sensors=SENSORS,
         resources=resources if resources is not None else resources_for(),
+        # one process per run: a step subprocess costs seconds of imports, and the run queue already
+        # keeps the machine's cores busy with whole runs
+        executor=dg.in_process_executor,
     )
 
+
+if not os.environ.get("DAGSTER_HOME"):
+    # the plain dagster CLI would use an ephemeral instance that has none of Orbit's rounds
+    print("orbit: DAGSTER_HOME is not set, so dagster uses an empty ephemeral instance without Orbit's rounds "
+          "(DagsterUnknownPartitionError); run: eval \"$(orbit home --shell)\"  (or use make ui / make run)",
+          file=sys.stderr)
 
 defs = build_defs()

@@ -6,7 +6,7 @@ from orbit import lake
 from orbit.exports import cumulative_training_set, export_dpo, export_grpo, export_sft
 from orbit.keys import validate_round
 from orbit.lake import ArrowStream
-from orbit_assets.automation import upstream_updated
+from orbit_assets.automation import round_settled_updated
 from orbit_assets.filter import filtered_dataset
 from orbit_assets.partitions import all_envs_of_round, round_partitions
 from orbit_assets.verify import verified_samples
@@ -35,21 +35,21 @@ def _deps(*assets):
 
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(filtered_dataset),
-          automation_condition=upstream_updated, kinds={"jsonl"},
+          automation_condition=round_settled_updated, kinds={"jsonl"},
           description="ms-swift SFT JSONL of the round's filtered samples (messages + tools).")
 def sft_export(context: dg.AssetExecutionContext, settings: OrbitSettings) -> dg.MaterializeResult:
     return _export(context, settings, export_sft, "swift sft --model <model> --train_type lora --dataset {path}")
 
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(verified_samples),
-          automation_condition=upstream_updated, kinds={"jsonl"},
+          automation_condition=round_settled_updated, kinds={"jsonl"},
           description="ms-swift DPO JSONL: messages ending in a passed turn + rejected_response from a failed sample of the same task.")
 def dpo_export(context: dg.AssetExecutionContext, settings: OrbitSettings) -> dg.MaterializeResult:
     return _export(context, settings, export_dpo, "swift rlhf --rlhf_type dpo --model <model> --dataset {path}")
 
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(verified_samples),
-          automation_condition=upstream_updated, kinds={"jsonl"},
+          automation_condition=round_settled_updated, kinds={"jsonl"},
           description="GRPO prompts: prompt messages plus env, task_id and task_spec for the reward function.")
 def grpo_export(context: dg.AssetExecutionContext, settings: OrbitSettings) -> dg.MaterializeResult:
     return _export(context, settings, export_grpo,
@@ -57,7 +57,7 @@ def grpo_export(context: dg.AssetExecutionContext, settings: OrbitSettings) -> d
 
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(filtered_dataset),
-          automation_condition=upstream_updated, kinds={"parquet"},
+          automation_condition=round_settled_updated, kinds={"parquet"},
           description="Cumulative training set: filtered samples of every round <= r, best per (env, task_id).")
 def training_set(context: dg.AssetExecutionContext, settings: OrbitSettings) -> ArrowStream:
     return cumulative_training_set(settings.lake_path(), validate_round(context.partition_key))

@@ -13,7 +13,7 @@ from orbit.flywheel_report import chart_png, fits, per_round
 from orbit.keys import round_index, round_key, validate_round
 from orbit.noise_study import run_flywheel
 from orbit.yields import markdown_table
-from orbit_assets.automation import any_upstream_updated, upstream_updated
+from orbit_assets.automation import any_upstream_updated, round_settled_updated
 from orbit_assets.export import training_set
 from orbit_assets.partitions import round_partitions
 from orbit_assets.yields import yield_metrics
@@ -32,7 +32,7 @@ class TrainerConfig(dg.Config):
 
 
 @dg.asset(partitions_def=round_partitions, group_name="train", deps=[training_set],
-          automation_condition=upstream_updated, kinds={"parquet"},
+          automation_condition=round_settled_updated, kinds={"parquet"},
           description="The embedded trainer: a table policy trained on the cumulative training set of rounds <= r, "
           "written as the checkpoint round r+1 samples from (picked up by the checkpoint sensor).")
 def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,

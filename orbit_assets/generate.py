@@ -2,33 +2,36 @@
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import dagster as dg
 import pyarrow as pa
 
 from orbit.envs import ENVS, GenerationRequest, env_spec, family_of
 from orbit.policies.base import PolicyUnavailable
-from orbit.policies.uri import InvalidPolicyURI
-from orbit.rounds import RoundRegistry
+from orbit.policies.uri import InvalidPolicyURI, parse_policy_uri
+from orbit.rounds import RoundEntry
 from orbit.sampling import SamplingPlan, run_sampling
-from orbit.games.cfr import CFR_SCHEMA, solve_cfr
-from orbit.games.family import cfr_configs
-from orbit.importer import import_jsonl
+from orbit import lake
+from orbit.games.cfr import CFR_SCHEMA, params_key, solve_cfr
+from orbit.games.family import cfr_configs, cfr_table_file
+from orbit.importer import ImportCounts, import_jsonl
 from orbit.keys import round_base_seed, round_index
 from orbit.lake import ArrowStream
 from orbit.schema import RECORD_SCHEMA, records_to_batch
 from orbit_assets.automation import new_partition
+from orbit_assets.key_checks import refuse_invalid_partition
 from orbit_assets.partitions import round_and_env, round_env_partitions
+from orbit_assets.rounds import ensure_registered
 from resources.policies import PolicyResource
 from resources.settings import OrbitSettings
 
 
 class RawSamplesConfig(dg.Config):
     num_tasks: Optional[int] = None
-    """Tasks in this partition; the env's default when unset."""
+    """Tasks in this partition; unset: the round's registered size, else the env's default."""
     samples_per_task: Optional[int] = None
-    """Generation passes per task (N of best-of-N); the env's default when unset."""
+    """Generation passes per task; unset: the round's registered size, else the env's default."""
     base_seed: Optional[int] = None
     """Task seeds are base_seed, base_seed + 1, ...; unset, each round draws fresh tasks
     (round index x 1,000,000 + i). Pin it to replay the same task set every round."""
@@ -37,18 +40,25 @@ class RawSamplesConfig(dg.Config):
     import_jsonl: Optional[str] = None
     """A JSONL file of records to import into this partition (source=import)."""
     generators: bool = True
-    """Run the env's own scripted or self-play generator."""
+    """Run the env's own scripted or self-play generator, and sample the round's registered policy
+    (false: only an explicit `policy` and imports)."""
     policy: Optional[str] = None
     """Policy URI to sample from (openai:<base_url>#<model>, embedded:uniform, embedded:<checkpoint>);
     defaults to the round's policy in the round registry, if any."""
     best_of: Optional[int] = None
-    """Fixed N samples per task; unset for adaptive best-of-N."""
+    """Fixed N samples per task; with budget also unset, the round's registered size decides."""
     budget: Optional[int] = None
-    """Adaptive: total policy samples for the partition (default policy_samples_per_task x tasks)."""
+    """Adaptive: total policy samples for the partition (default: the round's registered size, else
+    policy_samples_per_task x tasks)."""
     policy_samples_per_task: int = 4
     """Adaptive: mean budget per task when no budget is given."""
     dpo: bool = False
     """Adaptive: keep sampling solved tasks until they also have a failed sample (for DPO pairs)."""
+
+
+class CfrConfig(dg.Config):
+    envs: Optional[List[str]] = None
+    """Solve the CFR bots of these envs only (unset: every env); configurations solved before are kept."""
 
 
 @dg.asset(
@@ -56,12 +66,19 @@ class RawSamplesConfig(dg.Config):
     description="CFR average policies of every game configuration a CFR bot uses, one row per (info state, action).",
     kinds={"parquet", "openspiel"},
 )
-def cfr_policies(context: dg.AssetExecutionContext) -> pa.Table:
-    tables = []
-    for game, params, iterations in cfr_configs(list(ENVS.values())):
+def cfr_policies(context: dg.AssetExecutionContext, config: CfrConfig, settings: OrbitSettings) -> pa.Table:
+    envs = [env_spec(e) for e in config.envs] if config.envs is not None else list(ENVS.values())
+    existing = lake.read_table(cfr_table_file(settings.lake_path())) if cfr_table_file(
+        settings.lake_path()).exists() else CFR_SCHEMA.empty_table()
+    have = set(zip(existing.column("game").to_pylist(), existing.column("params").to_pylist(),
+                   existing.column("iterations").to_pylist()))
+    tables = [existing]
+    for game, params, iterations in cfr_configs(envs):
+        if (game, params_key(params), iterations) in have:
+            continue  # solved before: the table keeps it
         context.log.info(f"CFR {game} {params} x{iterations}")
         tables.append(solve_cfr(game, params, iterations))
-    return pa.concat_tables(tables) if tables else CFR_SCHEMA.empty_table()
+    return pa.concat_tables(tables)
 
 
 @dg.asset(
@@ -75,8 +92,12 @@ def cfr_policies(context: dg.AssetExecutionContext) -> pa.Table:
 )
 def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
                 policies: PolicyResource) -> ArrowStream:
+    refuse_invalid_partition(context.partition_key)
     round_key, env = round_and_env(context.partition_key)
     spec = env_spec(env)
+    # the round's registry entry; a round added only as a partition (UI, GraphQL) is registered here
+    entry = ensure_registered(round_key, settings, context.instance)
+    size = entry.size()
     try:
         overrides = json.loads(config.options_json)
     except ValueError as exc:
@@ -88,17 +109,18 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
     request = GenerationRequest(
         env=spec,
         round_key=round_key,
-        num_tasks=spec.num_tasks if config.num_tasks is None else config.num_tasks,
-        samples_per_task=spec.samples_per_task if config.samples_per_task is None else config.samples_per_task,
+        num_tasks=_first(config.num_tasks, size.get("num_tasks"), spec.num_tasks),
+        samples_per_task=_first(config.samples_per_task, size.get("samples_per_task"), spec.samples_per_task),
         base_seed=round_base_seed(round_index(round_key)) if config.base_seed is None else config.base_seed,
         workers=settings.workers,
         options=overrides,
         lake=settings.lake_path(),
     )
     family = family_of(spec)
-    uri = _policy_uri(config, settings, round_key, env)
-    policy_records = _sample_policy(context, uri, config, policies, request, family) if uri else []
+    uri = _policy_uri(config, settings, entry, spec)
+    policy_records = _sample_policy(context, uri, config, size, policies, request, family) if uri else []
     by_source: dict[str, int] = {}
+    imported = ImportCounts()
 
     def batches():
         if config.generators:
@@ -106,7 +128,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
         if policy_records:
             yield records_to_batch(policy_records)
         if config.import_jsonl:
-            yield from import_jsonl(config.import_jsonl, env, round_key)
+            yield from import_jsonl(config.import_jsonl, env, round_key, imported)
 
     def counted():
         for batch in batches():
@@ -115,8 +137,17 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
             yield batch
 
     context.add_output_metadata({"round": round_key, "env": env, "tasks": request.num_tasks,
-                                 "samples_per_task": request.samples_per_task})
-    return ArrowStream(RECORD_SCHEMA, counted(), summary=lambda: {f"rows_{s}": n for s, n in sorted(by_source.items())})
+                                 "samples_per_task": request.samples_per_task,
+                                 "round_policy": entry.policy, "round_sizes": entry.sizes})
+
+    def summary() -> dict:
+        out = {f"rows_{s}": n for s, n in sorted(by_source.items())}
+        if config.import_jsonl:
+            out.update(import_lines=imported.lines, import_records=imported.records,
+                       import_skipped_blank=imported.skipped_blank)
+        return out
+
+    return ArrowStream(RECORD_SCHEMA, counted(), summary=summary)
 
 
 def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:
@@ -124,17 +155,23 @@ def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:
     return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
 
 
-def _policy_uri(config: RawSamplesConfig, settings: OrbitSettings, round_key: str, env: str) -> str | None:
-    """The configured policy, else the round's registered policy for the envs the flywheel samples."""
+def _first(*values):
+    return next(v for v in values if v is not None)
+
+
+def _policy_uri(config: RawSamplesConfig, settings: OrbitSettings, entry: RoundEntry, spec) -> str | None:
+    """The configured policy, else the round's registered policy for the envs the flywheel samples and the
+    policy can play (an embedded table policy plays the game envs only)."""
     if config.policy:
         return config.policy
-    if env not in settings.policy_envs:
+    if not config.generators or spec.name not in settings.policy_envs:
         return None
-    entry = RoundRegistry(settings.lake_path()).get(round_key)
-    return entry.policy if entry else None
+    if parse_policy_uri(entry.policy).scheme == "embedded" and spec.family != "openspiel":
+        return None
+    return entry.policy
 
 
-def _sample_policy(context: dg.AssetExecutionContext, uri: str, config: RawSamplesConfig,
+def _sample_policy(context: dg.AssetExecutionContext, uri: str, config: RawSamplesConfig, size: dict,
                    policies: PolicyResource, request: GenerationRequest, family) -> list[dict]:
     """Best-of-N policy samples of the partition, verified in the loop; fails before anything is written
     when the policy cannot serve."""
@@ -145,7 +182,10 @@ def _sample_policy(context: dg.AssetExecutionContext, uri: str, config: RawSampl
         policy.check()
     except (InvalidPolicyURI, PolicyUnavailable) as exc:
         raise dg.Failure(f"policy {uri} is not usable: {exc}") from exc
-    plan = SamplingPlan(best_of=config.best_of, budget=config.budget, samples_per_task=config.policy_samples_per_task,
+    best_of, budget = config.best_of, config.budget
+    if best_of is None and budget is None:  # the round's registered size
+        best_of, budget = size.get("best_of"), size.get("budget")
+    plan = SamplingPlan(best_of=best_of, budget=budget, samples_per_task=config.policy_samples_per_task,
                         dpo=config.dpo, concurrency=policies.concurrency_for(uri))
     spec = request.env
     cache = policies.request_cache(request.round_key, spec.name)

@@ -1,20 +1,88 @@
-"""Registering a round: a row in the lake's round registry and a partition of ``rounds``."""
+"""A round is one thing wherever it starts: one registry entry and one dynamic partition.
+
+Every path that creates a round -- ``orbit round add``, ``orbit run``, ``orbit
+flywheel``, the checkpoint sensor -- calls ``register_round``, which writes the
+registry entry (the round's policy, parent, checkpoint and size) and adds the
+partition. Paths that only add the partition -- *Add partition* in the Dagster
+UI, GraphQL ``addDynamicPartition``, ``instance.add_dynamic_partitions`` -- are
+healed by ``reconcile_rounds`` (the ``round_registry_sensor`` runs it every tick)
+and, in case a run starts before the sensor's tick, by ``raw_samples`` itself,
+which registers an unregistered round through the same function before it
+samples. Such a round gets the default policy: the newest ready checkpoint's
+policy, else ``settings.default_policy``.
+
+A new round's index is the next one free in both the registry and the
+instance's partitions, so a new checkpoint never lands on an existing round. Partitions whose key is not a valid round are left to
+``key_checks`` (flagged by its sensor, refused at materialization).
+"""
 
 import dagster as dg
 
-from orbit.home import ensure_home, lake_root
+from orbit.checkpoints import MANIFEST, scan_checkpoints
+from orbit.keys import is_round_key
 from orbit.policies.uri import parse_policy_uri
 from orbit.rounds import RoundEntry, RoundRegistry
 from orbit_assets.partitions import ROUNDS
+from resources.settings import OrbitSettings
 
 
-def register_round(policy: str, *, note: str = "", key: str | None = None, checkpoint: str | None = None,
-                   lake: str | None = None, instance: dg.DagsterInstance | None = None) -> RoundEntry:
-    """Register a round and add its dynamic partition; the automation sensor then materializes it."""
-    parse_policy_uri(policy)
-    ensure_home()
-    entry = RoundRegistry(lake or lake_root()).add(policy, key=key, checkpoint=checkpoint, note=note)
+def instance_rounds(instance: dg.DagsterInstance) -> list[str]:
+    """The instance's valid round partitions (invalid keys are flagged and refused by ``key_checks``)."""
+    return [key for key in instance.get_dynamic_partitions(ROUNDS) if is_round_key(key)]
+
+
+def default_policy(settings: OrbitSettings) -> str:
+    """The policy of a round nobody named one for: the newest ready checkpoint's, else the configured default."""
+    ready, _ = scan_checkpoints(settings.checkpoints_path())
+    if ready:
+        return max(ready, key=lambda c: ((c.path / MANIFEST).stat().st_mtime, c.name)).policy
+    return settings.default_policy
+
+
+def register_round(policy: str | None = None, *, key: str | None = None, checkpoint: str | None = None,
+                   parent_round: str | None = None, note: str = "", sizes: dict | None = None,
+                   settings: OrbitSettings | None = None, instance: dg.DagsterInstance | None = None,
+                   exist_ok: bool = False) -> RoundEntry:
+    """Register a round in the registry and add its partition (the one way rounds come into being).
+
+    ``policy`` defaults to ``default_policy``; ``sizes`` to the settings' round size. With ``key`` None the
+    round is the next index free in the registry and the instance; ``exist_ok`` returns an existing ``key``.
+    """
+    if settings is None:
+        from resources import resources_for
+
+        settings = resources_for()["settings"]
     instance = instance or dg.DagsterInstance.get()
+    if policy is None:
+        policy = default_policy(settings)
+    parse_policy_uri(policy)
+    taken = instance_rounds(instance)
+    entry = RoundRegistry(settings.lake_path()).add(
+        policy, key=key, checkpoint=checkpoint, parent_round=parent_round, note=note,
+        sizes=settings.round_sizes() if sizes is None else sizes, taken=taken, exist_ok=exist_ok)
     if not instance.has_dynamic_partition(ROUNDS, entry.round):
         instance.add_dynamic_partitions(ROUNDS, [entry.round])
     return entry
+
+
+def ensure_registered(round_key: str, settings: OrbitSettings, instance: dg.DagsterInstance,
+                      how: str = "added in the Dagster UI") -> RoundEntry:
+    """The round's registry entry, registering it with the default policy when only its partition exists."""
+    entry = RoundRegistry(settings.lake_path()).get(round_key)
+    if entry is not None:
+        return entry
+    return register_round(key=round_key, note=f"{how}; default policy", settings=settings, instance=instance,
+                          exist_ok=True)
+
+
+def reconcile_rounds(instance: dg.DagsterInstance, settings: OrbitSettings) -> dict[str, list[str]]:
+    """Make the registry and the instance's partitions agree; returns what it changed."""
+    partitions = instance_rounds(instance)
+    registered = {e.round for e in RoundRegistry(settings.lake_path()).entries()}
+    added_entries = [r for r in sorted(set(partitions) - registered)]
+    for r in added_entries:
+        ensure_registered(r, settings, instance)
+    added_partitions = sorted(registered - set(partitions))
+    if added_partitions:
+        instance.add_dynamic_partitions(ROUNDS, added_partitions)
+    return {"registered": added_entries, "partitions_added": added_partitions}

@@ -1,7 +1,12 @@
 """Headless runs through Dagster: what ``make run`` and ``orbit run`` do.
 
 Runs go through the jobs of the code location on the instance in
-``DAGSTER_HOME``, so the Dagster UI shows them afterwards.
+``DAGSTER_HOME``, so the Dagster UI shows them afterwards. Rounds are
+registered through ``register_round`` like every other path. A headless command
+holds the home lock (see ``orbit.home.home_lock``, taken by the CLI) and refuses
+to run beside a live Dagster daemon on the same instance, whose automation would
+materialize the same partitions: with ``make ui`` running, add rounds with
+``orbit round add`` and let the daemon run them.
 """
 
 import json
@@ -15,14 +20,28 @@ from orbit.envs import ENV_NAMES
 from orbit.home import ensure_home
 from orbit.keys import round_index, round_key, validate_env
 from orbit.rounds import RoundRegistry
-from orbit_assets.partitions import ROUNDS, round_env_key
+from orbit_assets.partitions import round_env_key
+from orbit_assets.rounds import register_round
+from orbit_assets.runs import sweep
+from resources.settings import UNIFORM_POLICY
 
-UNIFORM_POLICY = "embedded:uniform"
 CONSOLE_LOG_LEVEL = "WARNING"
+DAEMON_FRESH_S = 120
 
 
 class RunFailed(RuntimeError):
     pass
+
+
+class DaemonRunning(RuntimeError):
+    """A Dagster daemon serves this instance: its automation would run the same partitions."""
+
+
+def live_daemon(instance: dg.DagsterInstance, fresh_s: float = DAEMON_FRESH_S) -> bool:
+    import time
+
+    beats = instance.get_daemon_heartbeats() or {}
+    return any(time.time() - beat.timestamp < fresh_s for beat in beats.values())
 
 
 def _check(result, what: str) -> None:
@@ -54,10 +73,19 @@ class Runner:
 
         ensure_home()
         self.instance = instance or dg.DagsterInstance.get()
+        if live_daemon(self.instance):
+            raise DaemonRunning(
+                f"a Dagster daemon is running on {self.instance.root_directory} (make ui): its automation "
+                "materializes new rounds itself. Add rounds with `orbit round add` and watch them in the UI, "
+                "or stop the daemon before running rounds headless")
         self.defs = build_defs(dict(resources) if resources else None)
         self.settings = self.defs.resources["settings"]
         self.log = log
         self.run_ids: list[str] = []
+        done = sweep(self.instance, self.settings.lake_path())
+        if any(done.values()):
+            log(f"housekeeping: {done['runs_failed']} killed run(s) marked failed, "
+                f"{done['tmp_removed']} stale temporary file(s) removed")
 
     def execute(self, job: str, what: str, run_config: Mapping[str, Any] | None = None, **kwargs) -> None:
         self.log(what)
@@ -68,14 +96,30 @@ class Runner:
         _check(result, what)
         self.run_ids.append(result.run_id)
 
-    def add_rounds(self, rounds: Iterable[str]) -> None:
-        missing = [r for r in rounds if not self.instance.has_dynamic_partition(ROUNDS, r)]
-        if missing:
-            self.instance.add_dynamic_partitions(ROUNDS, missing)
+    def register(self, r: str, policy: str | None = None, sizes: Mapping[str, Any] | None = None, **kwargs):
+        """The round's registry entry (registered with ``policy``, else the default, when new) and partition."""
+        return register_round(policy, key=r, settings=self.settings, instance=self.instance,
+                              sizes=None if sizes is None else dict(sizes), exist_ok=True, **kwargs)
 
-    def ensure_cfr(self) -> None:
-        if not self.instance.get_latest_materialization_event(dg.AssetKey("cfr_policies")):
-            self.execute("cfr_job", "cfr_policies: solving CFR average policies")
+    def ensure_cfr(self, envs: list[str]) -> None:
+        """Solve the CFR bots of these envs unless the table already has them."""
+        from orbit.envs import env_spec
+        from orbit.games.cfr import params_key
+        from orbit.games.family import cfr_configs, cfr_table_file
+
+        needed = cfr_configs([env_spec(e) for e in envs])
+        if not needed:
+            return
+        path = cfr_table_file(self.settings.lake_path())
+        if path.exists():
+            from orbit import lake
+
+            table = lake.read_table(path, columns=["game", "params", "iterations"])
+            have = set(zip(*(table.column(c).to_pylist() for c in ("game", "params", "iterations"))))
+            if all((g, params_key(p), i) in have for g, p, i in needed):
+                return
+        self.execute("cfr_job", "cfr_policies: solving CFR average policies",
+                     run_config={"ops": {"cfr_policies": {"config": {"envs": envs}}}})
 
     def round(self, r: str, envs: list[str], run_config: Mapping[str, Any] | None, tags: Mapping[str, str],
               export: bool = True) -> None:
@@ -91,23 +135,27 @@ class Runner:
 
 def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, instance: dg.DagsterInstance | None = None,
                resources: Mapping[str, Any] | None = None, run_config: Mapping[str, Any] | None = None,
-               export: bool = True, log=print) -> list[str]:
-    """Materialize every (round, env) partition given, then the reports; returns the run ids."""
+               export: bool = True, policy: str | None = None, sizes: Mapping[str, Any] | None = None,
+               log=print) -> list[str]:
+    """Register the rounds (``policy`` and ``sizes`` for new ones; defaults otherwise), materialize every
+    (round, env) partition given, then the reports; returns the run ids."""
     runner = Runner(instance, resources, log)
     envs = [validate_env(e, ENV_NAMES) for e in (envs or ENV_NAMES)]
     rounds = list(rounds)
-    runner.add_rounds(rounds)
-    runner.ensure_cfr()
-    for r in rounds:
-        runner.round(r, envs, run_config, {"orbit/round": r}, export)
+    entries = [runner.register(r, policy, sizes, note="orbit run") for r in rounds]
+    runner.ensure_cfr(envs)
+    for entry in entries:
+        r = entry.round
+        runner.round(r, envs, run_config, {"orbit/round": r, "orbit/policy": entry.policy}, export)
     runner.report()
     return runner.run_ids
 
 
 def run_flywheel(rounds: int, envs: Iterable[str] | None = None, *, instance: dg.DagsterInstance | None = None,
                  resources: Mapping[str, Any] | None = None, run_config: Mapping[str, Any] | None = None,
-                 first_policy: str = UNIFORM_POLICY, train_config: Mapping[str, Any] | None = None,
-                 checkpoint_prefix: str = "embedded", log=print) -> list[str]:
+                 first_policy: str = UNIFORM_POLICY, sizes: Mapping[str, Any] | None = None,
+                 train_config: Mapping[str, Any] | None = None, checkpoint_prefix: str = "embedded",
+                 log=print) -> list[str]:
     """Turn the flywheel: each round samples the policy the previous round's training produced.
 
     Round r0000 samples ``first_policy``; after each round the embedded trainer writes the
@@ -116,18 +164,19 @@ def run_flywheel(rounds: int, envs: Iterable[str] | None = None, *, instance: dg
     runner = Runner(instance, resources, log)
     envs = [validate_env(e, ENV_NAMES) for e in (envs or ENV_NAMES)]
     registry = RoundRegistry(runner.settings.lake_path())
-    runner.ensure_cfr()
+    runner.ensure_cfr(envs)
     checkpoint = None
     for t in range(rounds):
         r = round_key(t)
         entry = registry.get(r)
         if entry is None:
             if checkpoint is None:
-                entry = registry.add(first_policy, key=r, note="flywheel start")
+                entry = runner.register(r, first_policy, sizes, note="flywheel start")
             else:
-                entry = registry.add(checkpoint.policy, key=r, checkpoint=checkpoint.name,
-                                     parent_round=checkpoint.parent_round, note=checkpoint.note)
-        runner.add_rounds([r])
+                entry = runner.register(r, checkpoint.policy, sizes, checkpoint=checkpoint.name,
+                                        parent_round=checkpoint.parent_round, note=checkpoint.note)
+        else:
+            runner.register(r)  # its partition, should only the registry have it
         tags = {"orbit/round": r, "orbit/policy": entry.policy}
         runner.round(r, envs, run_config, tags)
         if t + 1 < rounds:

@@ -5,19 +5,39 @@ from pathlib import Path
 
 from resources.lake import LakeIOManager
 from resources.policies import PolicyResource
-from resources.settings import OrbitSettings
+from resources.settings import UNIFORM_POLICY, OrbitSettings
 
 from orbit.home import lake_root, orbit_home
 
+# Settings of the deployment the Dagster UI and daemon load, read from the environment.
+SIZE_ENV = {"round_num_tasks": "ORBIT_ROUND_TASKS", "round_samples_per_task": "ORBIT_ROUND_SAMPLES_PER_TASK",
+            "round_best_of": "ORBIT_ROUND_BEST_OF", "round_budget": "ORBIT_ROUND_BUDGET"}
 
-def resources_for(lake: str | None = None, workers: int | None = None, home: str | None = None) -> dict:
-    """Resources of one deployment: the lake, worker count, and where request caches live."""
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= 10_000_000):
+        raise ValueError(f"{name}={raw!r}: expected a whole number from 1 to 10000000")
+    return int(raw)
+
+
+def resources_for(lake: str | None = None, workers: int | None = None, home: str | None = None,
+                  **settings) -> dict:
+    """Resources of one deployment: the lake, worker count, where request caches live, and the settings
+    (keyword arguments of ``OrbitSettings``; unset ones from ``ORBIT_*`` environment variables)."""
     lake = str(lake or lake_root())
     home = Path(home) if home else (Path(lake).parent if lake else orbit_home())
-    workers = workers or int(os.environ.get("ORBIT_WORKERS", "2"))
+    workers = workers or _env_int("ORBIT_WORKERS") or 2
+    from_env = {field: _env_int(var) for field, var in SIZE_ENV.items()}
+    from_env["default_policy"] = os.environ.get("ORBIT_DEFAULT_POLICY") or UNIFORM_POLICY
+    if _env_int("ORBIT_MAX_ROUNDS"):
+        from_env["max_rounds"] = _env_int("ORBIT_MAX_ROUNDS")
+    merged = {**{k: v for k, v in from_env.items() if v is not None}, **settings}
     return {
         "io_manager": LakeIOManager(root=lake),
-        "settings": OrbitSettings(lake=lake, workers=workers, checkpoints=str(home / "checkpoints")),
+        "settings": OrbitSettings(lake=lake, workers=workers, checkpoints=str(home / "checkpoints"), **merged),
         "policies": PolicyResource(cache_root=str(home / "cache" / "requests")),
     }
 

@@ -48,6 +48,8 @@ class PolicyResource(dg.ConfigurableResource):
     """Per-endpoint overrides keyed by base URL, e.g.
     {"http://127.0.0.1:8080/v1": {"concurrency": 1, "constrained": "json_object"}}."""
     cache_root: str = str(orbit_home() / "cache" / "requests")
+    slots_dir: Optional[str] = str(orbit_home() / "locks" / "endpoints")
+    """Lock files that make an endpoint's concurrency hold across processes (parallel runs); unset: per process."""
 
     def endpoint_settings(self, uri: str) -> dict[str, Any]:
         """The endpoint options for a policy URI: the resource's, then its base URL's overrides."""
@@ -56,7 +58,7 @@ class PolicyResource(dg.ConfigurableResource):
                     "constrained": self.constrained, "tool_choice": self.tool_choice or None,
                     "check_timeout_s": self.check_timeout_s, "check_retries": self.check_retries,
                     "prompt_price_per_mtok": self.prompt_price_per_mtok,
-                    "completion_price_per_mtok": self.completion_price_per_mtok}
+                    "completion_price_per_mtok": self.completion_price_per_mtok, "slots_dir": self.slots_dir}
         overrides = json.loads(self.endpoints_json or "{}")
         if not isinstance(overrides, dict):
             raise ValueError("endpoints_json must be a JSON object keyed by base URL")

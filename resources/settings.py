@@ -1,19 +1,19 @@
 """Run-wide settings shared by the stage assets."""
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import dagster as dg
 
-from orbit.envs import ENVS
+from orbit.envs import ENV_NAMES
 from orbit.home import lake_root, orbit_home
 
-GAME_ENVS = tuple(name for name, spec in ENVS.items() if spec.family == "openspiel")
+UNIFORM_POLICY = "embedded:uniform"
 
 
 class OrbitSettings(dg.ConfigurableResource):
-    """Where the lake and checkpoints live, how many worker processes generation may use, and how
-    far the flywheel turns."""
+    """Where the lake and checkpoints live, how many worker processes generation may use, the policy and
+    size of rounds nobody configured by hand, and how far the flywheel turns."""
 
     lake: str = str(lake_root())
     workers: int = 2
@@ -21,8 +21,18 @@ class OrbitSettings(dg.ConfigurableResource):
     """The folder the checkpoint sensor watches (external trainers write here too)."""
     max_rounds: int = 8
     """The checkpoint sensor registers no round beyond this many."""
-    policy_envs: List[str] = list(GAME_ENVS)
-    """Envs whose partitions sample the round's registered policy (an explicit `policy` config applies anywhere)."""
+    policy_envs: List[str] = list(ENV_NAMES)
+    """Envs whose partitions sample the round's registered policy (an embedded table policy only plays the
+    game envs; an endpoint policy plays every env, liveweb included)."""
+    default_policy: str = UNIFORM_POLICY
+    """The policy of a round added without one (UI, GraphQL, a backfill) when no checkpoint is ready yet."""
+    round_num_tasks: Optional[int] = None
+    """Size of new rounds (recorded in the round registry; unset: each env's default)."""
+    round_samples_per_task: Optional[int] = None
+    round_best_of: Optional[int] = None
+    """Fixed N policy samples per task; unset: adaptive best-of-N with ``round_budget``."""
+    round_budget: Optional[int] = None
+    """Policy samples per partition for adaptive best-of-N (unset: 4 per task)."""
 
     def lake_path(self) -> Path:
         return Path(self.lake)
@@ -32,3 +42,9 @@ class OrbitSettings(dg.ConfigurableResource):
 
     def checkpoints_path(self) -> Path:
         return Path(self.checkpoints)
+
+    def round_sizes(self) -> dict:
+        """The size recorded for a new round."""
+        sizes = {"num_tasks": self.round_num_tasks, "samples_per_task": self.round_samples_per_task,
+                 "best_of": self.round_best_of, "budget": self.round_budget}
+        return {k: v for k, v in sizes.items() if v is not None}

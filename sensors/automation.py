@@ -1,11 +1,17 @@
 """The automation sensor: evaluates the assets' automation conditions, on by default."""
 
+import os
+
 import dagster as dg
+
+# how often the automation sensor ticks (seconds); tests shorten it
+INTERVAL_S = int(os.environ.get("ORBIT_AUTOMATION_INTERVAL_S", "15") or 15)
 
 orbit_automation = dg.AutomationConditionSensorDefinition(
     "orbit_automation",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=15,
-    description="Adding a round materializes it: raw -> verified -> filtered -> yields -> report.",
+    minimum_interval_seconds=INTERVAL_S,
+    description="Adding a round materializes it: raw -> verified -> filtered -> yields -> exports and reports, "
+    "each partition once, with nothing started that a run or a backfill already covers.",
 )

@@ -97,3 +97,51 @@ def test_malformed_import_through_dagster_counts_add_up(tmp_path, monkeypatch):
     assert len(verified) == len(BAD_LINES) and not any(r["passed"] for r in verified)
     assert all(r["reasons"] for r in verified)
     assert lake.row_count(lake.partition_file(lake_root, "filtered_dataset", "r0000", "tic_tac_toe")) == 0
+
+
+def test_hostile_import_through_dagster_counts_add_up(tmp_path, monkeypatch):
+    """The hostile corpus, edits of winning records, two winners (one imported twice) and blank lines, imported
+    through the real raw -> verified -> filtered path: every check passes, counts add up, only the winners pass."""
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from hostile.corpus import GAME_MUTATIONS, RAW
+    from hostile.pipeline import as_line, dumps
+    from orbit_assets.runner import raw_samples_config, run_rounds
+    from resources import resources_for
+
+    winners = [r for r in generate("tic_tac_toe", n=16) if r["score"] == 1.0][:2]
+    assert len(winners) == 2 and winners[0]["task_id"] != winners[1]["task_id"]
+    good = [dumps(as_line(w)) for w in winners]
+    edited = []
+    for _, edit, _ in GAME_MUTATIONS:
+        line = edit(as_line(winners[0]))
+        edited.append(line if isinstance(line, bytes) else dumps(line))
+    lines = [good[0]] + [raw for _, raw, _ in RAW] + [b"", b"  \r"] + edited + [good[1], good[0], b""]
+    src = tmp_path / "hostile.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")
+    blanks = 3
+    records = len(lines) - blanks
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
+    lake_root = tmp_path / "lake"
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        run_rounds(["r0000"], ["tic_tac_toe"], instance=instance, resources=resources_for(lake=str(lake_root)),
+                   run_config=raw_samples_config(generators=False, import_jsonl=str(src)), export=False,
+                   log=lambda m: None)
+        for asset, check in (("raw_samples", "raw_samples_schema"), ("verified_samples", "verified_conservation"),
+                             ("filtered_dataset", "filtered_unique")):
+            history = instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(dg.AssetKey(asset), check), limit=1)
+            assert history[0].event.dagster_event.event_specific_data.passed, check
+        raw_meta = instance.get_latest_materialization_event(dg.AssetKey("raw_samples")).asset_materialization.metadata
+        assert raw_meta["import_lines"].value == len(lines)
+        assert raw_meta["import_skipped_blank"].value == blanks
+        assert raw_meta["import_records"].value == raw_meta["rows_import"].value == records
+    raw = pq.read_table(lake.partition_file(lake_root, "raw_samples", "r0000", "tic_tac_toe"))
+    verified = pq.read_table(lake.partition_file(lake_root, "verified_samples", "r0000", "tic_tac_toe")).to_pylist()
+    filtered = pq.read_table(lake.partition_file(lake_root, "filtered_dataset", "r0000", "tic_tac_toe")).to_pylist()
+    assert raw.num_rows == len(verified) == records
+    passed = [r for r in verified if r["passed"]]
+    assert len(passed) == 3 and all(r["reasons"] for r in verified if not r["passed"])
+    assert sorted(r["task_id"] for r in filtered) == sorted(w["task_id"] for w in winners)

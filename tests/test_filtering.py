@@ -69,3 +69,38 @@ def test_imported_records_without_task_id_are_not_collapsed():
         r.update(claimed_score=1.0, passed=True, reasons=[], verifier="t@1", score=1.0)
         rows.append(r)
     assert filter_table(verified_table(rows)).num_rows == 3
+
+
+def test_spilled_winners_give_the_same_file_as_in_memory(tmp_path, monkeypatch):
+    """Past MEMORY_ROWS the winners go through on-disk buckets; the output file is byte-for-byte the same."""
+    import orbit.filtering as F
+
+    rng = random.Random(11)
+    rows = [
+        verified_row(task_id=f"t{rng.randrange(900)}", score=rng.choice([0.0, 0.5, 1.0]),
+                     passed=rng.random() < 0.7, n_messages=rng.randrange(3, 9), sample_idx=i)
+        for i in range(4000)
+    ]
+    src = tmp_path / "v.parquet"
+    lake.write_batches(verified_table(rows).to_batches(max_chunksize=300), verified_table(rows).schema, src)
+    monkeypatch.setattr(F, "BATCH_ROWS", 48)  # several output row groups
+    in_memory = filter_file(src, tmp_path / "a.parquet")
+    monkeypatch.setattr(F, "MEMORY_ROWS", 50)
+    monkeypatch.setattr(F, "BUCKET_ROWS", 100)  # rounded up to whole batches
+    spilled = filter_file(src, tmp_path / "b.parquet")
+    assert spilled == in_memory and spilled.kept > 64 * 3
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    out = lake.read_table(tmp_path / "b.parquet")
+    assert sorted(out.column("record_id").to_pylist()) == python_reference(rows)
+    keys = list(zip(out.column("env").to_pylist(), out.column("task_id").to_pylist()))
+    assert keys == sorted(keys)
+
+
+def test_file_filter_equals_the_table_filter(tmp_path):
+    rng = random.Random(5)
+    rows = [verified_row(task_id=f"t{rng.randrange(50)}", score=rng.choice([0.5, 1.0]), passed=rng.random() < 0.8,
+                         n_messages=rng.randrange(3, 6), sample_idx=i) for i in range(500)]
+    table = verified_table(rows)
+    src = lake.write_table(table, tmp_path / "v.parquet")
+    filter_file(src, tmp_path / "f.parquet")
+    assert lake.read_table(tmp_path / "f.parquet").to_pylist() == filter_table(table).to_pylist()

@@ -90,35 +90,43 @@ def test_checkpoint_sensor_is_idempotent_and_ignores_half_written(tmp_path):
     ready, waiting = scan_checkpoints(ckpts)
     assert [c.name for c in ready] == ["a-ckpt"] and len(waiting) == 2
     with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(ROUNDS, ["r0000"])
         ctx = dg.build_sensor_context(instance=instance, resources={"settings": settings})
-        result = checkpoint_sensor(ctx)
-        from orbit.envs import ENV_NAMES
-
-        assert {r.partition_key for r in result.run_requests} == {f"{env}|r0001" for env in ENV_NAMES}
-        assert len(result.run_requests) == len({r.run_key for r in result.run_requests}) > 0
-        assert result.dynamic_partitions_requests[0].partition_keys == ["r0001"]
-        instance.add_dynamic_partitions(ROUNDS, ["r0001"])
-        cursor = result.cursor
+        checkpoint_sensor(ctx)
+        # registered and partitioned; the automation sensor runs it (the sensor requests no runs itself)
+        assert instance.get_dynamic_partitions(ROUNDS) == ["r0000", "r0001"]
+        cursor = ctx.cursor
         assert json.loads(cursor) == ["a-ckpt"]
 
         # the same tick again (same cursor): nothing new
-        again = checkpoint_sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                          resources={"settings": settings}))
-        assert not again.run_requests and not again.dynamic_partitions_requests
+        checkpoint_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings}))
         # a restart that lost its cursor does not add the round twice
-        restarted = checkpoint_sensor(dg.build_sensor_context(instance=instance, resources={"settings": settings}))
-        assert not restarted.run_requests
+        checkpoint_sensor(dg.build_sensor_context(instance=instance, resources={"settings": settings}))
         assert [e.round for e in RoundRegistry(settings.lake).entries()] == ["r0000", "r0001"]
+        assert instance.get_dynamic_partitions(ROUNDS) == ["r0000", "r0001"]
 
         # the half-written checkpoint completes: next round; then max_rounds stops further rounds
         write_manifest(ckpts / "b-half", "openai:http://127.0.0.1:9/v1#model-b")
         _checkpoint(ckpts, "d-late", "openai:http://127.0.0.1:9/v1#model-d")
-        later = checkpoint_sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                          resources={"settings": settings}))
-        assert later.dynamic_partitions_requests[0].partition_keys == ["r0002"]
-        assert {r.tags["orbit/policy"] for r in later.run_requests} == {"openai:http://127.0.0.1:9/v1#model-b"}
+        later = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings})
+        checkpoint_sensor(later)
+        entries = RoundRegistry(settings.lake).entries()
+        assert [(e.round, e.policy) for e in entries][-1] == ("r0002", "openai:http://127.0.0.1:9/v1#model-b")
         assert json.loads(later.cursor) == ["a-ckpt", "b-half"]
-        assert len(RoundRegistry(settings.lake).entries()) == 3
+        assert len(entries) == 3 and instance.get_dynamic_partitions(ROUNDS) == ["r0000", "r0001", "r0002"]
+
+
+def test_a_checkpoint_never_lands_on_a_round_added_in_the_ui(tmp_path):
+    """A round added only as a partition (the UI's Add partition) is taken: the next checkpoint is a new round."""
+    ckpts = tmp_path / "checkpoints"
+    settings = OrbitSettings(lake=str(tmp_path / "lake"), checkpoints=str(ckpts))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(ROUNDS, ["r0000", "r0001"])  # as the UI does; no registry entries
+        _checkpoint(ckpts, "trained-1", "openai:http://127.0.0.1:9/v1#trained-1")
+        checkpoint_sensor(dg.build_sensor_context(instance=instance, resources={"settings": settings}))
+        entry = RoundRegistry(settings.lake).by_checkpoint("trained-1")
+        assert (entry.round, entry.parent_round) == ("r0002", "r0001")
+        assert instance.get_dynamic_partitions(ROUNDS) == ["r0000", "r0001", "r0002"]
 
 
 def test_a_short_flywheel_turns_in_dagster(tmp_path, monkeypatch):

@@ -28,8 +28,10 @@ def round_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
         mp.setenv("ORBIT_HOME", str(home))
         config = raw_samples_config(num_tasks=30, samples_per_task=2)
+        # generators only: the round policy's samples are covered by tests/test_rounds.py
         run_ids = run_rounds(["r0000", "r0001"], ENVS, instance=instance,
-                             resources=resources_for(lake=str(lake_root), workers=2), run_config=config, log=lambda m: None)
+                             resources=resources_for(lake=str(lake_root), workers=2, policy_envs=[]), run_config=config,
+                             log=lambda m: None)
         yield instance, lake_root, run_ids
 
 
@@ -103,7 +105,7 @@ def test_yields_in_duckdb_with_g_for_second_round(round_run):
 def test_rematerializing_reproduces_rows(round_run, tmp_path):
     instance, lake_root, _ = round_run
     before = pq.read_table(lake.partition_file(lake_root, "raw_samples", "r0000", "kuhn_poker"))
-    run_rounds(["r0000"], ["kuhn_poker"], instance=instance, resources=resources_for(lake=str(lake_root)),
+    run_rounds(["r0000"], ["kuhn_poker"], instance=instance, resources=resources_for(lake=str(lake_root), policy_envs=[]),
                run_config=raw_samples_config(num_tasks=30, samples_per_task=2), log=lambda m: None)
     after = pq.read_table(lake.partition_file(lake_root, "raw_samples", "r0000", "kuhn_poker"))
     assert before.equals(after)

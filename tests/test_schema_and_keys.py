@@ -63,3 +63,76 @@ def test_unknown_source_rejected():
     with pytest.raises(ValueError, match="source"):
         make_record(env="e", task_id="t", round_key="r0000", sample_idx=0, source="magic", policy="p",
                     seed=None, messages=[], score=None)
+
+
+@pytest.mark.parametrize("bad", ["r0001\n", "r0001\r", "\nr0001", " r0000", "r0000 ", "r\u0661\u0662\u0663\u0664",
+                                 "r\uff11\uff12\uff13\uff14", "r\u00b9234", "r12\u09e934", "r-001", "r+001", "r0_01",
+                                 "r00001\n", "rr0000", 1234, b"r0000", ["r0000"]])
+def test_round_keys_are_ascii_fullmatch(bad):
+    """No trailing newline, no non-ASCII digits (which would share seeds with their ASCII twin), no padding."""
+    from orbit.keys import is_round_key
+
+    assert not is_round_key(bad)
+    with pytest.raises(InvalidKey):
+        validate_round(bad)
+
+
+@pytest.mark.parametrize("bad", ["tic_tac_toe\n", "t\u00efc", "\uff54ic", "a-b", "_a", "1a", "a.b", "a\x00b"])
+def test_env_names_are_ascii_identifiers(bad):
+    with pytest.raises(InvalidKey):
+        validate_env(bad)
+
+
+@pytest.mark.parametrize("bad", [True, 1.5, "1", None, -1, 10_000])
+def test_round_index_must_be_an_integer_in_range(bad):
+    with pytest.raises(InvalidKey):
+        round_key(bad)
+
+
+def test_registry_and_runner_refuse_invalid_round_keys(tmp_path):
+    import dagster as dg
+
+    from orbit.rounds import RoundRegistry
+    from orbit_assets.rounds import register_round
+    from resources import resources_for
+
+    with pytest.raises(InvalidKey):
+        RoundRegistry(tmp_path).add("embedded:uniform", key="r\u0661\u0662\u0663\u0664")
+    (tmp_path / "dagster").mkdir()
+    settings = resources_for(lake=str(tmp_path / "lake"), home=str(tmp_path))["settings"]
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        with pytest.raises(InvalidKey):
+            register_round("embedded:uniform", key="r0001\n", settings=settings, instance=instance)
+        assert instance.get_dynamic_partitions("rounds") == []
+
+
+def test_invalid_dynamic_round_partition_is_flagged_and_refused(tmp_path, monkeypatch):
+    """Anything can add a dynamic partition (the UI, the API): the sensor names a bad key and
+    the materialization refuses it before any lake path is built."""
+    import dagster as dg
+
+    from orbit_assets.definitions import build_defs
+    from orbit_assets.key_checks import round_key_sensor
+    from resources import resources_for
+
+    monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
+    lake_root = tmp_path / "lake"
+    bad = ["r\u0661\u0662\u0663\u0664", "r0001\n", "r\uff11\uff12\uff13\uff14"]
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        instance.add_dynamic_partitions("rounds", ["r0000"])
+        ok = round_key_sensor(dg.build_sensor_context(instance=instance))
+        assert "every round partition key is valid" in ok.skip_message
+        instance.add_dynamic_partitions("rounds", bad)
+        flagged = round_key_sensor(dg.build_sensor_context(instance=instance))
+        assert all(repr(k) in flagged.skip_message for k in bad)
+        defs = build_defs(resources_for(lake=str(lake_root)))
+        job = defs.resolve_job_def("round_job")
+        for key in bad:
+            result = job.execute_in_process(
+                instance=instance, raise_on_error=False,
+                partition_key=dg.MultiPartitionKey({"round": key, "env": "tic_tac_toe"}))
+            assert not result.success
+            messages = [e.step_failure_data.error.message for e in result.get_step_failure_events()]
+            assert any("refusing to materialize" in m for m in messages), messages
+    assert not any(p.name.startswith("round=") and p.name != "round=r0000" for p in lake_root.rglob("round=*"))

@@ -3,12 +3,12 @@
 Tasks are (game, params, seed = base_seed + i, seat = i mod players); each task
 is played ``samples_per_task`` times with match seeds derived from (round, env,
 task seed, sample index), so rematerializing a partition reproduces its rows.
-Matches are spread over a process pool in task chunks.
+Matches are spread in task chunks over one worker pool per process, started by the
+first request worth it and reused by every later one.
 """
 
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -23,13 +23,14 @@ from orbit.games.rollout import play_policy_match
 from orbit.games.tasks import GameTask, load_game, match_seed
 from orbit.games.verifier import GameReplayVerifier
 from orbit.schema import make_record, records_to_batch
+from orbit.workers import POOL_STATS, pool_running, shutdown_pool, worker_pool
 
 CFR_ASSET = "cfr_policies"
 CHUNKS_PER_WORKER = 4
 PROBE_JOBS = 16
 BATCH_JOBS = 512
-POOL_WORTH_S = 3.0  # estimated serial seconds below which starting worker processes does not pay off
-
+POOL_WORTH_S = 2.0  # estimated serial seconds below which starting worker processes does not pay off
+POOL_WARM_WORTH_S = 0.05  # the same once this process's pool is running (nothing left to start)
 
 def game_tasks(game: str, params: Mapping[str, Any], num_tasks: int, base_seed: int) -> list[GameTask]:
     players = load_game(game, params).num_players()
@@ -66,18 +67,22 @@ def load_cfr_table(game: str, params: Mapping[str, Any], iterations: int, lake_r
 
 
 def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
-                jobs: list[tuple[dict, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
+                jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
     rows = []
     policy = bot_label(learner)
-    for task_json, sample_idx in jobs:
-        task = GameTask.from_json(task_json)
-        game = load_game(task)
+    games: dict[tuple, Any] = {}  # the chunk's tasks share one game: load it once
+    for task, sample_idx in jobs:
+        key = (task.game, params_key(task.params))
+        game = games.get(key)
+        if game is None:
+            game = games[key] = load_game(task)
         seed = match_seed(round_key, env_name, task.seed, sample_idx)
         result = play_bot_match(
             task,
             make_bot(learner, game, seed + 1, cfr_table),
             make_bot(opponent, game, seed + 2, cfr_table),
             seed,
+            game,
         )
         rows.append(
             make_record(
@@ -85,7 +90,7 @@ def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mappi
                 source="selfplay", policy=policy, seed=seed, messages=result.messages,
                 score=result.learner_score(task.seat),
                 metadata={
-                    "task": task_json, "history": result.history, "returns": result.returns,
+                    "task": task.to_json(), "history": result.history, "returns": result.returns,
                     "terminated": result.terminated, "learner": dict(learner), "opponent": dict(opponent),
                 },
             )
@@ -135,7 +140,7 @@ class OpenSpielFamily:
         opponent = dict(request.option("opponent") or {"kind": "random"})
         cfr_table = self._cfr_table(request, learner, opponent)
         tasks = self._tasks(request)
-        jobs = [(t.to_json(), s) for t in tasks for s in range(request.samples_per_task)]
+        jobs = [(t, s) for t in tasks for s in range(request.samples_per_task)]
         args = (request.env.name, request.round_key, learner, opponent)
         # Play a first small chunk here and time it (after one warm-up game, so one-time imports and
         # game loading do not count): a process pool only pays off for the rest when the remaining
@@ -152,20 +157,30 @@ class OpenSpielFamily:
         else:
             per_job = 0.0
         workers = min(request.workers, len(rest) // PROBE_JOBS or 1)
-        if workers <= 1 or per_job * len(rest) < float(request.option("pool_worth_seconds", POOL_WORTH_S)):
+        estimate = per_job * len(rest)
+        worth = float(request.option("pool_worth_seconds",
+                                     POOL_WARM_WORTH_S if pool_running(workers) else POOL_WORTH_S))
+        if workers <= 1 or estimate < worth:
             for chunk in chunked(rest, max(1, len(rest) // BATCH_JOBS)):
                 yield _play_chunk(*args, chunk, cfr_table)
             return
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["pandas", "orbit.games.family"])  # pyarrow imports pandas lazily
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pool, futures = worker_pool(workers), []
+        POOL_STATS["requests"] += 1
+        try:
             futures = [pool.submit(_play_chunk, *args, chunk, cfr_table)
                        for chunk in chunked(rest, workers * CHUNKS_PER_WORKER)]
             for future in futures:
                 yield future.result()
+        except BrokenProcessPool:
+            shutdown_pool()  # a worker died: the next request starts a fresh pool
+            raise
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> GameReplayVerifier:
-        return GameReplayVerifier()
+        return GameReplayVerifier(env)
 
 
 FAMILY = OpenSpielFamily()

@@ -48,14 +48,17 @@ def sample_chance(state: pyspiel.State, rng: random.Random) -> int:
     return rng.choices(actions, weights=probs, k=1)[0]
 
 
-def match_steps(task: GameTask, opponent: Bot, seed: int) -> Generator[LearnerTurn, str, MatchResult]:
-    game = load_game(task)
-    state = game.new_initial_state()
-    chance_rng = random.Random(seed)
+def match_steps(task: GameTask, opponent: Bot, seed: int,
+                game: pyspiel.Game | None = None) -> Generator[LearnerTurn, str, MatchResult]:
+    """``game`` is the task's loaded game when the caller has it (it is loaded here otherwise)."""
+    state = (game or load_game(task)).new_initial_state()
+    chance_rng = None  # seeded at the first chance node: games without chance never pay for it
     messages = [message("system", system_prompt(task.game, task.seat))]
     terminated = None
     while not state.is_terminal():
         if state.is_chance_node():
+            if chance_rng is None:
+                chance_rng = random.Random(seed)
             state.apply_action(sample_chance(state, chance_rng))
             continue
         player = state.current_player()
@@ -77,9 +80,10 @@ def match_steps(task: GameTask, opponent: Bot, seed: int) -> Generator[LearnerTu
     return MatchResult(messages=messages, history=list(state.history()), returns=returns, terminated=terminated)
 
 
-def play_bot_match(task: GameTask, learner: Bot, opponent: Bot, seed: int) -> MatchResult:
+def play_bot_match(task: GameTask, learner: Bot, opponent: Bot, seed: int,
+                   game: pyspiel.Game | None = None) -> MatchResult:
     """Drive ``match_steps`` with a bot in the learner's seat."""
-    steps = match_steps(task, opponent, seed)
+    steps = match_steps(task, opponent, seed, game)
     try:
         turn = next(steps)
         while True:

@@ -11,8 +11,24 @@ from orbit.schema import stable_hash
 SUPPORTED_GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
 
 
+MAX_TASK_SEED = 2**63 - 1
+
+
 class TaskSpecError(ValueError):
     """A task spec that does not describe a playable game."""
+
+
+class TaskEnvMismatch(TaskSpecError):
+    """A well-formed task spec of another game or other parameters than the env's."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def canonical_params(params: Mapping[str, Any]) -> str:
+    """Type-exact canonical text of game parameters (``true`` and ``1`` differ)."""
+    return json.dumps(dict(params), sort_keys=True, ensure_ascii=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -31,18 +47,38 @@ class GameTask:
         return {"game": self.game, "params": dict(self.params), "seed": self.seed, "seat": self.seat}
 
     @classmethod
-    def from_json(cls, spec: Any) -> "GameTask":
-        if not isinstance(spec, Mapping):
+    def from_json(cls, spec: Any, expect: "tuple[str, Mapping[str, Any]] | None" = None) -> "GameTask":
+        """The task a spec describes; ``expect`` = (game, params) of the env the spec must belong to.
+
+        The spec's shape and types are checked before anything is loaded, and with ``expect`` the
+        game is loaded with the env's own parameters only, never with parameters read from a record.
+        """
+        if type(spec) is not dict and not isinstance(spec, Mapping):
             raise TaskSpecError("task spec is not an object")
         game = spec.get("game")
-        if game not in SUPPORTED_GAMES:
-            raise TaskSpecError(f"unsupported game {game!r}")
-        params = spec.get("params") or {}
-        if not isinstance(params, Mapping):
+        if not isinstance(game, str) or game not in SUPPORTED_GAMES:
+            raise TaskSpecError(f"unsupported game {game!r}"[:120])
+        params = spec.get("params")
+        params = {} if params is None else params
+        if type(params) is not dict and not isinstance(params, Mapping):
             raise TaskSpecError("task params are not an object")
         seed, seat = spec.get("seed"), spec.get("seat")
-        if not isinstance(seed, int) or not isinstance(seat, int):
+        if not _is_int(seed) or not _is_int(seat):
             raise TaskSpecError("task seed and seat must be integers")
+        if not -MAX_TASK_SEED <= seed <= MAX_TASK_SEED:
+            raise TaskSpecError("task seed out of range")
+        if expect is not None:
+            want_game, want_params = expect
+            if not params or not want_params:
+                same = game == want_game and not params and not want_params
+            else:
+                try:
+                    same = game == want_game and canonical_params(params) == canonical_params(want_params)
+                except (TypeError, ValueError):
+                    same = False
+            if not same:
+                raise TaskEnvMismatch(f"task is {game}, env plays {want_game} with its own parameters")
+            params = want_params
         task = cls(game=game, seed=seed, seat=seat, params=dict(params))
         if not 0 <= seat < load_game(task).num_players():
             raise TaskSpecError(f"seat {seat} out of range for {game}")
@@ -50,6 +86,7 @@ class GameTask:
 
 
 _GAMES: dict[str, pyspiel.Game] = {}
+_DEFAULT_GAMES: dict[str, pyspiel.Game] = {}
 
 
 def load_game(task: "GameTask | str", params: Mapping[str, Any] | None = None) -> pyspiel.Game:
@@ -58,11 +95,18 @@ def load_game(task: "GameTask | str", params: Mapping[str, Any] | None = None) -
         name, params = task.game, task.params
     else:
         name = task
+    plain = not params and type(name) is str  # default parameters: keyed by the name alone
+    if plain:
+        game = _DEFAULT_GAMES.get(name)
+        if game is not None:
+            return game
     key = json.dumps([name, dict(params or {})], sort_keys=True)
     game = _GAMES.get(key)
     if game is None:
         game = pyspiel.load_game(name, dict(params or {}))
         _GAMES[key] = game
+    if plain:
+        _DEFAULT_GAMES[name] = game
     return game
 
 

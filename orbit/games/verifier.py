@@ -1,42 +1,153 @@
 """The game verifier: replays the match from the task spec and recomputes the score.
 
-It trusts nothing the generator claims. It rebuilds the initial state from the
-task spec in the record's metadata, replays every action of both sides (and of
-chance) from the recorded history, checks each learner turn's observation text
-and legal-action list against the replay, parses each answer, and recomputes the
-returns. Any disagreement fails the record with a named reason.
+It trusts nothing the generator claims. It checks that the task spec in the
+record's metadata belongs to the env (same game, the env's own parameters) and
+that the record's task id is the task's, rebuilds the initial state, replays
+every action of both sides (and of chance) from the recorded history, checks each
+learner turn's observation text and legal-action list against the replay, parses
+each answer, and recomputes the returns. The trajectory must be the system prompt
+then user/assistant pairs, with no tools and no tool calls. Claimed returns and score must be
+finite numbers that agree with the replay. Any disagreement fails the record with
+a named reason.
+
+The replay itself (``_replay``) only ever reads validated values: the checks on
+the record's shape run first, in ``verify``.
 """
 
 import json
+import math
 from typing import Any, Mapping
 
-from orbit.envs.base import Verdict
+from orbit.envs.base import EnvSpec, Verdict
+from orbit.envs.registry import ENVS
 from orbit.games.match import learner_score
-from orbit.games.prompts import parse_answer, split_turn_prompt, system_prompt, turn_prompt
-from orbit.games.tasks import GameTask, TaskSpecError, load_game
+from orbit.games.prompts import parse_answer, split_turn_prompt, system_prompt
+from orbit.games.replay_cache import game_tree
+from orbit.jsonmemo import loads_shared
+from orbit.games.tasks import GameTask, TaskEnvMismatch, TaskSpecError, load_game
 
 SCORE_TOLERANCE = 1e-9
+MAX_HISTORY = 10_000
+
+ENV_UNKNOWN = "record.env_unknown"
+ENV_MISMATCH = "record.env_mismatch"
+METADATA_INVALID = "record.metadata_not_object"
+TASK_ENV_MISMATCH = "task.env_mismatch"
+TASK_ID_MISMATCH = "task.id_mismatch"
+TOOL_USE = "trajectory.unexpected_tool_call"
+TOOLS_MISMATCH = "record.tools_mismatch"
+CLAIM_INVALID = "score.claim_invalid"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number that is finite (bools are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _text(message: Any) -> str | None:
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else None
+
+
+_SYSTEM_PROMPTS: dict[tuple[str, int], str] = {}
+
+
+def _system_prompt(game: str, seat: int) -> str:
+    text = _SYSTEM_PROMPTS.get((game, seat))
+    if text is None:
+        text = _SYSTEM_PROMPTS[(game, seat)] = system_prompt(game, seat)
+    return text
+
+
+_ANSWERS: dict[str, int | None] = {}  # parse_answer is a pure function of the text; answers repeat
+MAX_ANSWERS = 65_536
+
+
+def _parse_answer(content: str | None) -> int | None:
+    if content is None:
+        return parse_answer(content)
+    if content in _ANSWERS:
+        return _ANSWERS[content]
+    if len(_ANSWERS) >= MAX_ANSWERS:
+        _ANSWERS.clear()
+    action = _ANSWERS[content] = parse_answer(content)
+    return action
 
 
 class GameReplayVerifier:
+    parallel_safe = True  # a verdict depends on the record alone: batches may be verified anywhere
     name = "game_replay"
     version = "2"  # answer format v2 (orbit.games.prompts.parse_answer: bare ID, {"move": ID}, final <answer>ID</answer>)
 
+    def __init__(self, env: EnvSpec | None = None):
+        """``env``: the partition's env; without it the env named by the record (which must be a game env)."""
+        self.env = env
+
+    def _env_game(self, record: Mapping[str, Any]) -> tuple[str, dict] | str:
+        """(game, params) the record's task must have, or the reason id why there is none."""
+        spec = self.env
+        if spec is None:
+            name = record.get("env")
+            spec = ENVS.get(name) if isinstance(name, str) else None
+            if spec is None:
+                return ENV_UNKNOWN
+        elif record.get("env") != spec.name:
+            return ENV_MISMATCH
+        game = spec.options.get("game")
+        if spec.family != "openspiel" or not isinstance(game, str):
+            return ENV_UNKNOWN
+        return game, dict(spec.options.get("params") or {})
+
     def verify(self, record: Mapping[str, Any]) -> Verdict:
-        meta = json.loads(record.get("metadata") or "{}")
         try:
-            task = GameTask.from_json(meta.get("task"))
+            meta = loads_shared(record.get("metadata") or "{}")  # parsed once with the structural rules
+        except (TypeError, ValueError, RecursionError):
+            meta = None
+        if not isinstance(meta, dict):
+            return Verdict(0.0, (METADATA_INVALID,))
+        expected = self._env_game(record)
+        if isinstance(expected, str):
+            return Verdict(0.0, (expected,))
+        try:
+            task = GameTask.from_json(meta.get("task"), expect=expected)
+        except TaskEnvMismatch:
+            return Verdict(0.0, (TASK_ENV_MISMATCH,))
         except TaskSpecError as exc:
             return Verdict(0.0, (f"task.spec_invalid:{exc}",))
+        if record.get("task_id") != task.task_id:
+            return Verdict(0.0, (TASK_ID_MISMATCH,))
+        if record.get("tools") is not None:  # games offer no tools
+            return Verdict(0.0, (TOOLS_MISMATCH,))
         history = meta.get("history")
-        if not isinstance(history, list) or not all(isinstance(a, int) for a in history):
+        if not isinstance(history, list) or len(history) > MAX_HISTORY or not (
+                all(type(a) is int for a in history) or all(_is_int(a) for a in history)):
             return Verdict(0.0, ("history.invalid",))
-        messages = list(record.get("messages") or [])
+        messages = record.get("messages")
+        messages = list(messages) if isinstance(messages, (list, tuple)) else []
+        if not messages:
+            return Verdict(0.0, ("trajectory.empty",))
+        if not all(isinstance(m, dict) for m in messages):
+            return Verdict(0.0, ("trajectory.turn_order",))
+        tool_use = [f"{TOOL_USE}:{i}" for i, m in enumerate(messages)
+                    if m.get("tool_calls") or m.get("tool_call_id") is not None or m.get("role") == "tool"]
+        if tool_use:
+            return Verdict(0.0, tuple(tool_use))
+        return self._replay(record, meta, task, history, messages)
+
+    def _replay(self, record: Mapping[str, Any], meta: Mapping[str, Any], task: GameTask, history: list[int],
+                messages: list[Mapping[str, Any]]) -> Verdict:
         reasons: list[str] = []
-        if messages[0].get("role") != "system" or messages[0].get("content") != system_prompt(task.game, task.seat):
+        if messages[0].get("role") != "system" or messages[0].get("content") != _system_prompt(task.game, task.seat):
             reasons.append("prompt.system_mismatch")
         turns = messages[1:]
-        state = load_game(task).new_initial_state()
+        walk = game_tree(load_game(task)).walker()  # facts per history prefix, remembered across records
+        seat = task.seat
         cursor = 0  # index into turns
 
         def check_turn(expected_action: int | None) -> bool:
@@ -51,17 +162,19 @@ class GameReplayVerifier:
             if user.get("role") != "user" or answer is None or answer.get("role") != "assistant":
                 reasons.append("trajectory.turn_order")
                 return False
-            expected_obs, expected_legal = split_turn_prompt(turn_prompt(state, task.seat))
-            shown_obs, shown_legal = split_turn_prompt(user.get("content") or "")
-            if shown_obs != expected_obs:
-                reasons.append("observation.mismatch")
-            if shown_legal != expected_legal:
-                reasons.append("legal_actions.mismatch")
-            action = parse_answer(answer.get("content"))
+            expected, expected_obs, expected_legal = walk.prompt(seat)
+            shown = _text(user) or ""
+            if shown != expected:  # equal prompts have equal parts: split and compare only what differs
+                shown_obs, shown_legal = split_turn_prompt(shown)
+                if shown_obs != expected_obs:
+                    reasons.append("observation.mismatch")
+                if shown_legal != expected_legal:
+                    reasons.append("legal_actions.mismatch")
+            action = _parse_answer(_text(answer))
             if action is None:
                 reasons.append("answer.unparseable")
                 return False
-            if action not in state.legal_actions(task.seat):
+            if action not in walk.node.legal:  # the learner is to move here: its legal actions
                 reasons.append("action.illegal")
                 return False
             if expected_action is None:
@@ -73,24 +186,26 @@ class GameReplayVerifier:
             return True
 
         for action in history:
-            if state.is_terminal():
+            node = walk.node
+            if node.terminal:
                 reasons.append("history.past_terminal")
                 break
-            if state.is_chance_node():
-                if action not in {a for a, _ in state.chance_outcomes()}:
+            if node.chance is not None:
+                if action not in node.chance:
                     reasons.append("history.illegal_chance")
                     break
-            elif state.current_player() == task.seat:
+            elif node.player == seat:
                 if not check_turn(action):
                     break
-            elif action not in state.legal_actions():
+            elif action not in node.legal:
                 reasons.append("history.illegal_action")
                 break
-            state.apply_action(action)
+            walk.advance(action)
         else:
-            if not state.is_terminal():
+            node = walk.node
+            if not node.terminal:
                 # A forfeited match ends on the learner's invalid answer; anything else is truncated.
-                if not state.is_chance_node() and state.current_player() == task.seat and cursor < len(turns):
+                if node.chance is None and node.player == seat and cursor < len(turns):
                     check_turn(None)
                 else:
                     reasons.append("game.not_terminal")
@@ -98,12 +213,18 @@ class GameReplayVerifier:
             return Verdict(0.0, tuple(dict.fromkeys(reasons)))
         if cursor != len(turns):
             return Verdict(0.0, ("trajectory.extra_messages",))
-        returns = [float(r) for r in state.returns()]
+        returns = list(walk.node.returns)
         score = learner_score(returns, task.seat)
         claimed_returns = meta.get("returns")
-        if claimed_returns is not None and [float(r) for r in claimed_returns] != returns:
+        if claimed_returns is not None and not (
+            isinstance(claimed_returns, list) and len(claimed_returns) == len(returns)
+            and all(_is_number(c) and c == r for c, r in zip(claimed_returns, returns))
+        ):
             reasons.append("outcome.mismatch")
         claimed = record.get("score")
-        if claimed is not None and abs(float(claimed) - score) > SCORE_TOLERANCE:
-            reasons.append("score.claim_mismatch")
+        if claimed is not None:
+            if not _is_number(claimed):
+                reasons.append(CLAIM_INVALID)
+            elif not 0.0 <= claimed <= 1.0 or abs(float(claimed) - score) > SCORE_TOLERANCE:
+                reasons.append("score.claim_mismatch")
         return Verdict(0.0 if reasons else score, tuple(reasons))

@@ -134,7 +134,7 @@ class LiveWebFamily:
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> TraceVerifier:
         cache_dir = (options or {}).get("cache_dir", env.options.get("cache_dir"))
-        return TraceVerifier(open_cache(cache_dir))
+        return TraceVerifier(open_cache(cache_dir), env)
 
 
 FAMILY = LiveWebFamily()

@@ -21,6 +21,8 @@ What real servers need (llama-cpp-python, vLLM, SGLang, Ollama, OpenAI):
   ``json_schema`` answers 500). ``auto`` (the default) probes the server once per process (in ``check()`` or
   before the first constrained request): a one-answer schema is sent in each shape and the
   first whose reply obeys it is used; if none does, requests go unconstrained (``off``).
+* ``slots_dir``: with it, ``concurrency`` holds across processes too (``EndpointSlots``: lock
+  files per base URL), so partitions sampled by parallel runs share the endpoint's limit.
 * ``check()`` waits for a busy server: ``GET /models`` gets ``check_timeout_s`` per try and
   ``check_retries`` more tries on timeouts, connection errors and 5xx. This module retries 429, 5xx, connection errors and
 timeouts itself, with exponential backoff and a jitter derived from the request
@@ -36,6 +38,7 @@ client (and one concurrency semaphore) per running loop. Async callers should
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -50,6 +53,7 @@ import openai
 
 from orbit.policies.base import Decoding, Messages, Policy, PolicyUnavailable, Tools, Turn, accepts_decoding
 from orbit.policies.bounded import map_bounded
+from orbit.policies.slots import EndpointSlots
 from orbit.schema import message, tool_call
 
 DEFAULT_API_KEY_ENV = "ORBIT_API_KEY"
@@ -81,7 +85,8 @@ class EndpointPolicy:
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0,
                  prompt_price_per_mtok: float | None = None, completion_price_per_mtok: float | None = None,
                  constrained: str = "auto", tool_choice: str | None = "auto",
-                 check_timeout_s: float = 30.0, check_retries: int = 4, check_backoff_s: float = 2.0):
+                 check_timeout_s: float = 30.0, check_retries: int = 4, check_backoff_s: float = 2.0,
+                 slots_dir: str | None = None):
         if not ENV_NAME_RE.match(api_key_env or ""):
             raise ValueError("api_key_env must be the NAME of an environment variable "
                              "(letters, digits and '_'), not the key itself")
@@ -114,6 +119,7 @@ class EndpointPolicy:
         self.check_timeout_s = check_timeout_s
         self.check_retries = check_retries
         self.check_backoff_s = check_backoff_s
+        self.slots = EndpointSlots(slots_dir, self.base_url, concurrency) if slots_dir else None
         self._mode: str | None = None if constrained == "auto" else constrained
         self._mode_lock = threading.Lock()
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
@@ -143,7 +149,7 @@ class EndpointPolicy:
         await self._aresolve(decoding)
         request = self._request(messages, tools, seed, decoding)
         for attempt in range(self.max_retries + 1):
-            async with loop_client.limit:
+            async with loop_client.limit, (self.slots.slot() if self.slots else _nothing()):
                 outcome = await self._attempt(loop_client.client, request)
             if isinstance(outcome, Turn):
                 outcome.retries = attempt
@@ -330,6 +336,11 @@ class EndpointPolicy:
             if not loop.is_closed() and not loop.is_running():
                 loop.run_until_complete(current.client.close())
         self._clients.clear()
+
+
+@contextlib.asynccontextmanager
+async def _nothing():
+    yield
 
 
 def _wire_message(m: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,9 @@ Plain Python (no Dagster): the real-model tests, the model benchmark and the fly
   (send ``tool_choice``); JSON-constrained output (``response_format`` ``json_object`` + ``schema``)
   works with and without it.
 * The server's stdout/stderr go to ``log_path`` (default: a temporary file, kept on failure).
+* ``n_threads`` (generation and prompt processing) defaults to half the CPUs: on a small shared
+  machine llama.cpp's threads spin against each other (2 threads on 2 busy cores ran ~15x slower
+  than 1 here).
 """
 
 import json
@@ -56,6 +59,11 @@ def server_python(python: str | os.PathLike | None = None) -> Path:
         raise LlamaServerError(f"no llama.cpp server Python at {path}: run `make test-model` (it builds "
                                f".tools/llama) or set ${PYTHON_ENV}")
     return path
+
+
+def default_threads() -> int:
+    """Half the CPUs (at least 1)."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -169,8 +177,8 @@ def start_llama_server(model_path: str | os.PathLike, *, alias: str = "model", h
            "--model_alias", alias, "--n_ctx", str(n_ctx)]
     if chat_format:
         cmd += ["--chat_format", chat_format]
-    if n_threads:
-        cmd += ["--n_threads", str(n_threads)]
+    n_threads = n_threads or default_threads()
+    cmd += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
     cmd += list(extra_args)
     log_file = open(log, "ab")
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,

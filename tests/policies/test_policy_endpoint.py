@@ -135,3 +135,23 @@ def test_api_key_read_from_the_named_env_var_and_never_leaked(monkeypatch):
     with pytest.raises(ValueError, match="NAME of an environment variable") as misuse:
         EndpointPolicy("http://127.0.0.1:1/v1", "m", api_key_env=SECRET)
     assert SECRET not in str(misuse.value)
+
+
+def test_concurrency_holds_across_policies_sharing_slot_files(server, tmp_path):
+    import asyncio
+
+    server.faults.latency_s = 0.05
+
+    async def both(slots_dir):
+        a, b = (endpoint(server, concurrency=1, constrained="off", slots_dir=slots_dir) for _ in range(2))
+        try:
+            await asyncio.gather(run_many(a, requests(6), concurrency=4), run_many(b, requests(6), concurrency=4))
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    asyncio.run(both(None))
+    assert server.stats.max_in_flight == 2  # two "processes", each at its own limit
+    server.stats.max_in_flight = 0
+    asyncio.run(both(str(tmp_path / "slots")))
+    assert server.stats.max_in_flight == 1  # the lock files make the limit the endpoint's

@@ -1,0 +1,54 @@
+"""One long-lived worker pool per process, shared by generation and verification.
+
+It is started by the first request that is worth it (a big self-play partition,
+a big verify partition) and reused by every later one in the same process (a
+Dagster step, a bench, a CLI run), so the start-up is paid once. Workers come
+from a forkserver (never a fork of a process that may hold threads) that has
+already imported what they need.
+"""
+
+import atexit
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+
+PRELOAD = ["pandas", "orbit.games.family", "orbit.verification"]  # pyarrow imports pandas lazily
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_WORKERS = 0
+_POOL_LOCK = threading.Lock()
+POOL_STATS = {"requests": 0}  # requests that ran on the pool (read by the benches)
+
+
+def pool_running(workers: int) -> bool:
+    return _POOL is not None and _POOL_WORKERS >= workers
+
+
+def pool_workers() -> int:
+    return _POOL_WORKERS if _POOL is not None else 0
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """This process's worker pool with at least ``workers`` processes (started once, then reused)."""
+    global _POOL, _POOL_WORKERS
+    with _POOL_LOCK:
+        if _POOL is not None and _POOL_WORKERS >= workers:
+            return _POOL
+        if _POOL is not None:
+            _POOL.shutdown(wait=True, cancel_futures=True)
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        _POOL, _POOL_WORKERS = ProcessPoolExecutor(max_workers=workers, mp_context=ctx), workers
+        return _POOL
+
+
+def shutdown_pool() -> None:
+    """Stop the pool (after a worker died, or at exit); the next request starts a fresh one."""
+    global _POOL, _POOL_WORKERS
+    with _POOL_LOCK:
+        pool, _POOL, _POOL_WORKERS = _POOL, None, 0
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_pool)

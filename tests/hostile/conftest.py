@@ -1,0 +1,42 @@
+"""Shared fixtures of the hostile-input tests: a winning record of every env and the env's own verifier."""
+
+import pyarrow as pa
+import pytest
+
+from orbit.envs import ENV_NAMES, GenerationRequest, env_spec, family_of
+from orbit.liveweb.cache import PageCache
+from orbit.liveweb.demo_sites import ensure_demo_cache
+from orbit.liveweb.teacher import Teacher, teacher_records
+
+GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
+
+
+@pytest.fixture(scope="session")
+def liveweb_cache_dir(tmp_path_factory):
+    return ensure_demo_cache(tmp_path_factory.mktemp("hostile-liveweb") / "cache", seed=0)
+
+
+@pytest.fixture(scope="session")
+def verifiers(liveweb_cache_dir) -> dict:
+    """env -> the verifier the verify stage builds for it (from the env spec)."""
+    out = {}
+    for env in ENV_NAMES:
+        spec = env_spec(env)
+        options = {"cache_dir": str(liveweb_cache_dir)} if spec.family == "liveweb" else None
+        out[env] = family_of(spec).verifier(spec, options)
+    return out
+
+
+@pytest.fixture(scope="session")
+def winners(liveweb_cache_dir) -> dict:
+    """env -> one record of that env that passes verification (score 1.0)."""
+    out = {}
+    for env in GAMES:
+        spec = env_spec(env)
+        request = GenerationRequest(env=spec, round_key="r0000", num_tasks=12, samples_per_task=1, workers=1)
+        rows = pa.Table.from_batches(list(family_of(spec).generate(request))).to_pylist()
+        out[env] = next(r for r in rows if r["score"] == 1.0 and len(r["messages"]) >= 3)
+    teacher = Teacher(PageCache(liveweb_cache_dir))
+    out["liveweb"] = next(r for r in teacher_records(teacher, range(2000, 2010), 2, "liveweb", "r0000", 1)
+                          if r["score"] == 1.0)
+    return out
