@@ -5,7 +5,7 @@ env's opponent, verified in the loop), verify every sample again (the verified_s
 the env's own self-play winners, train (LoRA SFT with TRL in the tool venv: load, steps, GGUF export) on
 the round's passed conversations, and serve the new GGUF with llama.cpp. This bench runs exactly those
 engine calls (no Dagster) for one env and prints the wall time of each stage, the sampling throughput
-(prompt and completion tokens per second, from the server's usage counts) and the training throughput
+(prompt and completion tokens per second, from the usage each record keeps) and the training throughput
 (tokens per second over the training steps). Baseline, same run: the embedded table policy sampling the
 same tasks and training on the same rows.
 
@@ -24,31 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Row, environment_note, print_table, scratch_dir  # noqa: E402
 
 
-class CountingPolicy:
-    """Delegates to a policy and adds up the tokens its turns report."""
-
-    def __init__(self, inner):
-        self.inner, self.id = inner, inner.id
-        self.prompt_tokens = self.completion_tokens = self.requests = 0
-
-    async def acomplete(self, messages, tools=None, *, seed, **kwargs):  # kwargs: the move constraint (decoding)
-        turn = await self.inner.acomplete(messages, tools, seed=seed, **kwargs)
-        self.requests += 1
-        self.prompt_tokens += turn.prompt_tokens
-        self.completion_tokens += turn.completion_tokens
-        return turn
-
-    def complete(self, messages, tools=None, *, seed, **kwargs):
-        return self.inner.complete(messages, tools, seed=seed, **kwargs)
-
-    def check(self):
-        self.inner.check()
-
-    async def aclose(self):
-        await self.inner.aclose()
-
-    def close(self):
-        self.inner.close()
+def usage_of(records) -> dict:
+    """Requests and tokens the policy used, from each record's metadata (``usage``)."""
+    total = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    for r in records:
+        usage = json.loads(r["metadata"] or "{}").get("usage") or {}
+        for k in total:
+            total[k] += int(usage.get(k) or 0)
+    return total
 
 
 def main() -> int:
@@ -88,13 +71,14 @@ def main() -> int:
         base = serve_base(ckpts, settings)
         serve_base_s = time.perf_counter() - t0
 
-        policy = CountingPolicy(load_policy(base["policy"], max_tokens=args.max_tokens, temperature=1.0,
-                                            concurrency=1, timeout_s=300.0, constrained="json_object"))
+        policy = load_policy(base["policy"], max_tokens=args.max_tokens, temperature=1.0, concurrency=1,
+                             timeout_s=300.0, constrained="json_object")
         t0 = time.perf_counter()
         records, stats = run_sampling(request, family, verifier, spec.pass_threshold, policy,
                                       SamplingPlan(best_of=args.best_of))
         sample_s = time.perf_counter() - t0
         policy.close()
+        usage = usage_of(records)
 
         table = TablePolicy()
         t0 = time.perf_counter()
@@ -128,11 +112,11 @@ def main() -> int:
         total = sample_s + verify_s + selfplay_s + train_s + serve_s
         p = stats.passes / stats.attempts if stats.attempts else 0.0
         rows += [
-            Row(f"sample: {stats.attempts} LLM games ({policy.requests} requests), p = {p:.3f}", sample_s, "s",
+            Row(f"sample: {stats.attempts} LLM games ({usage['calls']} requests), p = {p:.3f}", sample_s, "s",
                 baseline=table_sample_s, ratio=sample_s / table_sample_s if table_sample_s else None,
                 note="baseline: the table policy on the same tasks"),
-            Row("sampling: prompt tokens per second", policy.prompt_tokens / sample_s if sample_s else None, "tok/s"),
-            Row("sampling: completion tokens per second", policy.completion_tokens / sample_s if sample_s else None,
+            Row("sampling: prompt tokens per second", usage["prompt_tokens"] / sample_s if sample_s else None, "tok/s"),
+            Row("sampling: completion tokens per second", usage["completion_tokens"] / sample_s if sample_s else None,
                 "tok/s"),
             Row(f"verify: {len(records)} samples", verify_s, "s"),
             Row(f"self-play generation: {len(selfplay)} games", selfplay_s, "s"),
