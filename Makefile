@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_COMPILE_BYTECODE ?= 1
 
-.PHONY: install run ui test test-model bench clean
+.PHONY: install run ui test test-model bench clean flywheel-llm test-llm llm-tools
 install: .venv/.installed
 
 $(CURDIR)/.uv/bin/uv:
@@ -64,3 +64,34 @@ bench: install
 
 clean:
 	rm -rf .orbit
+
+# --- the real-LLM flywheel: tool venvs outside .venv (the engine never imports torch) ----------------------
+LLM_HOME ?= $(CURDIR)/.orbit-llm
+LLM_ROUNDS ?= 4
+LLM_ENVS ?= tic_tac_toe,kuhn_poker
+LLM_TASKS ?= 5
+LLM_BEST_OF ?= 2
+LLM_NOISE ?= 0
+LLM_JSON ?= {"max_examples": 8, "max_length": 640, "batch_size": 4, "learning_rate": 3e-4}
+export ORBIT_TRAIN_PYTHON ?= $(TOOLS)/train/bin/python
+export ORBIT_LLAMA_PYTHON ?= $(TOOLS)/llama/bin/python
+export ORBIT_BASE_GGUF ?= $(GGUF)
+
+# torch from the CPU wheel pip finds (/opt/wheels here; a CUDA wheel on a GPU machine), then the trainer stack
+$(TOOLS)/train/.installed:
+	python3 -m venv $(TOOLS)/train
+	$(TOOLS)/train/bin/pip install --quiet torch==2.13.0
+	$(TOOLS)/train/bin/pip install --quiet trl==1.16.0 peft==0.21.2 transformers==5.24.0 gguf==0.19.0 \
+	    datasets==5.2.0 accelerate==1.15.0 sentencepiece==0.2.3
+	@touch $@
+
+llm-tools: $(TOOLS)/train/.installed $(LLAMA_VENV)/.installed $(GGUF)
+
+# LLM_NOISE=0.3 runs the same flywheel with a noisy verifier; use another LLM_HOME to keep both
+flywheel-llm: install llm-tools
+	ORBIT_HOME=$(LLM_HOME) DAGSTER_HOME=$(LLM_HOME)/dagster .venv/bin/orbit flywheel --policy llm \
+	    --rounds $(LLM_ROUNDS) --envs $(LLM_ENVS) --tasks $(LLM_TASKS) --best-of $(LLM_BEST_OF) \
+	    --noise $(LLM_NOISE) --llm-json '$(LLM_JSON)'
+
+test-llm: install llm-tools
+	ORBIT_TEST_LLM=1 .venv/bin/python -m pytest -q tests/llm

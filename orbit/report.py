@@ -95,9 +95,12 @@ def _create_yield_table(con: duckdb.DuckDBPyConnection, lake_root: Path | str) -
 
 FLYWHEEL_SQL = """
 SELECT env, source, rounds, round(p_first, 4) AS p_first, round(p_last, 4) AS p_last, round(g, 3) AS g,
-       round(g_low, 3) AS g_low, round(g_high, 3) AS g_high, target, round(rounds_to_target, 1) AS rounds_to_target
+       round(g_low, 3) AS g_low, round(g_high, 3) AS g_high, constant_g_rejected AS rejected,
+       round(ceiling, 3) AS ceiling, target, round(rounds_to_target, 1) AS rounds_to_target
 FROM flywheel ORDER BY env
 """
+
+FLYWHEEL_HEADLINE_SQL = "SELECT env, headline FROM flywheel ORDER BY env"
 
 SUMMARY_SQL = f"""
 SELECT round, env, source, attempts, passes, round(pass_rate, 4) AS p,

@@ -6,6 +6,7 @@ are defined in ``orbit.cli``, the entry point, which runs them without importing
 """
 
 import argparse
+import json
 import sys
 
 import duckdb
@@ -13,7 +14,7 @@ import duckdb
 from orbit.cli import add_query_commands, query
 from orbit.cli import print_table as _print_table
 from orbit.home import ensure_home, lake_root
-from orbit.report import FLYWHEEL_SQL, SUMMARY_SQL
+from orbit.report import FLYWHEEL_HEADLINE_SQL, FLYWHEEL_SQL, SUMMARY_SQL  # noqa: F401
 
 
 def _policy_resources(args) -> dict | None:
@@ -67,12 +68,65 @@ def cmd_flywheel(args) -> int:
     from orbit_assets.runner import run_flywheel
 
     envs = args.envs.split(",") if args.envs else None
-    run_flywheel(args.rounds, envs, sizes=_sizes(args), resources=_policy_resources(args))
-    print("\nYield of the policy per round (the flywheel's p):")
-    query(f"{SUMMARY_SQL} WHERE source = 'policy' ORDER BY env, round")
-    print("\nFitted growth of the odds per round (g) and rounds to the target yield:")
-    query(FLYWHEEL_SQL)
+    config = {"ops": {"verified_samples": {"config": {"noise_epsilon": args.noise}}}} if args.noise else None
+    if args.policy == "llm":
+        _flywheel_llm(args, envs, config)
+    else:
+        run_flywheel(args.rounds, envs, sizes=_sizes(args), resources=_policy_resources(args), run_config=config)
+    print_flywheel_summary()
     return 0
+
+
+def _flywheel_llm(args, envs, config) -> None:
+    """Round r0000 samples the base SmolLM2 behind llama.cpp; each later round a LoRA-SFT checkpoint of it."""
+    from orbit.training.llm import LLMTrainSettings, serve_base, stop_all_servers
+    from orbit_assets.runner import run_flywheel
+    from resources import resources_for
+    from resources.policies import PolicyResource
+
+    settings = LLMTrainSettings(**json.loads(args.llm_json or "{}"))
+    if envs:
+        settings.envs = tuple(envs)
+    resources = resources_for()
+    current = resources["policies"]
+    flags = {"temperature": args.temperature, "timeout_s": 300.0, "concurrency": args.concurrency or 1,
+             "constrained": args.constrained or "json_object"}  # llama-cpp-python: one request at a time, JSON mode
+    if args.max_tokens:
+        flags["max_tokens"] = args.max_tokens
+    resources["policies"] = PolicyResource(**{**{k: getattr(current, k) for k in PolicyResource.model_fields}, **flags})
+    checkpoints = resources["settings"].checkpoints_path()
+    train_config = {"ops": {"policy_checkpoint": {"config": {
+        "trainer": "llm", "llm_json": json.dumps({k: v for k, v in vars(settings).items()
+                                                  if k not in ("envs", "extra")} | {"envs": list(settings.envs)})}}}}
+    try:
+        base = serve_base(checkpoints, settings)
+        print(f"serving the base model for r0000: {base['policy']}")
+        run_flywheel(args.rounds, envs, sizes=_sizes(args), run_config=config, resources=resources,
+                     first_policy=base["policy"], train_config=train_config, checkpoint_prefix=settings.alias)
+    finally:
+        stopped = stop_all_servers(checkpoints)
+        if stopped:
+            print(f"stopped the llama.cpp servers of {', '.join(stopped)}")
+
+
+def print_flywheel_summary() -> None:
+    """The flywheel's p and g per round, the constant-g fit and its test, and where to look next."""
+    from orbit.flywheel_report import per_round
+
+    rounds = per_round(lake_root())
+    print("\nThe flywheel's p per round: the policy's own samples (source = policy), not all sources;")
+    print("g_round = this round's odds over the previous round's, with 95% intervals:")
+    cols = ["env", "source", "round", "attempts", "passes", "pass_rate", "pass_rate_low", "pass_rate_high",
+            "g_round", "g_round_low", "g_round_high"]
+    _print_table(cols, [tuple(round(v, 3) if isinstance(v, float) else v for v in (r[c] for c in cols))
+                        for r in rounds.to_pylist()])
+    print("\nOne constant g fitted over all rounds, tested against a ceiling (rejected = the data say no):")
+    query(FLYWHEEL_SQL)
+    print("\nWhat the data say, per env:")
+    query(FLYWHEEL_HEADLINE_SQL)
+    print(f"\nNext: the chart {lake_root() / 'flywheel_report' / 'flywheel.png'}; "
+          "`make ui` (Dagster UI, http://127.0.0.1:3000: runs, assets, p and g per materialization); "
+          "`.venv/bin/orbit yields --by-source` (every source's p, self-play bots included).")
 
 
 def cmd_policy_serve(args) -> int:
@@ -138,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     fly.add_argument("--rounds", type=int, default=5, help="number of rounds (default 5)")
     fly.add_argument("--envs", help="comma-separated envs (default: all)")
     _size_flags(fly)
+    fly.add_argument("--policy", choices=["table", "llm"], default="table",
+                     help="table: the embedded table policy (fast); llm: SmolLM2-135M fine-tuned with LoRA (TRL) "
+                     "each round and served by llama.cpp (needs the tool venvs: make flywheel-llm)")
+    fly.add_argument("--llm-json", help="LLM trainer settings as JSON (max_examples, max_length, epochs, "
+                     "max_steps, batch_size, learning_rate, lora_r, threads, ...)")
+    fly.add_argument("--max-tokens", type=int, help="cap on completion tokens per LLM turn (default: each env's own)")
+    fly.add_argument("--temperature", type=float, default=1.0, help="LLM sampling temperature (default 1.0)")
+    fly.add_argument("--noise", type=float, default=0.0, help="verifier noise: flip each verdict with this "
+                     "probability (the kept data are noisy; default 0)")
     _add_policy_flags(fly)
     fly.set_defaults(func=cmd_flywheel)
 

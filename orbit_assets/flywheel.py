@@ -1,6 +1,7 @@
 """The flywheel: the embedded trainer, the flywheel report, and the verifier-noise study."""
 
 import base64
+import json
 from typing import List
 
 import dagster as dg
@@ -20,10 +21,14 @@ from resources.settings import OrbitSettings
 
 
 class TrainerConfig(dg.Config):
+    trainer: str = "table"
+    """'table': the embedded table policy; 'llm': LoRA SFT of SmolLM2 on the round's SFT rows, served by llama.cpp."""
     alpha: float = 0.1
-    """Additive smoothing of the action counts."""
+    """Additive smoothing of the action counts (table)."""
     temperature: float = 0.5
-    """Sampling temperature saved with the checkpoint."""
+    """Sampling temperature saved with the checkpoint (table)."""
+    llm_json: str = "{}"
+    """LLM trainer settings as JSON (orbit.training.llm.LLMTrainSettings: max_examples, max_length, epochs, ...)."""
 
 
 @dg.asset(partitions_def=round_partitions, group_name="train", deps=[training_set],
@@ -33,6 +38,19 @@ class TrainerConfig(dg.Config):
 def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
                       settings: OrbitSettings) -> dg.MaterializeResult:
     r = validate_round(context.partition_key)
+    if config.trainer == "llm":
+        from orbit.training.llm import LLMTrainSettings, train_llm_checkpoint
+
+        checkpoint, info = train_llm_checkpoint(settings.lake_path(), settings.checkpoints_path(), r,
+                                                LLMTrainSettings(**json.loads(config.llm_json)), log=context.log.info)
+        return dg.MaterializeResult(metadata={
+            "checkpoint": dg.MetadataValue.path(str(checkpoint.path)), "policy": checkpoint.policy,
+            "trained_on_rows": info["counts"]["used"], "train": dg.MetadataValue.json(info["train"]),
+            "sft_rows": dg.MetadataValue.json(info["counts"]), "train_wall_seconds": info["train_wall_seconds"],
+            "serve_wall_seconds": info["serve_wall_seconds"],
+        })
+    if config.trainer != "table":
+        raise ValueError(f"trainer must be 'table' or 'llm', got {config.trainer!r}")
     source = lake.partition_file(settings.lake_path(), "training_set", r)
     name = f"embedded-{round_key(round_index(r) + 1)}"
     records = lake.read_table(source, columns=["messages", "passed"])
@@ -47,7 +65,9 @@ def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
 
 class FlywheelReportConfig(dg.Config):
     target_yield: float = 0.5
-    """Yield whose distance in rounds the report estimates."""
+    """Yield whose distance in rounds the report estimates (only where a constant g fits the data)."""
+    headline_max_p0: float = 0.15
+    """Envs whose first-round p is above this get no flywheel headline (their growth says little)."""
 
 
 def _png_markdown(png: bytes) -> str:
@@ -56,11 +76,11 @@ def _png_markdown(png: bytes) -> str:
 
 @dg.asset(group_name="measure", deps=[yield_metrics], automation_condition=any_upstream_updated,
           kinds={"parquet", "matplotlib"},
-          description="Per env: p_t with intervals over rounds, the fitted g (log-odds regression with its interval), "
-          "rounds to a target yield, cost per clean trajectory, and a chart.")
+          description="Per env: p_t and per-round g with intervals, the fitted constant g with a test of it "
+          "(ceiling LRT, deviance), the ceiling when rejected, rounds to a target only when not, and a chart.")
 def flywheel_report(config: FlywheelReportConfig, settings: OrbitSettings) -> dg.MaterializeResult:
     rounds = per_round(settings.lake_path())
-    fit_table = fits(rounds, config.target_yield)
+    fit_table = fits(rounds, config.target_yield, config.headline_max_p0)
     out = lake.partition_dir(settings.lake_path(), "flywheel_report")
     lake.write_table(fit_table, out / lake.PART_NAME)
     png = chart_png(rounds, fit_table)
@@ -72,6 +92,7 @@ def flywheel_report(config: FlywheelReportConfig, settings: OrbitSettings) -> dg
         "chart": dg.MetadataValue.md(_png_markdown(png)),
     }
     for row in fit_table.to_pylist():
+        metadata[f"headline_{row['env']}"] = dg.MetadataValue.text(row["headline"])
         if row["g"] is not None:
             metadata[f"g_{row['env']}"] = dg.MetadataValue.float(float(row["g"]))
     return dg.MaterializeResult(metadata=metadata)

@@ -154,6 +154,7 @@ def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, inst
 def run_flywheel(rounds: int, envs: Iterable[str] | None = None, *, instance: dg.DagsterInstance | None = None,
                  resources: Mapping[str, Any] | None = None, run_config: Mapping[str, Any] | None = None,
                  first_policy: str = UNIFORM_POLICY, sizes: Mapping[str, Any] | None = None,
+                 train_config: Mapping[str, Any] | None = None, checkpoint_prefix: str = "embedded",
                  log=print) -> list[str]:
     """Turn the flywheel: each round samples the policy the previous round's training produced.
 
@@ -179,8 +180,9 @@ def run_flywheel(rounds: int, envs: Iterable[str] | None = None, *, instance: dg
         tags = {"orbit/round": r, "orbit/policy": entry.policy}
         runner.round(r, envs, run_config, tags)
         if t + 1 < rounds:
-            runner.execute("train_job", f"train_job {r}", partition_key=r, tags=tags)
-            checkpoint = read_checkpoint(Path(runner.settings.checkpoints) / f"embedded-{round_key(round_index(r) + 1)}")
+            runner.execute("train_job", f"train_job {r}", partition_key=r, tags=tags, run_config=train_config)
+            checkpoint = read_checkpoint(
+                Path(runner.settings.checkpoints) / f"{checkpoint_prefix}-{round_key(round_index(r) + 1)}")
     runner.report()
     return runner.run_ids
 

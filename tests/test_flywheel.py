@@ -148,3 +148,101 @@ def test_a_short_flywheel_turns_in_dagster(tmp_path, monkeypatch):
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"orbit/round": "r0001"}))
         assert runs and all(r.tags["orbit/policy"] == rounds[1].policy for r in runs)
+
+
+# --- the flywheel report's statistics, against hand-computed cases -------------------------------------------
+
+def _rows(env, passes, attempts, source="policy"):
+    return [{"env": env, "source": source, "round": f"r{t:04d}", "passes": k, "attempts": n,
+             "pass_rate": (k / n if n else None), "pass_rate_low": None, "pass_rate_high": None,
+             "attempts_per_clean": (n / k if k else None), "passes_per_clean": None}
+            for t, (k, n) in enumerate(zip(passes, attempts))]
+
+
+def test_report_geometric_series_is_not_rejected_and_gives_rounds_to_target():
+    import math
+
+    from orbit.flywheel_report import constant_g_test, fit_env, round_growth
+
+    # odds 1/19 * 2^t exactly: p = 1/20, 2/21, 4/23, 8/27, 16/35; n = lcm(20, 21, 23, 27, 35) = 86940
+    n = 86940
+    passes = [n // 20, n * 2 // 21, n * 4 // 23, n * 8 // 27, n * 16 // 35]
+    assert [k * d for k, d in zip(passes, [20, 21, 23, 27, 35])] == [n * m for m in (1, 2, 4, 8, 16)]
+    # each round's g is exactly 2, with the Woolf interval exp(log 2 +- 1.96 sqrt(1/a + 1/b + 1/c + 1/d))
+    g, lo, hi = round_growth(passes[1], n, passes[0], n)
+    se = math.sqrt(1 / passes[1] + 1 / (n - passes[1]) + 1 / passes[0] + 1 / (n - passes[0]))
+    assert g == pytest.approx(2.0) and lo == pytest.approx(2 * math.exp(-1.959964 * se), rel=1e-6)
+    assert hi == pytest.approx(2 * math.exp(1.959964 * se), rel=1e-6)
+    test = constant_g_test(range(5), passes, [n] * 5)
+    assert test.deviance == pytest.approx(0.0, abs=1e-6) and test.lrt_ceiling == pytest.approx(0.0, abs=1e-6)
+    assert not test.rejected and test.p_fit > 0.99
+    fit = fit_env("tic_tac_toe", "policy", _rows("tic_tac_toe", passes, [n] * 5), target=0.5)
+    assert fit["g"] == pytest.approx(2.0, rel=1e-6) and fit["constant_g_rejected"] is False
+    # odds 1/19 * 2^t = 1  <=>  t = log2(19)
+    assert fit["rounds_to_target"] == pytest.approx(math.log2(19), rel=1e-5)
+    assert fit["rounds_to_target_low"] < fit["rounds_to_target"] < fit["rounds_to_target_high"]
+    assert fit["ceiling"] is None and "consistent with the data" in fit["headline"]
+
+
+def test_report_saturating_series_is_rejected_with_a_ceiling_and_no_rounds_to_target():
+    from orbit.flywheel_report import fit_env, round_growth
+
+    # the table policy of `make run` (issue): p = .049 .213 .310 .356 .376 at n = 1000
+    passes, n = [49, 213, 310, 356, 376], 1000
+    per_round = [round_growth(passes[t], n, passes[t - 1], n)[0] for t in range(1, 5)]
+    # (213/787)/(49/951), (310/690)/(213/787), (356/644)/(310/690), (376/624)/(356/644)
+    assert per_round == pytest.approx([5.2527, 1.6600, 1.2304, 1.0900], abs=1e-3)
+    fit = fit_env("tic_tac_toe", "policy", _rows("tic_tac_toe", passes, [n] * 5), target=0.5)
+    assert fit["constant_g_rejected"] is True and fit["p_ceiling_test"] < 1e-6
+    assert fit["rounds_to_target"] is None and "REJECTED" in fit["headline"]
+    assert 0.34 < fit["ceiling"] < 0.40 and fit["ceiling_low"] <= fit["ceiling"] <= fit["ceiling_high"]
+    # an exact ceiling model: p_t = 0.4 * expit(-2 + 1.5 t) at large n -> the ceiling comes back
+    import math
+
+    n = 200000
+    exact = [round(n * 0.4 / (1 + math.exp(2 - 1.5 * t))) for t in range(6)]
+    fit = fit_env("tic_tac_toe", "policy", _rows("tic_tac_toe", exact, [n] * 6), target=0.5)
+    assert fit["constant_g_rejected"] is True and fit["ceiling"] == pytest.approx(0.4, abs=0.005)
+    assert fit["ceiling_low"] <= 0.4 <= fit["ceiling_high"]
+
+
+def test_report_chi_square_tails():
+    from orbit.flywheel_report import chi2_sf
+
+    for df, q in [(1, 3.841458820694124), (2, 5.991464547107979), (3, 7.814727903251178), (4, 9.487729036781154),
+                  (5, 11.070497693516351)]:
+        assert chi2_sf(q, df) == pytest.approx(0.05, abs=1e-9)
+    assert chi2_sf(0.0, 3) == 1.0
+
+
+def test_report_headline_only_for_low_p0_and_no_crash_at_the_edges(tmp_path):
+    import pyarrow as pa
+
+    from orbit.flywheel_report import chart_png, fits, round_growth, with_round_growth
+
+    rows = (_rows("kuhn_poker", [94, 100, 104, 100], [200] * 4) + _rows("zeros", [0, 0, 0], [50] * 3)
+            + _rows("ones", [20, 20, 20], [20] * 3) + _rows("no_attempts", [0, 0], [0, 0], source="all")
+            + _rows("from_zero", [0, 5, 9], [50, 50, 50]) + _rows("one_round", [3], [40]))
+    table = with_round_growth(pa.Table.from_pylist(rows))
+    out = {r["env"]: r for r in fits(table, 0.5).to_pylist()}
+    assert out["kuhn_poker"]["flywheel_env"] is False and "not low enough" in out["kuhn_poker"]["headline"]
+    assert out["kuhn_poker"]["rounds_to_target"] == 0.0 or out["kuhn_poker"]["rounds_to_target"] is None \
+        or out["kuhn_poker"]["p_first"] > 0.15
+    assert out["zeros"]["g"] is None and out["ones"]["g"] is None and out["no_attempts"]["rounds"] == 0
+    assert out["no_attempts"]["headline"] == "no attempts" and out["one_round"]["g"] is None
+    assert out["from_zero"]["g"] is not None  # p = 0 then 0.1, 0.18: a fit, and a defined later round g
+    by_round = {(r["env"], r["round"]): r for r in table.to_pylist()}
+    assert by_round[("from_zero", "r0001")]["g_round"] is None  # odds over zero odds: undefined...
+    assert by_round[("from_zero", "r0001")]["g_round_low"] > 0  # ...but its interval is still informative
+    assert by_round[("zeros", "r0001")]["g_round_low"] is None
+    assert round_growth(5, 10, 3, 0) == (None, None, None)
+    assert chart_png(table, fits(table, 0.5))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_gives_no_rounds_to_target_without_evidence_of_growth():
+    from orbit.flywheel_report import fit_env
+
+    # p = 0.1 every round (n = 10): g = 1 with a wide interval -> no projection
+    fit = fit_env("tic_tac_toe", "policy", _rows("tic_tac_toe", [1, 1, 1], [10] * 3), target=0.5)
+    assert fit["g"] == pytest.approx(1.0, abs=1e-6) and fit["g_low"] < 1 < fit["g_high"]
+    assert fit["rounds_to_target"] is None and "no evidence of growth" in fit["headline"]
