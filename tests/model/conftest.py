@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 GGUF = Path(os.environ.get("ORBIT_TEST_GGUF") or REPO / ".tools" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
 ALIAS = "smollm2"
 # llama-cpp-python's chatml-function-calling generates tool arguments without max_tokens (until the
-# context is full): a small context bounds a runaway argument to about a minute on a small machine
-N_CTX = 2048
+# context is full): the context bounds a runaway argument (minutes on a small machine, never forever)
+N_CTX = 4096
 
 if os.environ.get("ORBIT_MODEL_TESTS") != "1":
     collect_ignore_glob = ["test_*.py"]

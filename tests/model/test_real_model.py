@@ -78,7 +78,7 @@ def test_liveweb_episode_whose_tool_calls_the_server_accepts(llama, tmp_path):
     spec = env_spec("liveweb")
     family = family_of(spec)
     request = GenerationRequest(env=spec, round_key="r0000", num_tasks=2, samples_per_task=1,
-                                options={"cache_dir": str(cache_dir), "max_turns": 3})
+                                options={"cache_dir": str(cache_dir), "max_turns": 2})
     # temperature 0.3: fewer runaway tool arguments (see conftest.N_CTX); a retry would only queue
     # behind the request llama.cpp is still generating, so none
     policy = EndpointPolicy(llama.url, ALIAS, concurrency=1, timeout_s=600, max_retries=0, temperature=0.3)
