@@ -136,7 +136,7 @@ def test_a_short_flywheel_turns_in_dagster(tmp_path, monkeypatch):
         fits = pq.read_table(tmp_path / "lake" / "flywheel_report" / "part-0.parquet").to_pylist()
         assert fits[0]["env"] == "tic_tac_toe" and fits[0]["source"] == "policy" and fits[0]["rounds"] == 3
         assert fits[0]["g"] is not None
-        png = (tmp_path / "lake" / "flywheel_report" / "flywheel.png").read_bytes()
+        png = (tmp_path / "lake" / "reports" / "flywheel.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"orbit/round": "r0001"}))
         assert runs and all(r.tags["orbit/policy"] == rounds[1].policy for r in runs)
