@@ -16,6 +16,7 @@ from swift.template import get_template
 
 assert swift.__version__ == "4.6.0", swift.__version__
 TEMPLATE = "chatml"  # SmolLM2's chat format
+AGENT_TEMPLATE = "hermes"  # how tool calls are rendered: <tool_call>{"name", "arguments"}</tool_call>
 
 
 def files(folder: Path) -> list[str]:
@@ -33,8 +34,9 @@ def check_load_and_encode(kind: str, exports: Path, processor, mode: str) -> lis
     assert len(train) == n_rows(paths), f"{kind}: ms-swift dropped rows ({len(train)} of {n_rows(paths)})"
     if kind == "sft":
         roles = {m["role"] for row in train for m in row["messages"]}
-        assert {"tool_call", "tool_response"} <= roles, f"no tool use reached ms-swift: {roles}"
-    template = get_template(processor, template_type=TEMPLATE, max_length=None)
+        # ms-swift turns assistant tool_calls into tool_call messages; 'tool' and 'tool_response' are one role
+        assert "tool_call" in roles and roles & {"tool", "tool_response"}, f"no tool use reached ms-swift: {roles}"
+    template = get_template(processor, template_type=TEMPLATE, max_length=None, agent_template=AGENT_TEMPLATE)
     template.set_mode(mode)
     if kind == "dpo":
         template.set_mode("rlhf")
@@ -59,7 +61,8 @@ def shortest_per_env(paths: list[str], out: Path) -> str:
 
 def train(kind: str, paths: list[str], model_dir: str, out: Path) -> None:
     paths = [shortest_per_env(paths, out / f"{kind}-train.jsonl")]
-    common = ["--model", model_dir, "--model_type", "smollm2", "--template", TEMPLATE, "--tuner_type", "lora",
+    common = ["--model", model_dir, "--model_type", "llama", "--template", TEMPLATE, "--agent_template", AGENT_TEMPLATE,
+              "--tuner_type", "lora",
               "--dataset", *paths, "--max_steps", "2", "--per_device_train_batch_size", "1",
               "--save_strategy", "no", "--report_to", "none", "--output_dir", str(out / kind),
               "--dataset_num_proc", "1", "--strict", "true", "--split_dataset_ratio", "0",
@@ -77,7 +80,7 @@ def train(kind: str, paths: list[str], model_dir: str, out: Path) -> None:
 
 def main(exports: str, model_dir: str) -> None:
     exports = Path(exports)
-    _, processor = get_model_processor(model_dir, load_model=False, model_type="smollm2")
+    _, processor = get_model_processor(model_dir, load_model=False, model_type="llama")
     paths = {kind: check_load_and_encode(kind, exports, processor, "train") for kind in ("sft", "dpo")}
     grpo_paths = files(exports / "grpo" / "swift")
     grpo, _ = load_dataset(grpo_paths, strict=True, load_from_cache_file=False, remove_unused_columns=False)

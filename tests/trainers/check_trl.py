@@ -40,7 +40,8 @@ def main(exports: str, model_dir: str) -> None:
     tok = AutoTokenizer.from_pretrained(model_dir)
     out = Path(tempfile.mkdtemp(prefix="orbit-trl-"))
     common = dict(max_steps=2, per_device_train_batch_size=1, learning_rate=1e-5, report_to=[], use_cpu=True,
-                  save_strategy="no", logging_steps=1, bf16=False, fp16=False)
+                  save_strategy="no", logging_steps=1, bf16=False, fp16=False,
+                  gradient_checkpointing=False)
 
     # SFT: conversational with tools
     sft = dataset(exports / "sft" / "trl")
