@@ -46,12 +46,13 @@ TRAINER_CONTRACT = {"ms-swift": "4.6.0", "trl": "1.16.0"}
 FLAVOURS = ("swift", "trl")
 SPLITS = ("train", "validation")
 OVER_MAX_TOKENS = "export.over_max_tokens"
-# The length estimate when no tokenizer is named: UTF-8 bytes / 3 (rounded up) plus 4 tokens per
-# message. Measured on Orbit's exports with the SmolLM2 tokenizer it over-counts (3.5-4.2 bytes per
-# token on LiveWeb pages and game boards), so a max_tokens cut on the estimate never keeps a row the
-# trainer would find too long.
-ESTIMATE_BYTES_PER_TOKEN = 3.0
+# The length estimate when no tokenizer is named: UTF-8 bytes / 1.8 (rounded up), plus 4 tokens per
+# message and 64 for the chat template. Measured with SmolLM2's tokenizer on Orbit's exports, text
+# takes 1.95-3.7 bytes per token (LiveWeb pages full of numbers and link ids are the densest), so the
+# estimate over-counts: a max_tokens cut on it never keeps a row the trainer finds too long.
+ESTIMATE_BYTES_PER_TOKEN = 1.8
 ESTIMATE_TOKENS_PER_MESSAGE = 4
+ESTIMATE_TEMPLATE_TOKENS = 64
 
 
 class NotExportable(ValueError):
@@ -152,7 +153,8 @@ def _message_text(m: Mapping[str, Any]) -> str:
 def estimate_tokens(messages: Iterable[Mapping[str, Any]], tools: str | None = None) -> int:
     messages = list(messages)
     size = len((tools or "").encode()) + sum(len(_message_text(m).encode()) for m in messages)
-    return math.ceil(size / ESTIMATE_BYTES_PER_TOKEN) + ESTIMATE_TOKENS_PER_MESSAGE * len(messages)
+    return (math.ceil(size / ESTIMATE_BYTES_PER_TOKEN) + ESTIMATE_TOKENS_PER_MESSAGE * len(messages)
+            + ESTIMATE_TEMPLATE_TOKENS)
 
 
 # --------------------------------------------------------------------------------------------- messages

@@ -36,12 +36,17 @@ def check_load_and_encode(kind: str, exports: Path, processor, mode: str) -> lis
         roles = {m["role"] for row in train for m in row["messages"]}
         # ms-swift turns assistant tool_calls into tool_call messages; 'tool' and 'tool_response' are one role
         assert "tool_call" in roles and roles & {"tool", "tool_response"}, f"no tool use reached ms-swift: {roles}"
-    template = get_template(processor, template_type=TEMPLATE, max_length=None, agent_template=AGENT_TEMPLATE)
+    template = get_template(processor, template_type=TEMPLATE, max_length=1 << 20, agent_template=AGENT_TEMPLATE)
     template.set_mode(mode)
     if kind == "dpo":
         template.set_mode("rlhf")
     encoded = EncodePreprocessor(template)(train, strict=True, load_from_cache_file=False)
     assert len(encoded) == len(train), f"{kind}: encoding dropped rows ({len(encoded)} of {len(train)})"
+    if "length" in encoded.column_names:
+        estimated = [json.loads(line)["num_tokens"] for p in paths for line in Path(p).read_text().splitlines()]
+        ratio = max(e / n for e, n in zip(encoded["length"], estimated))
+        print(f"ms-swift {kind}: longest encoded row {max(encoded['length'])} tokens; "
+              f"encoded/num_tokens at most {ratio:.2f}")
     print(f"ms-swift {kind}: {len(train)} rows loaded (strict) and encoded")
     return paths
 
