@@ -71,7 +71,9 @@ def train(kind: str, paths: list[str], model_dir: str, out: Path) -> None:
               "--dataset", *paths, "--max_steps", "2", "--per_device_train_batch_size", "1",
               "--save_strategy", "no", "--report_to", "none", "--output_dir", str(out / kind),
               "--dataset_num_proc", "1", "--strict", "true", "--split_dataset_ratio", "0",
-              "--torch_dtype", "float32", "--logging_steps", "1", "--eval_strategy", "no"]
+              "--torch_dtype", "float32", "--logging_steps", "1", "--eval_strategy", "no",
+              # two CPU steps: truncate (keeping the end, the trained turns) rather than wait
+              "--max_length", "1024", "--truncation_strategy", "left", "--gradient_checkpointing", "false"]
     if kind == "sft":
         from swift.pipelines.train.sft import sft_main
 

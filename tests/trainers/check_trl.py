@@ -14,6 +14,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.data_utils import is_conversational, maybe_apply_chat_template
 
 assert trl.__version__ == "1.16.0", trl.__version__
+# The 2 CPU training steps truncate to this many tokens (truncation never drops a row; the
+# preparation of every row is checked in full before).
+TRAIN_MAX_LENGTH = 1024
 
 
 def rows(path: Path) -> list[dict]:
@@ -47,10 +50,9 @@ def main(exports: str, model_dir: str) -> None:
     sft = dataset(exports / "sft" / "trl")
     assert is_conversational(sft[0]) and any(r.get("tools") for r in sft)
     assert any(m.get("tool_calls") for r in sft for m in r["messages"]), "no tool use in the SFT export"
-    max_len = max(sft["num_tokens"]) * 2
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     trainer = trl.SFTTrainer(model=model, processing_class=tok, train_dataset=sft,
-                             args=trl.SFTConfig(output_dir=str(out / "sft"), max_length=max_len, **common))
+                             args=trl.SFTConfig(output_dir=str(out / "sft"), max_length=TRAIN_MAX_LENGTH, **common))
     assert len(trainer.train_dataset) == len(sft), (len(trainer.train_dataset), len(sft))
     trainer.train_dataset = trainer.train_dataset.select(shortest_per_env(sft))
     result = trainer.train()
@@ -62,8 +64,7 @@ def main(exports: str, model_dir: str) -> None:
     assert any(m.get("tool_calls") for r in dpo for m in r["prompt"] + r["chosen"]), "no tool-call pair"
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     trainer = trl.DPOTrainer(model=model, processing_class=tok, train_dataset=dpo,
-                             args=trl.DPOConfig(output_dir=str(out / "dpo"), max_length=max(dpo["num_tokens"]) * 2,
-                                                **common))
+                             args=trl.DPOConfig(output_dir=str(out / "dpo"), max_length=TRAIN_MAX_LENGTH, **common))
     assert len(trainer.train_dataset) == len(dpo), (len(trainer.train_dataset), len(dpo))
     trainer.train_dataset = trainer.train_dataset.select(shortest_per_env(dpo))
     result = trainer.train()
