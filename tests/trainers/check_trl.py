@@ -38,7 +38,7 @@ def shortest_per_env(ds) -> list[int]:
     return sorted(i for i, _ in best.values())
 
 
-def main(exports: str, model_dir: str) -> None:
+def main(exports: str, model_dir: str, only: str = "") -> None:
     exports = Path(exports)
     tok = AutoTokenizer.from_pretrained(model_dir)
     out = Path(tempfile.mkdtemp(prefix="orbit-trl-"))
@@ -47,6 +47,8 @@ def main(exports: str, model_dir: str) -> None:
                   gradient_checkpointing=False)
 
     # SFT: conversational with tools
+    if only and only != "sft":
+        return dpo_and_grpo(exports, model_dir, tok, out, common)
     sft = dataset(exports / "sft" / "trl")
     assert is_conversational(sft[0]) and any(r.get("tools") for r in sft)
     assert any(m.get("tool_calls") for r in sft for m in r["messages"]), "no tool use in the SFT export"
@@ -58,15 +60,21 @@ def main(exports: str, model_dir: str) -> None:
     result = trainer.train()
     print(f"trl sft: {len(sft)} rows prepared, {result.global_step} steps, loss {result.training_loss:.3f}")
 
+    dpo_and_grpo(exports, model_dir, tok, out, common)
+
+
+def dpo_and_grpo(exports: Path, model_dir: str, tok, out: Path, common: dict) -> None:
     # DPO: prompt / chosen / rejected (the prompt holds the shared tool-call prefix)
     dpo = dataset(exports / "dpo" / "trl")
     assert set(dpo.column_names) >= {"prompt", "chosen", "rejected"}
     assert any(m.get("tool_calls") for r in dpo for m in r["prompt"] + r["chosen"]), "no tool-call pair"
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     trainer = trl.DPOTrainer(model=model, processing_class=tok, train_dataset=dpo,
-                             args=trl.DPOConfig(output_dir=str(out / "dpo"), max_length=TRAIN_MAX_LENGTH, **common))
+                             args=trl.DPOConfig(output_dir=str(out / "dpo"), max_length=None, **common))
     assert len(trainer.train_dataset) == len(dpo), (len(trainer.train_dataset), len(dpo))
-    trainer.train_dataset = trainer.train_dataset.select(shortest_per_env(dpo))
+    # TRL's DPO drops pairs longer than max_length, so every pair is prepared untruncated; the two
+    # steps then run on the shortest pair
+    trainer.train_dataset = trainer.train_dataset.select(shortest_per_env(dpo)[:1])
     result = trainer.train()
     print(f"trl dpo: {len(dpo)} pairs prepared, {result.global_step} steps, loss {result.training_loss:.3f}")
 
@@ -80,4 +88,4 @@ def main(exports: str, model_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])
