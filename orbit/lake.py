@@ -1,11 +1,24 @@
-"""The lake: Parquet files in hive layout, written atomically.
+"""The lake: Parquet files, one folder level per partition dimension, written atomically.
 
-``<lake>/<asset>/round=<r>/env=<e>/part-0.parquet`` for round x env assets,
-``<lake>/<asset>/round=<r>/part-0.parquet`` for round-only assets and
-``<lake>/<asset>/part-0.parquet`` for unpartitioned ones. Every partition is one
-file written to a hidden temporary name and renamed into place, so a crash never
-leaves half a partition and rematerializing replaces it atomically. Large
-partitions are streamed row group by row group.
+``<lake>/<asset>/<round>/<env>/part-0.parquet`` for round x env assets (e.g.
+``verified_samples/r0003/tic_tac_toe/part-0.parquet``), ``<lake>/<asset>/<round>/part-0.parquet``
+for round-only assets and ``<lake>/<asset>/part-0.parquet`` for unpartitioned ones.
+
+Folder names hold the bare partition values, not Hive's ``round=r0003``: ``round`` and ``env``
+are columns of every file, and a Hive folder name would make pyarrow and pandas add a second,
+dictionary-typed ``round`` ("Unable to merge: Field round has incompatible types"), while moving
+the values into the path only would make Hugging Face ``datasets`` lose them. With the values in
+the files and plain folder names, ``pd.read_parquet(dir)``, ``pq.read_table(dir)``,
+``pl.scan_parquet(glob, hive_partitioning=True)``, ``datasets.load_dataset("parquet", data_dir=dir)``
+and DuckDB's ``read_parquet(glob)`` all read an asset folder as one table. An asset folder holds
+nothing but Parquet files; charts and the DuckDB file live elsewhere (``report_file``).
+
+Every partition is one file written to a hidden temporary name and renamed into place, so a
+crash never leaves half a partition and rematerializing replaces it atomically. Large partitions
+are streamed row group by row group.
+
+Paths stored inside the lake (checkpoint URIs, DuckDB views) are relative, so a moved or copied
+``ORBIT_HOME`` keeps working: ``home_relative`` and ``from_home`` convert.
 """
 
 import os
@@ -32,9 +45,9 @@ def partition_dir(lake: Path | str, asset: str, round_key: str | None = None, en
         raise ValueError(f"invalid asset name {asset!r}")
     path = Path(lake) / asset
     if round_key is not None:
-        path = path / f"round={validate_round(round_key)}"
+        path = path / validate_round(round_key)
     if env is not None:
-        path = path / f"env={validate_env(env)}"
+        path = path / validate_env(env)
     return path
 
 
@@ -48,6 +61,45 @@ def asset_glob(lake: Path | str, asset: str, depth: int = 2, suffix: str = "parq
     return str(Path(lake) / asset / Path(*(["*"] * depth)) / f"*.{suffix}") if depth else str(
         Path(lake) / asset / f"*.{suffix}"
     )
+
+
+def asset_relative_glob(asset: str, depth: int = 2, suffix: str = "parquet") -> str:
+    """``asset_glob`` relative to the lake root (for DuckDB views that must survive a moved lake)."""
+    if not ASSET_RE.match(asset):
+        raise ValueError(f"invalid asset name {asset!r}")
+    return "/".join([asset] + ["*"] * depth + [f"*.{suffix}"])
+
+
+REPORTS_DIR = "reports"
+
+
+def report_file(lake: Path | str, name: str) -> Path:
+    """Where a non-Parquet product of the lake (a chart, ...) lives: outside every asset folder."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+        raise ValueError(f"invalid report file name {name!r}")
+    return Path(lake) / REPORTS_DIR / name
+
+
+def home_relative(path: Path | str, home: Path | str | None = None) -> str:
+    """``path`` relative to ORBIT_HOME when it lies inside it (else absolute), for storing in the lake."""
+    from orbit.home import orbit_home
+
+    home = Path(home).resolve() if home is not None else orbit_home()
+    absolute = Path(path).resolve()
+    try:
+        return absolute.relative_to(home).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def from_home(path: Path | str, home: Path | str | None = None) -> Path:
+    """A path stored by ``home_relative``, resolved against the current ORBIT_HOME."""
+    from orbit.home import orbit_home
+
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    return (Path(home) if home is not None else orbit_home()) / path
 
 
 def sql_literal(text: "Path | str") -> str:

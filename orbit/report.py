@@ -1,9 +1,15 @@
 """The query side of the lake: a DuckDB file of views over the Parquet partitions.
 
 Parquet is the truth; ``orbit.duckdb`` only holds views over the Parquet globs
-(hive partitioning, round kept VARCHAR) and a materialized cross-round yield
-table. It is rebuilt into a temporary file and renamed into place, so readers
-never see half a database and a reader never blocks the rebuild.
+and a materialized cross-round yield table. It is rebuilt into a temporary file
+and renamed into place, so readers never see half a database and a reader never
+blocks the rebuild.
+
+The views hold globs relative to the lake root (``verified_samples/*/*/*.parquet``),
+never absolute paths, so a moved or copied lake reads its own files. DuckDB resolves
+them against ``file_search_path``: ``connect`` and ``open_report_db`` set it to the
+lake; a DuckDB shell opened inside the lake folder needs nothing
+(``cd .orbit/lake && duckdb orbit.duckdb``), elsewhere ``SET file_search_path = '<lake>'``.
 """
 
 from pathlib import Path
@@ -28,13 +34,14 @@ YIELD_TABLE = "yields_by_round"
 
 
 def parquet_scan(lake_root: Path | str, asset: str, depth: int = 2) -> str:
-    glob = lake.asset_glob(lake_root, asset, depth)
-    if depth == 0:
-        return f"read_parquet({lake.sql_literal(glob)})"
-    return (
-        f"read_parquet({lake.sql_literal(glob)}, hive_partitioning = true, "
-        "hive_types = {'round': VARCHAR, 'env': VARCHAR})"
-    )
+    """A relative ``read_parquet`` of an asset (round and env are columns of the files)."""
+    return f"read_parquet({lake.sql_literal(lake.asset_relative_glob(asset, depth))}, hive_partitioning = false)"
+
+
+def use_lake(con: duckdb.DuckDBPyConnection, lake_root: Path | str) -> duckdb.DuckDBPyConnection:
+    """Resolve the views' relative globs against ``lake_root``."""
+    con.execute(f"SET file_search_path = {lake.sql_literal(Path(lake_root).resolve())}")
+    return con
 
 
 def _has_files(lake_root: Path, asset: str, depth: int) -> bool:
@@ -42,6 +49,7 @@ def _has_files(lake_root: Path, asset: str, depth: int) -> bool:
 
 
 def create_views(con: duckdb.DuckDBPyConnection, lake_root: Path | str, skip: tuple[str, ...] = ()) -> None:
+    use_lake(con, lake_root)
     for view, (asset, depth, schema) in VIEWS.items():
         if view in skip:
             continue
@@ -69,6 +77,12 @@ def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) ->
             con.close()
             Path(f"{tmp}.wal").unlink(missing_ok=True)
     return counts
+
+
+def open_report_db(lake_root: Path | str, db_path: Path | str | None = None) -> duckdb.DuckDBPyConnection:
+    """The report database, read-only, with its views resolving against ``lake_root``."""
+    db_path = Path(db_path or Path(lake_root) / "orbit.duckdb")
+    return use_lake(duckdb.connect(str(db_path), read_only=True), lake_root)
 
 
 def connect(lake_root: Path | str, views: bool = True) -> duckdb.DuckDBPyConnection:

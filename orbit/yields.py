@@ -258,7 +258,7 @@ def _refreshed(lake_root: Path, index: pa.Table | None) -> tuple[pa.Table, bool]
     """(the index brought up to date with the files on disk, whether it changed).
 
     Rows of unchanged files are kept from the index; new or changed files are read exactly as the
-    ``yields`` view reads them (hive partitioning, round and env VARCHAR), in one DuckDB query.
+    ``yields`` view reads them (round and env are columns of the files), in one DuckDB query.
     """
     from orbit import lake
 
@@ -285,8 +285,7 @@ def _refreshed(lake_root: Path, index: pa.Table | None) -> tuple[pa.Table, bool]
             cols = ", ".join(f"y.{c}" for c in YIELD_SCHEMA.names)
             parts.append(
                 f"SELECT {cols}, s.file, s.file_size, s.file_mtime_ns, s.file_ino "
-                f"FROM read_parquet({paths}, hive_partitioning = true, "
-                "hive_types = {'round': VARCHAR, 'env': VARCHAR}, filename = '__path') y "
+                f"FROM read_parquet({paths}, hive_partitioning = false, filename = '__path') y "
                 "JOIN _stats s ON y.__path = s.path"
             )
         table = con.sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY {INDEX_ORDER}, file").to_arrow_table()

@@ -1,9 +1,15 @@
-"""Export: training sets of one round (all envs) in ms-swift's format, and the cumulative set."""
+"""Export: Hub-ready training sets of one round (all envs) for ms-swift and TRL, and the cumulative set.
+
+Each export asset writes ``<lake>/<asset>/<round>/``: ``README.md`` (dataset card),
+``swift/{train,validation}.jsonl`` and ``trl/{train,validation}.jsonl``.
+"""
+
+from typing import Optional
 
 import dagster as dg
 
 from orbit import lake
-from orbit.exports import cumulative_training_set, export_dpo, export_grpo, export_sft
+from orbit.exports import TRAINER_CONTRACT, TRAIN_COMMANDS, ExportOptions, export_round, cumulative_training_set
 from orbit.keys import validate_round
 from orbit.lake import ArrowStream
 from orbit_assets.automation import round_settled_updated
@@ -12,20 +18,39 @@ from orbit_assets.partitions import all_envs_of_round, round_partitions
 from orbit_assets.verify import verified_samples
 from resources.settings import OrbitSettings
 
-EXPORT_FILE = "data.jsonl"
+
+class ExportConfig(dg.Config):
+    max_tokens: Optional[int] = None
+    """Drop rows longer than this many tokens (counted as export.over_max_tokens); set it to the
+    trainer's max_length. Unset: keep every row (lengths are still reported)."""
+    tokenizer: Optional[str] = None
+    """A tokenizer.json (or folder with one), a transformers tokenizer name, or a .gguf file to count
+    tokens with; unset: the documented estimate (UTF-8 bytes / 1.8 + 4 per message + 64)."""
+    validation_fraction: float = 0.05
+    """Share of tasks (by a hash of env and task_id) in the validation split."""
+    license: str = "other"
+    """The dataset card's license field."""
 
 
-def _export(context: dg.AssetExecutionContext, settings: OrbitSettings, exporter, swift_command: str) -> dg.MaterializeResult:
+def _export(context: dg.AssetExecutionContext, config: ExportConfig, settings: OrbitSettings,
+            kind: str) -> dg.MaterializeResult:
     round_key = validate_round(context.partition_key)
     asset = context.asset_key.path[-1]
-    out = lake.partition_file(settings.lake_path(), asset, round_key, name=EXPORT_FILE)
-    counts = exporter(settings.lake_path(), round_key, out)
+    folder = lake.partition_dir(settings.lake_path(), asset, round_key)
+    options = ExportOptions(max_tokens=config.max_tokens, tokenizer=config.tokenizer,
+                            validation_fraction=config.validation_fraction, license=config.license)
+    export = export_round(kind, settings.lake_path(), round_key, folder, options)
+    meta = export.counts.as_metadata()
+    swift_cmd, trl_cmd = (c.format(folder=folder, max_length=config.max_tokens or "<max_length>")
+                          for c in TRAIN_COMMANDS[kind])
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(out)),
-            "dagster/row_count": counts.exported,
-            **{k: (dg.MetadataValue.json(v) if isinstance(v, dict) else v) for k, v in counts.as_metadata().items()},
-            "swift": dg.MetadataValue.md(f"```\n{swift_command.format(path=out)}\n```"),
+            "path": dg.MetadataValue.path(str(folder)),
+            "dagster/row_count": export.counts.exported,
+            **{k: (dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in meta.items()},
+            "token_counter": export.counter,
+            "trainer_contract": dg.MetadataValue.json(TRAINER_CONTRACT),
+            "train": dg.MetadataValue.md(f"```\n{swift_cmd}\n```\n```\n{trl_cmd}\n```"),
         }
     )
 
@@ -36,24 +61,26 @@ def _deps(*assets):
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(filtered_dataset),
           automation_condition=round_settled_updated, kinds={"jsonl"},
-          description="ms-swift SFT JSONL of the round's filtered samples (messages + tools).")
-def sft_export(context: dg.AssetExecutionContext, settings: OrbitSettings) -> dg.MaterializeResult:
-    return _export(context, settings, export_sft, "swift sft --model <model> --train_type lora --dataset {path}")
+          description="SFT set of the round's filtered samples: whole episodes in OpenAI message shape "
+          "(tool_calls + role tool) with tools; ms-swift and TRL flavours, train/validation, dataset card.")
+def sft_export(context: dg.AssetExecutionContext, config: ExportConfig, settings: OrbitSettings) -> dg.MaterializeResult:
+    return _export(context, config, settings, "sft")
 
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(verified_samples),
           automation_condition=round_settled_updated, kinds={"jsonl"},
-          description="ms-swift DPO JSONL: messages ending in a passed turn + rejected_response from a failed sample of the same task.")
-def dpo_export(context: dg.AssetExecutionContext, settings: OrbitSettings) -> dg.MaterializeResult:
-    return _export(context, settings, export_dpo, "swift rlhf --rlhf_type dpo --model <model> --dataset {path}")
+          description="DPO pairs (a passed and a failed sample of one task, cut at the first divergent assistant "
+          "turn, tool calls included): ms-swift messages + rejected_response, TRL prompt/chosen/rejected.")
+def dpo_export(context: dg.AssetExecutionContext, config: ExportConfig, settings: OrbitSettings) -> dg.MaterializeResult:
+    return _export(context, config, settings, "dpo")
 
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(verified_samples),
           automation_condition=round_settled_updated, kinds={"jsonl"},
-          description="GRPO prompts: prompt messages plus env, task_id and task_spec for the reward function.")
-def grpo_export(context: dg.AssetExecutionContext, settings: OrbitSettings) -> dg.MaterializeResult:
-    return _export(context, settings, export_grpo,
-                   "swift rlhf --rlhf_type grpo --model <model> --dataset {path} --reward_funcs <your_orm>")
+          description="GRPO prompts with env, task_id, task_spec and task_history for orbit.rewards "
+          "(the verifier as the reward): ms-swift messages, TRL prompt.")
+def grpo_export(context: dg.AssetExecutionContext, config: ExportConfig, settings: OrbitSettings) -> dg.MaterializeResult:
+    return _export(context, config, settings, "grpo")
 
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(filtered_dataset),

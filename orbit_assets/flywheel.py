@@ -84,9 +84,9 @@ def flywheel_report(config: FlywheelReportConfig, settings: OrbitSettings) -> dg
     out = lake.partition_dir(settings.lake_path(), "flywheel_report")
     lake.write_table(fit_table, out / lake.PART_NAME)
     png = chart_png(rounds, fit_table)
-    lake.write_bytes(png, out / "flywheel.png")
+    chart = lake.write_bytes(png, lake.report_file(settings.lake_path(), "flywheel.png"))
     metadata = {
-        "chart_path": dg.MetadataValue.path(str(out / "flywheel.png")),
+        "chart_path": dg.MetadataValue.path(str(chart)),
         "fits": dg.MetadataValue.md(markdown_table(fit_table, fit_table.column_names)),
         "by_round": dg.MetadataValue.md(markdown_table(rounds, rounds.column_names)) if rounds.num_rows else "none",
         "chart": dg.MetadataValue.md(_png_markdown(png)),

@@ -38,7 +38,8 @@ def resources_for(lake: str | None = None, workers: int | None = None, home: str
     return {
         "io_manager": LakeIOManager(root=lake),
         "settings": OrbitSettings(lake=lake, workers=workers, checkpoints=str(home / "checkpoints"), **merged),
-        "policies": PolicyResource(cache_root=str(home / "cache" / "requests")),
+        "policies": PolicyResource(cache_root=str(home / "cache" / "requests"),
+                                   slots_dir=str(home / "locks" / "endpoints")),
     }
 
 

@@ -11,6 +11,7 @@ from orbit.checkpoints import MANIFEST, scan_checkpoints, write_manifest
 from orbit.envs.base import Verdict
 from orbit.flywheel import NoisyVerifier, fit_growth, project_yield, rounds_to_reach
 from orbit.policies.table_policy import TablePolicy
+from orbit.policies.uri import parse_policy_uri
 from orbit.rounds import RoundRegistry
 from orbit_assets.partitions import ROUNDS
 from orbit_assets.runner import raw_samples_config, run_flywheel
@@ -139,12 +140,12 @@ def test_a_short_flywheel_turns_in_dagster(tmp_path, monkeypatch):
         rounds = RoundRegistry(tmp_path / "lake").entries()
         assert [e.policy.split(":")[0] for e in rounds] == ["embedded"] * 3
         assert rounds[0].policy == "embedded:uniform" and rounds[1].checkpoint == "embedded-r0001"
-        policy = TablePolicy.load(rounds[2].policy.split(":", 1)[1])
+        policy = TablePolicy.load(parse_policy_uri(rounds[2].policy).checkpoint)  # relative to ORBIT_HOME
         assert policy.trained_on_rows > 0 and policy.temperature == 0.5
         fits = pq.read_table(tmp_path / "lake" / "flywheel_report" / "part-0.parquet").to_pylist()
         assert fits[0]["env"] == "tic_tac_toe" and fits[0]["source"] == "policy" and fits[0]["rounds"] == 3
         assert fits[0]["g"] is not None
-        png = (tmp_path / "lake" / "flywheel_report" / "flywheel.png").read_bytes()
+        png = (tmp_path / "lake" / "reports" / "flywheel.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"orbit/round": "r0001"}))
         assert runs and all(r.tags["orbit/policy"] == rounds[1].policy for r in runs)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orbit import lake
-from orbit.report import SUMMARY_SQL
+from orbit.report import SUMMARY_SQL, open_report_db
 from orbit_assets.partitions import ROUNDS, round_and_env, round_env_key
 from orbit_assets.runner import raw_samples_config, run_rounds
 from resources import resources_for
@@ -42,12 +42,12 @@ def test_partition_keys_are_built_not_spelled():
     assert round_and_env("tic_tac_toe|r0002") == ("r0002", "tic_tac_toe")
 
 
-def test_every_stage_written_in_hive_layout(round_run):
+def test_every_stage_written_in_lake_layout(round_run):
     _, lake_root, _ = round_run
     for stage in STAGES:
         for r in ("r0000", "r0001"):
             for env in ENVS:
-                path = lake_root / stage / f"round={r}" / f"env={env}" / "part-0.parquet"
+                path = lake_root / stage / r / env / "part-0.parquet"
                 assert path.exists(), path
     assert (lake_root / "cfr_policies" / "part-0.parquet").exists()
     assert (lake_root / "orbit.duckdb").exists()
@@ -87,7 +87,7 @@ def test_counts_add_up_and_filtered_is_deduplicated(round_run):
 
 def test_yields_in_duckdb_with_g_for_second_round(round_run):
     _, lake_root, _ = round_run
-    con = duckdb.connect(str(lake_root / "orbit.duckdb"), read_only=True)
+    con = open_report_db(lake_root)
     rows = con.execute(f"{SUMMARY_SQL} WHERE source = 'all' ORDER BY env, round").fetchall()
     assert len(rows) == 4
     cols = [d[0] for d in con.description]

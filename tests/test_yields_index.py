@@ -23,8 +23,7 @@ def _full_scan(root):
     glob = lake.sql_literal(lake.asset_glob(root, "yield_metrics", 2))
     con = duckdb.connect()
     try:
-        return con.sql(f"SELECT * FROM read_parquet({glob}, hive_partitioning = true, "
-                       "hive_types = {'round': VARCHAR, 'env': VARCHAR}) "
+        return con.sql(f"SELECT * FROM read_parquet({glob}, hive_partitioning = false) "
                        "ORDER BY env, round, source <> 'all', source").fetchall()
     finally:
         con.close()

@@ -3,7 +3,8 @@
 * ``openai:<base_url>#<model>``: an OpenAI-compatible endpoint, e.g.
   ``openai:http://127.0.0.1:8000/v1#qwen2.5-7b``
 * ``embedded:uniform``: the untrained table policy (uniform over legal actions)
-* ``embedded:<checkpoint path>``: a table policy saved by ``TablePolicy.save``
+* ``embedded:<checkpoint path>``: a table policy saved by ``TablePolicy.save``; a relative path
+  is relative to ORBIT_HOME (how checkpoints inside the home are recorded, so the home can move)
 """
 
 import inspect
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from orbit.lake import from_home
 from orbit.policies.base import Policy
 from orbit.policies.endpoint import EndpointPolicy
 from orbit.policies.table_policy import UNIFORM, TablePolicy
@@ -47,7 +49,7 @@ def parse_policy_uri(uri: str) -> PolicyURI:
                                    f"'openai:{base_url}#qwen2.5-7b'")
         return PolicyURI("openai", base_url=base_url, model=model)
     if scheme == "embedded":
-        return PolicyURI("embedded", checkpoint=None if rest == UNIFORM else Path(rest))
+        return PolicyURI("embedded", checkpoint=None if rest == UNIFORM else from_home(rest))
     raise InvalidPolicyURI(f"unknown policy scheme {scheme!r} in {uri!r}: {USAGE}")
 
 

@@ -6,7 +6,7 @@ One round of training (``train_llm_checkpoint``):
    envs asked for (plain system/user/assistant chats); every row is counted as used or skipped with a
    reason; at most ``max_examples`` are kept, chosen by a hash of the row (deterministic).
 2. **train**: ``sft_lora.py`` runs in the training tool venv (``$ORBIT_TRAIN_PYTHON`` or
-   ``<repo>/.tools/train/bin/python``; ``make flywheel-llm`` builds it) as a subprocess: LoRA SFT with TRL
+   ``<repo>/.tools/train/trl/bin/python``; ``make flywheel-llm`` builds it) as a subprocess: LoRA SFT with TRL
    from the parent checkpoint's GGUF, merged and written back as ``model.gguf``.
 3. **serve**: ``python -m llama_cpp.server`` (``orbit.policies.llama_server``) on 127.0.0.1 in its own
    process group, left running for the next round; recorded in ``<checkpoints>/.servers/<round>.json``.
@@ -37,7 +37,7 @@ from orbit.keys import round_index, round_key, validate_round
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_PYTHON_ENV = "ORBIT_TRAIN_PYTHON"
 BASE_GGUF_ENV = "ORBIT_BASE_GGUF"
-DEFAULT_TRAIN_PYTHON = REPO_ROOT / ".tools" / "train" / "bin" / "python"
+DEFAULT_TRAIN_PYTHON = REPO_ROOT / ".tools" / "train" / "trl" / "bin" / "python"
 DEFAULT_BASE_GGUF = REPO_ROOT / ".tools" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 SCRIPT = Path(__file__).with_name("sft_lora.py")
 GGUF_NAME = "model.gguf"
@@ -88,7 +88,7 @@ class LLMTrainSettings:
         path = Path(self.train_python or os.environ.get(TRAIN_PYTHON_ENV) or DEFAULT_TRAIN_PYTHON)
         if not path.exists():
             raise FileNotFoundError(f"no training Python at {path}: run `make flywheel-llm` (it builds "
-                                    f".tools/train) or set ${TRAIN_PYTHON_ENV}")
+                                    f".tools/train/trl) or set ${TRAIN_PYTHON_ENV}")
         return path
 
 

@@ -1,0 +1,189 @@
+"""The verifier as an online reward: GRPO scores a completion by replaying its task.
+
+One scorer, two trainer entry points:
+
+- ms-swift (external ORM plugin)::
+
+      swift rlhf --rlhf_type grpo ... --external_plugins orbit/rewards.py --reward_funcs orbit_verifier
+
+  Loading this file registers ``orbit_verifier`` in ``swift.rewards.orms`` (when ms-swift is
+  importable). ms-swift calls it with the completions and every dataset column, plus ``messages``:
+  the whole conversation ending in the completion (a multi-turn rollout included).
+- TRL: ``GRPOTrainer(..., reward_funcs=orbit.rewards.reward_func)``; TRL passes ``prompts``,
+  ``completions`` (text or assistant messages) and the dataset columns.
+
+Both need the GRPO export's columns ``env``, ``task_spec`` (the task as the generator recorded it),
+``task_id`` and ``task_history`` (for games: the chance and opponent actions before the learner's
+first turn). The trajectory (prompt + completion) is rebuilt as a record and goes through
+``orbit.verification.verify_record`` with the env's own verifier, the one the verify stage uses.
+
+What a completion can be scored on. A finished episode (a LiveWeb trajectory ending in ``stop``, a
+game played to the end) gets the verifier's score in [0, 1]. A one-turn completion of a multi-turn
+env usually does not finish the episode: it can be checked for everything the verifier checks up
+to that turn -- a game answer parses and names a legal action for the shown board; a LiveWeb tool
+call is well-formed, names a known tool, and works on the replayed page -- but not for the outcome
+(who wins, whether the answers are right). Such a valid but unfinished turn earns
+``UNFINISHED_REWARD`` (0.1, or ``ORBIT_REWARD_UNFINISHED``); a turn that breaks a rule earns 0.
+A LiveWeb ``stop`` call in one turn is graded in full.
+
+Text completions may carry tool calls as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
+blocks (Hermes/Qwen style) or as one bare JSON object of that shape.
+"""
+
+import json
+import os
+import re
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, Sequence
+
+from orbit.schema import message, tool_call
+
+UNFINISHED_REWARD = float(os.environ.get("ORBIT_REWARD_UNFINISHED", "0.1"))
+UNFINISHED_REASONS = ("game.not_terminal", "trajectory.missing_stop", "observation.missing")
+TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
+
+
+def history_before_first_turn(env: str, metadata: Mapping[str, Any]) -> list[int]:
+    """For games, the recorded actions before the learner's first turn (chance and opponent moves):
+    what a reward needs to rebuild the state the prompt shows. Other envs: []."""
+    history = metadata.get("history")
+    if not isinstance(history, list) or not metadata.get("task"):
+        return []
+    from orbit.games.tasks import GameTask, TaskSpecError, load_game
+
+    try:
+        task = GameTask.from_json(metadata["task"])
+    except TaskSpecError:
+        return []
+    state = load_game(task).new_initial_state()
+    prefix = []
+    for action in history:
+        if state.is_terminal() or (not state.is_chance_node() and state.current_player() == task.seat):
+            break
+        prefix.append(int(action))
+        state.apply_action(int(action))
+    return prefix
+
+
+@lru_cache(maxsize=None)
+def _verifier(env: str, cache_dir: str | None):
+    from orbit.envs import env_spec, family_of
+
+    spec = env_spec(env)
+    options = {"cache_dir": cache_dir} if cache_dir else None
+    return family_of(spec).verifier(spec, options) if options else family_of(spec).verifier(spec), spec
+
+
+def _as_messages(completion: Any) -> list[dict]:
+    """A completion (text, a message, or a list of messages) as record messages."""
+    if isinstance(completion, Mapping):
+        completion = [completion]
+    if isinstance(completion, (list, tuple)):
+        out = []
+        for m in completion:
+            calls = []
+            for k, call in enumerate(m.get("tool_calls") or []):
+                fn = call.get("function", call)
+                args = fn.get("arguments", {})
+                calls.append(tool_call(call.get("id") or f"call_r{k}", fn.get("name"),
+                                       args if isinstance(args, str) else json.dumps(args, sort_keys=True)))
+            out.append(message(m.get("role", "assistant"), m.get("content"), tool_calls=calls or None,
+                               tool_call_id=m.get("tool_call_id"), name=m.get("name")))
+        return out
+    text = "" if completion is None else str(completion)
+    blocks = TOOL_CALL_RE.findall(text)
+    if not blocks and text.strip().startswith("{"):
+        blocks = [text.strip()]
+    calls = []
+    for k, block in enumerate(blocks):
+        try:
+            parsed = json.loads(block)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and "name" in parsed:
+            args = parsed.get("arguments", {})
+            calls.append(tool_call(f"call_r{k}", str(parsed["name"]),
+                                   args if isinstance(args, str) else json.dumps(args, sort_keys=True)))
+    content = TOOL_CALL_RE.sub("", text).strip() if calls else text
+    if calls and text.strip().startswith("{") and not TOOL_CALL_RE.search(text):
+        content = ""
+    return [message("assistant", content or None, tool_calls=calls or None)]
+
+
+def _clean(messages: Iterable[Mapping[str, Any]]) -> list[dict]:
+    return _as_messages([dict(m) for m in messages if m])
+
+
+def score(env: str, task_spec: str | Mapping[str, Any], trajectory: Sequence[Mapping[str, Any]], *,
+          task_id: str | None = None, task_history: str | Sequence[int] | None = None,
+          tools: str | None = None, cache_dir: str | None = None) -> tuple[float, list[str]]:
+    """The reward of one trajectory (prompt + completion) and the verifier's reasons."""
+    from orbit.verification import verify_record
+
+    spec = json.loads(task_spec) if isinstance(task_spec, str) else dict(task_spec or {})
+    history = json.loads(task_history) if isinstance(task_history, str) else list(task_history or [])
+    metadata: dict[str, Any] = {"task": spec}
+    if history or env != "liveweb":
+        metadata["history"] = history
+    record = {"env": env, "task_id": task_id, "seed": spec.get("seed") if isinstance(spec, dict) else None,
+              "messages": list(trajectory), "tools": tools, "score": None, "metadata": json.dumps(metadata)}
+    verifier, env_spec = _verifier(env, cache_dir or os.environ.get("ORBIT_LIVEWEB_CACHE"))
+    value, passed, reasons = verify_record(record, verifier, env_spec.pass_threshold)
+    if not reasons or (passed and value > 0):
+        return float(value), reasons
+    kinds = {r.split(":", 1)[0] for r in reasons}
+    if kinds <= set(UNFINISHED_REASONS):
+        return UNFINISHED_REWARD, reasons
+    return 0.0, reasons
+
+
+def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list:
+    value = kwargs.get(name)
+    return list(value) if isinstance(value, (list, tuple)) else [value] * n
+
+
+def reward_func(completions: Sequence[Any], prompts: Sequence[Any] | None = None, **kwargs: Any) -> list[float]:
+    """TRL ``reward_funcs`` callable (also what the ms-swift ORM calls): one reward per completion."""
+    n = len(completions)
+    prompts = list(prompts) if prompts is not None else _column(kwargs, "prompt", n)
+    conversations = _column(kwargs, "messages", n)
+    envs, specs = _column(kwargs, "env", n), _column(kwargs, "task_spec", n)
+    task_ids, histories = _column(kwargs, "task_id", n), _column(kwargs, "task_history", n)
+    tools = _column(kwargs, "tools", n)
+    rewards = []
+    for i, completion in enumerate(completions):
+        if conversations[i]:  # ms-swift: the whole conversation, ending in the completion
+            trajectory = _clean(conversations[i][:-1]) + _as_messages(
+                conversations[i][-1] if isinstance(conversations[i][-1], Mapping) and
+                conversations[i][-1].get("tool_calls") else completion)
+        else:
+            prompt = prompts[i] if isinstance(prompts[i], (list, tuple)) else [
+                {"role": "user", "content": prompts[i] or ""}]
+            trajectory = _clean(prompt) + _as_messages(completion)
+        if not envs[i] or specs[i] is None:
+            rewards.append(0.0)
+            continue
+        value, _ = score(envs[i], specs[i], trajectory, task_id=task_ids[i], task_history=histories[i],
+                         tools=tools[i])
+        rewards.append(value)
+    return rewards
+
+
+try:  # ms-swift: --external_plugins orbit/rewards.py --reward_funcs orbit_verifier
+    from swift.rewards import ORM, orms
+except ImportError:  # not running under ms-swift
+    ORM, orms = object, None
+
+
+class OrbitVerifierORM(ORM):
+    """ms-swift ORM wrapper of ``reward_func``."""
+
+    def __init__(self, args: Any = None, **kwargs: Any):
+        self.args = args
+
+    def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        return reward_func(completions, **kwargs)
+
+
+if orms is not None:
+    orms["orbit_verifier"] = OrbitVerifierORM
