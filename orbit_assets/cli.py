@@ -13,6 +13,7 @@ import duckdb
 
 from orbit.cli import add_query_commands, query
 from orbit.cli import print_table as _print_table
+from orbit import lake
 from orbit.home import ensure_home, lake_root
 from orbit.report import FLYWHEEL_HEADLINE_SQL, FLYWHEEL_SQL, SUMMARY_SQL  # noqa: F401
 
@@ -124,7 +125,7 @@ def print_flywheel_summary() -> None:
     query(FLYWHEEL_SQL)
     print("\nWhat the data say, per env:")
     query(FLYWHEEL_HEADLINE_SQL)
-    print(f"\nNext: the chart {lake_root() / 'flywheel_report' / 'flywheel.png'}; "
+    print(f"\nNext: the chart {lake.report_file(lake_root(), 'flywheel.png')}; "
           "`make ui` (Dagster UI, http://127.0.0.1:3000: runs, assets, p and g per materialization); "
           "`.venv/bin/orbit yields --by-source` (every source's p, self-play bots included).")
 
