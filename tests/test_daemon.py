@@ -77,12 +77,8 @@ def dagster_dev(tmp_path):
             time.sleep(1)
         yield port, home
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        os.killpg(proc.pid, signal.SIGKILL)  # dagster dev ignores SIGTERM in the background: end its group
+        proc.wait(timeout=60)
         log.close()
 
 
