@@ -69,8 +69,10 @@ TORCH_VERSION := 2.13.0
 SMOLLM_GGUF := $(GGUF)
 SMOLLM_HF := $(MODELS_DIR)/smollm2-135m-hf
 TRAINERS_RUN := $(CURDIR)/.tools/trainers-run
+# offline: every hub lookup the trainers still try goes to a closed loopback port, never out
 TRAINER_ENV := HF_HOME=$(CURDIR)/.tools/hf MODELSCOPE_CACHE=$(CURDIR)/.tools/modelscope HF_HUB_OFFLINE=1 \
-	HF_DATASETS_OFFLINE=1 USE_HF=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=2
+	HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_ENDPOINT=http://127.0.0.1:9 \
+	MODELSCOPE_ENDPOINT=http://127.0.0.1:9 USE_HF=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=2
 
 $(TRAIN_DIR)/%/.installed: tests/trainers/requirements-%.txt
 	rm -rf $(TRAIN_DIR)/$*

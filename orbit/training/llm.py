@@ -178,6 +178,7 @@ def run_trainer(examples: list[dict], parent_gguf: Path, out_dir: Path, settings
     log_path = out_dir / "train.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER")}
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                "HF_ENDPOINT": "http://127.0.0.1:9", "MODELSCOPE_ENDPOINT": "http://127.0.0.1:9",
                 "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true", "DO_NOT_TRACK": "1",
                 "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"})
     with open(log_path, "wb") as log:

@@ -73,9 +73,12 @@ def test_tiny_lora_round_serves_and_triggers_the_sensor(tmp_path):
         orbit = OrbitSettings(lake=str(lake_root), checkpoints=str(ckpts), max_rounds=4)
         RoundRegistry(orbit.lake).add("openai:http://127.0.0.1:9/v1#smollm2-base")
         with dg.instance_for_test() as instance:
-            result = checkpoint_sensor(dg.build_sensor_context(instance=instance, resources={"settings": orbit}))
-            assert result.dynamic_partitions_requests[0].partition_keys == ["r0001"]
-            assert {r.tags["orbit/policy"] for r in result.run_requests} == {checkpoint.policy}
+            instance.add_dynamic_partitions("rounds", ["r0000"])
+            checkpoint_sensor(dg.build_sensor_context(instance=instance, resources={"settings": orbit}))
+            # the sensor registers the next free round with the served checkpoint; the automation runs it
+            assert instance.get_dynamic_partitions("rounds") == ["r0000", "r0001"]
+            entry = RoundRegistry(orbit.lake).get("r0001")
+            assert (entry.policy, entry.checkpoint) == (checkpoint.policy, checkpoint.name)
         assert read_checkpoint(checkpoint.path).policy == checkpoint.policy
         assert stop_server(ckpts, "r0001") and not stop_server(ckpts, "r0001")
     finally:
