@@ -23,7 +23,6 @@ Goals: generator workers=1 >= 0.9x bare loop; workers=2 >= 1.7x workers=1.
 
 import argparse
 import json
-import os
 import random
 import sys
 import time

@@ -14,7 +14,6 @@ The replay itself (``_replay``) only ever reads validated values: the checks on
 the record's shape run first, in ``verify``.
 """
 
-import json
 import math
 from typing import Any, Mapping
 
