@@ -13,8 +13,8 @@ from orbit.policies.uri import InvalidPolicyURI, parse_policy_uri
 from orbit.rounds import RoundEntry
 from orbit.sampling import SamplingPlan, run_sampling
 from orbit import lake
-from orbit.games.cfr import CFR_SCHEMA, params_key, solve_cfr
-from orbit.games.family import cfr_configs, cfr_table_file
+from orbit.games.cfr import CFR_SCHEMA, solve_cfr
+from orbit.games.family import cfr_table_file, unsolved_cfr_configs
 from orbit.importer import ImportCounts, import_jsonl
 from orbit.keys import round_base_seed, round_index
 from orbit.lake import ArrowStream
@@ -68,14 +68,9 @@ class CfrConfig(dg.Config):
 )
 def cfr_policies(context: dg.AssetExecutionContext, config: CfrConfig, settings: OrbitSettings) -> pa.Table:
     envs = [env_spec(e) for e in config.envs] if config.envs is not None else list(ENVS.values())
-    existing = lake.read_table(cfr_table_file(settings.lake_path())) if cfr_table_file(
-        settings.lake_path()).exists() else CFR_SCHEMA.empty_table()
-    have = set(zip(existing.column("game").to_pylist(), existing.column("params").to_pylist(),
-                   existing.column("iterations").to_pylist()))
-    tables = [existing]
-    for game, params, iterations in cfr_configs(envs):
-        if (game, params_key(params), iterations) in have:
-            continue  # solved before: the table keeps it
+    path = cfr_table_file(settings.lake_path())
+    tables = [lake.read_table(path) if path.exists() else CFR_SCHEMA.empty_table()]  # solved before: kept
+    for game, params, iterations in unsolved_cfr_configs(envs, settings.lake_path()):
         context.log.info(f"CFR {game} {params} x{iterations}")
         tables.append(solve_cfr(game, params, iterations))
     return pa.concat_tables(tables)

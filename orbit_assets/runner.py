@@ -104,20 +104,10 @@ class Runner:
     def ensure_cfr(self, envs: list[str]) -> None:
         """Solve the CFR bots of these envs unless the table already has them."""
         from orbit.envs import env_spec
-        from orbit.games.cfr import params_key
-        from orbit.games.family import cfr_configs, cfr_table_file
+        from orbit.games.family import unsolved_cfr_configs
 
-        needed = cfr_configs([env_spec(e) for e in envs])
-        if not needed:
+        if not unsolved_cfr_configs([env_spec(e) for e in envs], self.settings.lake_path()):
             return
-        path = cfr_table_file(self.settings.lake_path())
-        if path.exists():
-            from orbit import lake
-
-            table = lake.read_table(path, columns=["game", "params", "iterations"])
-            have = set(zip(*(table.column(c).to_pylist() for c in ("game", "params", "iterations"))))
-            if all((g, params_key(p), i) in have for g, p, i in needed):
-                return
         self.execute("cfr_job", "cfr_policies: solving CFR average policies",
                      run_config={"ops": {"cfr_policies": {"config": {"envs": envs}}}})
 

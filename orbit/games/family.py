@@ -56,6 +56,16 @@ def cfr_table_file(lake_root: Path) -> Path:
     return lake.partition_file(lake_root, CFR_ASSET)
 
 
+def unsolved_cfr_configs(specs: list[EnvSpec], lake_root: Path) -> list[tuple[str, dict, int]]:
+    """The (game, params, iterations) these envs' CFR bots need that the lake's table does not hold yet."""
+    path = cfr_table_file(lake_root)
+    have: set = set()
+    if path.exists():
+        table = lake.read_table(path, columns=["game", "params", "iterations"])
+        have = set(zip(*(table.column(c).to_pylist() for c in ("game", "params", "iterations"))))
+    return [(g, p, i) for g, p, i in cfr_configs(specs) if (g, params_key(p), i) not in have]
+
+
 def load_cfr_table(game: str, params: Mapping[str, Any], iterations: int, lake_root: Path | None) -> PolicyTable:
     """The stored CFR policy when the lake has it, else solved here."""
     if lake_root is not None and cfr_table_file(lake_root).exists():
