@@ -51,6 +51,10 @@ class Verdict:
 
 
 class Verifier(Protocol):
+    """Optional attributes: ``parallel_safe = True`` when a verdict depends on the record alone (the
+    verify stage may then verify batches in worker processes), and ``columns``, the record fields
+    ``verify`` reads (the verify stage then decodes only those)."""
+
     name: str
     version: str
 

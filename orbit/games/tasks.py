@@ -31,6 +31,9 @@ def canonical_params(params: Mapping[str, Any]) -> str:
     return json.dumps(dict(params), sort_keys=True, ensure_ascii=True, separators=(",", ":"))
 
 
+MAX_REMEMBERED_TASKS = 65_536
+
+
 @dataclass(frozen=True)
 class GameTask:
     game: str
@@ -69,6 +72,17 @@ class GameTask:
             raise TaskSpecError("task seed out of range")
         if expect is not None:
             want_game, want_params = expect
+            if not params and not want_params and game == want_game:
+                key = (game, seed, seat)  # the common case: default parameters; tasks repeat across samples
+                task = _DEFAULT_TASKS.get(key)
+                if task is None:
+                    task = cls(game=game, seed=seed, seat=seat, params={})
+                    if not 0 <= seat < load_game(task).num_players():
+                        raise TaskSpecError(f"seat {seat} out of range for {game}")
+                    if len(_DEFAULT_TASKS) >= MAX_REMEMBERED_TASKS:
+                        _DEFAULT_TASKS.clear()
+                    _DEFAULT_TASKS[key] = task
+                return task
             if not params or not want_params:
                 same = game == want_game and not params and not want_params
             else:
@@ -85,6 +99,7 @@ class GameTask:
         return task
 
 
+_DEFAULT_TASKS: dict[tuple[str, int, int], GameTask] = {}  # valid default-parameter tasks (immutable)
 _GAMES: dict[str, pyspiel.Game] = {}
 _DEFAULT_GAMES: dict[str, pyspiel.Game] = {}
 

@@ -23,6 +23,7 @@ from orbit.games.match import learner_score
 from orbit.games.prompts import parse_answer, split_turn_prompt, system_prompt
 from orbit.games.replay_cache import game_tree
 from orbit.jsonmemo import loads_shared
+from orbit.plain_messages import PlainMessages
 from orbit.games.tasks import GameTask, TaskEnvMismatch, TaskSpecError, load_game
 
 SCORE_TOLERANCE = 1e-9
@@ -81,6 +82,7 @@ def _parse_answer(content: str | None) -> int | None:
 
 class GameReplayVerifier:
     parallel_safe = True  # a verdict depends on the record alone: batches may be verified anywhere
+    columns = ("env", "task_id", "messages", "tools", "score", "metadata")  # all it reads of a record
     name = "game_replay"
     version = "2"  # answer format v2 (orbit.games.prompts.parse_answer: bare ID, {"move": ID}, final <answer>ID</answer>)
 
@@ -125,67 +127,76 @@ class GameReplayVerifier:
             return Verdict(0.0, (TOOLS_MISMATCH,))
         history = meta.get("history")
         if not isinstance(history, list) or len(history) > MAX_HISTORY or not (
-                all(type(a) is int for a in history) or all(_is_int(a) for a in history)):
+                not set(map(type, history)) - {int} or all(_is_int(a) for a in history)):
             return Verdict(0.0, ("history.invalid",))
         messages = record.get("messages")
-        messages = list(messages) if isinstance(messages, (list, tuple)) else []
-        if not messages:
-            return Verdict(0.0, ("trajectory.empty",))
-        if not all(isinstance(m, dict) for m in messages):
-            return Verdict(0.0, ("trajectory.turn_order",))
-        tool_use = [f"{TOOL_USE}:{i}" for i, m in enumerate(messages)
-                    if m.get("tool_calls") or m.get("tool_call_id") is not None or m.get("role") == "tool"]
-        if tool_use:
-            return Verdict(0.0, tuple(tool_use))
+        if type(messages) is not PlainMessages:  # plain chat needs none of these scans (see orbit.plain_messages)
+            messages = list(messages) if isinstance(messages, (list, tuple)) else []
+            if not messages:
+                return Verdict(0.0, ("trajectory.empty",))
+            if not all(isinstance(m, dict) for m in messages):
+                return Verdict(0.0, ("trajectory.turn_order",))
+            tool_use = [f"{TOOL_USE}:{i}" for i, m in enumerate(messages)
+                        if m.get("tool_calls") or m.get("tool_call_id") is not None or m.get("role") == "tool"]
+            if tool_use:
+                return Verdict(0.0, tuple(tool_use))
         return self._replay(record, meta, task, history, messages)
+
+    @staticmethod
+    def _check_turn(walk, seat: int, roles: list, texts: list, cursor: int, expected_action: int | None,
+                    reasons: list[str]) -> bool:
+        """Check the user/assistant pair at ``cursor`` against the replay; False stops the replay."""
+        if cursor >= len(roles):
+            reasons.append("game.not_terminal")
+            return False
+        if roles[cursor] != "user" or cursor + 1 >= len(roles) or roles[cursor + 1] != "assistant":
+            reasons.append("trajectory.turn_order")
+            return False
+        expected, expected_obs, expected_legal = walk.prompt(seat)
+        shown = texts[cursor] or ""
+        if shown != expected:  # equal prompts have equal parts: split and compare only what differs
+            shown_obs, shown_legal = split_turn_prompt(shown)
+            if shown_obs != expected_obs:
+                reasons.append("observation.mismatch")
+            if shown_legal != expected_legal:
+                reasons.append("legal_actions.mismatch")
+        action = _parse_answer(texts[cursor + 1])
+        if action is None:
+            reasons.append("answer.unparseable")
+            return False
+        if action not in walk.node.legal:  # the learner is to move here: its legal actions
+            reasons.append("action.illegal")
+            return False
+        if expected_action is None:
+            reasons.append("game.not_terminal")
+            return False
+        if action != expected_action:
+            reasons.append("action.history_mismatch")
+            return False
+        return True
 
     def _replay(self, record: Mapping[str, Any], meta: Mapping[str, Any], task: GameTask, history: list[int],
                 messages: list[Mapping[str, Any]]) -> Verdict:
         reasons: list[str] = []
-        if messages[0].get("role") != "system" or messages[0].get("content") != _system_prompt(task.game, task.seat):
+        if type(messages) is PlainMessages:  # every message a dict with a str role and str content
+            roles = [m["role"] for m in messages]
+            texts = [m["content"] for m in messages]
+        else:
+            roles = [m.get("role") for m in messages]
+            texts = [_text(m) for m in messages]
+        if roles[0] != "system" or messages[0].get("content") != _system_prompt(task.game, task.seat):
             reasons.append("prompt.system_mismatch")
-        turns = messages[1:]
+        n_messages = len(messages)
         walk = game_tree(load_game(task)).walker()  # facts per history prefix, remembered across records
+        path = walk.path
         seat = task.seat
-        cursor = 0  # index into turns
-
-        def check_turn(expected_action: int | None) -> bool:
-            """Check the next user/assistant pair against the replay; False stops the replay."""
-            nonlocal cursor
-            if cursor >= len(turns):
-                reasons.append("game.not_terminal")
-                return False
-            user = turns[cursor]
-            answer = turns[cursor + 1] if cursor + 1 < len(turns) else None
-            cursor += 2
-            if user.get("role") != "user" or answer is None or answer.get("role") != "assistant":
-                reasons.append("trajectory.turn_order")
-                return False
-            expected, expected_obs, expected_legal = walk.prompt(seat)
-            shown = _text(user) or ""
-            if shown != expected:  # equal prompts have equal parts: split and compare only what differs
-                shown_obs, shown_legal = split_turn_prompt(shown)
-                if shown_obs != expected_obs:
-                    reasons.append("observation.mismatch")
-                if shown_legal != expected_legal:
-                    reasons.append("legal_actions.mismatch")
-            action = _parse_answer(_text(answer))
-            if action is None:
-                reasons.append("answer.unparseable")
-                return False
-            if action not in walk.node.legal:  # the learner is to move here: its legal actions
-                reasons.append("action.illegal")
-                return False
-            if expected_action is None:
-                reasons.append("game.not_terminal")
-                return False
-            if action != expected_action:
-                reasons.append("action.history_mismatch")
-                return False
-            return True
-
+        node = walk.node
+        cursor = 1  # index of the next user message
+        # One step per recorded action. A learner turn is checked against the replay: the next
+        # user/assistant pair must be in order, show this node's prompt, and answer the recorded
+        # action. The walk follows remembered children itself (keeping the walker's node and path
+        # current) and asks the walker only for a node seen for the first time.
         for action in history:
-            node = walk.node
             if node.terminal:
                 reasons.append("history.past_terminal")
                 break
@@ -194,30 +205,47 @@ class GameReplayVerifier:
                     reasons.append("history.illegal_chance")
                     break
             elif node.player == seat:
-                if not check_turn(action):
-                    break
+                prompts = node.prompts
+                known = prompts.get(seat) if prompts is not None else None
+                if not (known is not None and cursor + 1 < n_messages and roles[cursor] == "user"
+                        and roles[cursor + 1] == "assistant" and texts[cursor] == known[0]
+                        and _ANSWERS.get(texts[cursor + 1]) == action and action in node.legal):
+                    # anything but a turn whose prompt and answer were seen before goes the long way
+                    walk.node = node
+                    if not self._check_turn(walk, seat, roles, texts, cursor, action, reasons):
+                        break
+                cursor += 2
             elif action not in node.legal:
                 reasons.append("history.illegal_action")
                 break
-            walk.advance(action)
+            child = node.children.get(action)
+            if child is None:
+                walk.node = node
+                walk.advance(action)
+                node = walk.node
+            else:
+                walk.state = None  # rebuilt from the path only if a later node is new
+                path.append(action)
+                node = child
         else:
-            node = walk.node
             if not node.terminal:
                 # A forfeited match ends on the learner's invalid answer; anything else is truncated.
-                if node.chance is None and node.player == seat and cursor < len(turns):
-                    check_turn(None)
+                walk.node = node
+                if node.chance is None and node.player == seat and cursor < n_messages:
+                    self._check_turn(walk, seat, roles, texts, cursor, None, reasons)
                 else:
                     reasons.append("game.not_terminal")
         if reasons:
             return Verdict(0.0, tuple(dict.fromkeys(reasons)))
-        if cursor != len(turns):
+        if cursor != n_messages:  # every message after the system prompt was a checked turn
             return Verdict(0.0, ("trajectory.extra_messages",))
-        returns = list(walk.node.returns)
+        returns = node.returns  # finite floats
         score = learner_score(returns, task.seat)
         claimed_returns = meta.get("returns")
         if claimed_returns is not None and not (
-            isinstance(claimed_returns, list) and len(claimed_returns) == len(returns)
-            and all(_is_number(c) and c == r for c, r in zip(claimed_returns, returns))
+            type(claimed_returns) is list and len(claimed_returns) == len(returns)
+            and all(c == r and (type(c) is float or type(c) is int or _is_number(c))
+                    for c, r in zip(claimed_returns, returns))
         ):
             reasons.append("outcome.mismatch")
         claimed = record.get("score")

@@ -87,3 +87,52 @@ def test_parallel_verify_batches_match_serial(monkeypatch):
     assert parallel_counts == serial_counts and list(parallel_counts.reasons) == list(serial_counts.reasons)
     assert serial_counts.failed > 0
     assert workers.POOL_STATS["requests"] == before + 1  # it ran on the worker pool
+
+
+def message_variants(records):
+    """Records whose messages are not plain chat in one way each (the batch path must see it too)."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    edits = [
+        lambda m: m[1].update(tool_calls=[call]),
+        lambda m: m[1].update(tool_calls=[]),
+        lambda m: m[2].update(tool_call_id="call_1"),
+        lambda m: m[1].update(role="tool"),
+        lambda m: m[2].update(content=None),
+        lambda m: m.__setitem__(1, None),
+        lambda m: m.__setitem__(slice(None), [x for x in m if x is None or x.get("role") != "assistant"]),
+        lambda m: m[2].update(content="x" * (V.MAX_CONTENT_CHARS + 1)),
+        lambda m: m.__setitem__(slice(None), m * (V.MAX_MESSAGES // len(m) + 1)),
+        lambda m: m.clear(),
+    ]
+    out = []
+    for i, rec in enumerate(records):
+        r = copy.deepcopy(rec)
+        edits[i % len(edits)](r["messages"])
+        out.append(r)
+    out.append(dict(copy.deepcopy(records[0]), messages=None))
+    return out
+
+
+@pytest.mark.parametrize("env", GAMES)
+def test_column_checked_plain_rows_give_the_row_by_row_verdicts(env):
+    """verify_batch (plain rows found column-wise, counts per batch) == verify_record row by row on plain lists."""
+    spec = env_spec(env)
+    records = generate(env, 30)
+    records += tampered(records) + message_variants(records)
+    table = pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+    verifier = family_of(spec).verifier(spec)
+    counts = V.VerifyCounts()
+    out = pa.Table.from_batches([V.verify_batch(b, verifier, spec.pass_threshold, counts)
+                                 for b in table.to_batches(max_chunksize=17)])
+    expected_counts = V.VerifyCounts()
+    expected = []
+    for row in table.to_pylist():
+        assert type(row["messages"]) is not V.PlainMessages
+        score, passed, reasons = V.verify_record(row, verifier, spec.pass_threshold)
+        expected.append({"score": score, "passed": passed, "reasons": reasons})
+        expected_counts.add(passed, reasons)
+    assert out.select(["score", "passed", "reasons"]).to_pylist() == expected
+    assert counts == expected_counts and list(counts.reasons) == list(expected_counts.reasons)
+    plain = V.plain_rows(table.column("messages"))
+    assert 0 < plain.sum() < len(records)
+    assert not any(plain[-len(records) // 3:])  # every message variant is caught column-wise
