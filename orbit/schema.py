@@ -8,7 +8,8 @@ OpenAI chat messages stored as nested Arrow, so DuckDB and Hugging Face
 
 import hashlib
 import json
-from typing import Any, Iterable, Mapping
+from json.encoder import encode_basestring
+from typing import Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
 
@@ -59,16 +60,48 @@ VERIFIED_EXTRA_FIELDS = [
 VERIFIED_SCHEMA = pa.schema(RECORD_FIELDS + VERIFIED_EXTRA_FIELDS)
 
 MESSAGE_KEYS = tuple(f.name for f in MESSAGE_TYPE)
+_MESSAGE_KEY_SET = frozenset(MESSAGE_KEYS)
+
+
+_HASH_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+_METADATA_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)  # json.dumps(..., sort_keys=True, ensure_ascii=False)
 
 
 def stable_hash(*parts: Any, length: int = 20) -> str:
     """Hex digest of the JSON encoding of ``parts``: stable across runs and machines."""
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    blob = _HASH_JSON.encode(parts)
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+
+def stable_hashes_by_index(*parts: Any, length: int = 20) -> Callable[[int], str]:
+    """``i -> stable_hash(*parts, int(i), length=length)``, with the JSON of ``parts`` encoded once.
+
+    The blob of ``stable_hash`` is the JSON list of its parts; an int is the last element, and its JSON
+    text is ``str(i)``, so the blob is the fixed prefix, ``str(i)`` and ``]``."""
+    if all(type(p) is str or type(p) is int for p in parts):  # the JSON the encoder writes for them
+        head = "[" + "".join(f"{encode_basestring(p) if type(p) is str else p}," for p in parts)
+    else:
+        head = _HASH_JSON.encode(parts)[:-1] + ("," if parts else "")
+
+    def digest(i: int) -> str:
+        blob = f"{head}{int(i)}]"
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+    return digest
+
+
+def encode_metadata(metadata: Mapping[str, Any]) -> str:
+    """A record's metadata text: ``json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False)``."""
+    return _METADATA_JSON.encode(dict(metadata))
 
 
 def make_record_id(env: str, round_key: str, task_id: str, source: str, policy: str, sample_idx: int) -> str:
     return stable_hash("record", env, round_key, task_id, source, policy, int(sample_idx))
+
+
+def record_ids(env: str, round_key: str, task_id: str, source: str, policy: str) -> Callable[[int], str]:
+    """``sample_idx -> make_record_id(env, round_key, task_id, source, policy, sample_idx)``, faster."""
+    return stable_hashes_by_index("record", env, round_key, task_id, source, policy)
 
 
 def prompt_of(messages: Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
@@ -113,8 +146,13 @@ def tool_call(call_id: str, name: str, arguments: Mapping[str, Any] | str) -> di
 
 def make_record(*, env: str, task_id: str, round_key: str, sample_idx: int, source: str, policy: str,
                 seed: int | None, messages: list[dict], score: float | None,
-                metadata: Mapping[str, Any] | None = None, tools: list[dict] | str | None = None) -> dict:
-    """Build one row of ``RECORD_SCHEMA`` as a Python dict."""
+                metadata: Mapping[str, Any] | None = None, tools: list[dict] | str | None = None,
+                record_id: str | None = None, metadata_json: str | None = None) -> dict:
+    """Build one row of ``RECORD_SCHEMA`` as a Python dict.
+
+    ``record_id``: the caller's ``record_ids(...)(sample_idx)`` for these fields (computed here otherwise);
+    ``metadata_json``: the caller's ``encode_metadata(metadata)`` text, given instead of ``metadata``.
+    Messages made by ``message`` (every key of a message, nothing else) are taken as they are."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     if not task_id:
@@ -122,7 +160,7 @@ def make_record(*, env: str, task_id: str, round_key: str, sample_idx: int, sour
     if tools is not None and not isinstance(tools, str):
         tools = json.dumps(tools, sort_keys=True, ensure_ascii=False)
     return {
-        "record_id": make_record_id(env, round_key, task_id, source, policy, sample_idx),
+        "record_id": record_id or make_record_id(env, round_key, task_id, source, policy, sample_idx),
         "env": env,
         "task_id": task_id,
         "round": round_key,
@@ -130,10 +168,11 @@ def make_record(*, env: str, task_id: str, round_key: str, sample_idx: int, sour
         "source": source,
         "policy": policy,
         "seed": None if seed is None else int(seed),
-        "messages": [{k: m.get(k) for k in MESSAGE_KEYS} for m in messages],
+        "messages": [m if type(m) is dict and m.keys() == _MESSAGE_KEY_SET else {k: m.get(k) for k in MESSAGE_KEYS}
+                     for m in messages],
         "tools": tools,
         "score": None if score is None else float(score),
-        "metadata": json.dumps(dict(metadata or {}), sort_keys=True, ensure_ascii=False),
+        "metadata": metadata_json if metadata_json is not None else encode_metadata(metadata or {}),
         "schema_version": SCHEMA_VERSION,
     }
 

@@ -7,6 +7,7 @@ Matches are spread in task chunks over one worker pool per process, started by t
 first request worth it and reused by every later one.
 """
 
+import json
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -18,11 +19,11 @@ from orbit import lake
 from orbit.envs.base import EnvSpec, GenerationRequest
 from orbit.games.bots import bot_label, make_bot
 from orbit.games.cfr import PolicyTable, params_key, policy_table, solve_cfr
-from orbit.games.match import play_bot_match
+from orbit.games.match import MatchResult, play_bot_match
 from orbit.games.rollout import play_policy_match
-from orbit.games.tasks import GameTask, load_game, match_seed
+from orbit.games.tasks import GameTask, load_game, match_seeds
 from orbit.games.verifier import GameReplayVerifier
-from orbit.schema import make_record, records_to_batch
+from orbit.schema import encode_metadata, make_record, record_ids, records_to_batch
 from orbit.workers import POOL_STATS, pool_running, shutdown_pool, worker_pool
 
 CFR_ASSET = "cfr_policies"
@@ -31,6 +32,7 @@ PROBE_JOBS = 16
 BATCH_JOBS = 512
 POOL_WORTH_S = 2.0  # estimated serial seconds below which starting worker processes does not pay off
 POOL_WARM_WORTH_S = 0.05  # the same once this process's pool is running (nothing left to start)
+_VALUE_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)  # as encode_metadata writes values
 
 def game_tasks(game: str, params: Mapping[str, Any], num_tasks: int, base_seed: int) -> list[GameTask]:
     players = load_game(game, params).num_players()
@@ -76,17 +78,30 @@ def load_cfr_table(game: str, params: Mapping[str, Any], iterations: int, lake_r
     return policy_table(solve_cfr(game, params, iterations), game, params, iterations)
 
 
+def selfplay_metadata(task_json: str, learner_json: str, opponent_json: str, result: MatchResult) -> str:
+    """``encode_metadata`` of a self-play record's metadata (task, history, returns, terminated, learner,
+    opponent) from the per-task parts already encoded: the same text, keys in sorted order."""
+    return (f'{{"history": {_VALUE_JSON.encode(result.history)}, "learner": {learner_json}, '
+            f'"opponent": {opponent_json}, "returns": {_VALUE_JSON.encode(result.returns)}, '
+            f'"task": {task_json}, "terminated": {_VALUE_JSON.encode(result.terminated)}}}')
+
+
 def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
                 jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
     rows = []
     policy = bot_label(learner)
-    games: dict[tuple, Any] = {}  # the chunk's tasks share one game: load it once
-    for task, sample_idx in jobs:
-        key = (task.game, params_key(task.params))
-        game = games.get(key)
-        if game is None:
-            game = games[key] = load_game(task)
-        seed = match_seed(round_key, env_name, task.seed, sample_idx)
+    learner_json, opponent_json = encode_metadata(learner), encode_metadata(opponent)
+    task = game = None
+    for job_task, sample_idx in jobs:
+        if job_task is not task:  # jobs come task by task: per-task values are made once
+            if game is None or job_task.game != task.game or job_task.params != task.params:
+                game = load_game(job_task)
+            task = job_task
+            task_id = task.task_id
+            seeds = match_seeds(round_key, env_name, task.seed)
+            ids = record_ids(env_name, round_key, task_id, "selfplay", policy)
+            task_json = encode_metadata(task.to_json())
+        seed = seeds(sample_idx)
         result = play_bot_match(
             task,
             make_bot(learner, game, seed + 1, cfr_table),
@@ -96,13 +111,10 @@ def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mappi
         )
         rows.append(
             make_record(
-                env=env_name, task_id=task.task_id, round_key=round_key, sample_idx=sample_idx,
+                env=env_name, task_id=task_id, round_key=round_key, sample_idx=sample_idx,
                 source="selfplay", policy=policy, seed=seed, messages=result.messages,
-                score=result.learner_score(task.seat),
-                metadata={
-                    "task": task.to_json(), "history": result.history, "returns": result.returns,
-                    "terminated": result.terminated, "learner": dict(learner), "opponent": dict(opponent),
-                },
+                score=result.learner_score(task.seat), record_id=ids(sample_idx),
+                metadata_json=selfplay_metadata(task_json, learner_json, opponent_json, result),
             )
         )
     return records_to_batch(rows)

@@ -14,12 +14,12 @@ from typing import Generator
 import pyspiel
 
 from orbit.games.bots import Bot
-from orbit.games.prompts import parse_answer, system_prompt, turn_prompt
+from orbit.games.prompts import parse_answer, system_prompt, turn_prompt_at
 from orbit.games.tasks import GameTask, load_game
 from orbit.schema import message
 
 
-@dataclass
+@dataclass(slots=True)
 class LearnerTurn:
     state: pyspiel.State
     messages: list[dict]
@@ -51,7 +51,9 @@ def sample_chance(state: pyspiel.State, rng: random.Random) -> int:
 def match_steps(task: GameTask, opponent: Bot, seed: int,
                 game: pyspiel.Game | None = None) -> Generator[LearnerTurn, str, MatchResult]:
     """``game`` is the task's loaded game when the caller has it (it is loaded here otherwise)."""
-    state = (game or load_game(task)).new_initial_state()
+    game = game or load_game(task)
+    state = game.new_initial_state()
+    history: list[int] = []  # every action applied here, to key the remembered turn prompts
     chance_rng = None  # seeded at the first chance node: games without chance never pay for it
     messages = [message("system", system_prompt(task.game, task.seat))]
     terminated = None
@@ -59,25 +61,26 @@ def match_steps(task: GameTask, opponent: Bot, seed: int,
         if state.is_chance_node():
             if chance_rng is None:
                 chance_rng = random.Random(seed)
-            state.apply_action(sample_chance(state, chance_rng))
-            continue
-        player = state.current_player()
-        if player != task.seat:
-            state.apply_action(opponent(state))
-            continue
-        messages.append(message("user", turn_prompt(state, player)))
-        answer = yield LearnerTurn(state, messages)
-        messages.append(message("assistant", answer))
-        action = parse_answer(answer)
-        if action is None:
-            terminated = "answer.unparseable"
-        elif action not in state.legal_actions(player):
-            terminated = "action.illegal"
-        if terminated:
-            break
+            action = sample_chance(state, chance_rng)
+        else:
+            player = state.current_player()
+            if player == task.seat:
+                messages.append(message("user", turn_prompt_at(state, player, game, tuple(history))))
+                answer = yield LearnerTurn(state, messages)
+                messages.append(message("assistant", answer))
+                action = parse_answer(answer)
+                if action is None:
+                    terminated = "answer.unparseable"
+                elif action not in state.legal_actions(player):
+                    terminated = "action.illegal"
+                if terminated:
+                    break
+            else:
+                action = opponent(state)
         state.apply_action(action)
+        history.append(action)
     returns = None if terminated else [float(r) for r in state.returns()]
-    return MatchResult(messages=messages, history=list(state.history()), returns=returns, terminated=terminated)
+    return MatchResult(messages=messages, history=history, returns=returns, terminated=terminated)
 
 
 def play_bot_match(task: GameTask, learner: Bot, opponent: Bot, seed: int,

@@ -44,6 +44,16 @@ RULES = {
 
 
 def system_prompt(game: str, seat: int) -> str:
+    text = _SYSTEM_PROMPTS.get((game, seat))
+    if text is None:
+        text = _SYSTEM_PROMPTS[(game, seat)] = _system_prompt(game, seat)
+    return text
+
+
+_SYSTEM_PROMPTS: dict[tuple[str, int], str] = {}
+
+
+def _system_prompt(game: str, seat: int) -> str:
     return (
         f"You are playing {game.replace('_', ' ')} as player {seat}.\n"
         f"Rules: {RULES[game]}\n"
@@ -69,6 +79,27 @@ def turn_prompt(state: pyspiel.State, player: int) -> str:
         f"Observation (player {player}):\n{observation_text(state, player)}\n"
         f"{LEGAL_HEADER}\n{legal_action_lines(state, player)}"
     )
+
+
+_TURN_PROMPTS: dict[int, tuple[pyspiel.Game, dict]] = {}  # id(game) -> (game, {(player, history): prompt})
+MAX_TURN_PROMPTS = 200_000  # per game
+
+
+def turn_prompt_at(state: pyspiel.State, player: int, game: pyspiel.Game, history: tuple[int, ...]) -> str:
+    """``turn_prompt(state, player)`` for the state ``history`` reaches in ``game``, remembered per
+    process: a game's state is a function of its history, and self-play matches share their openings.
+    The game is held with its prompts, so its id is never reused while they are remembered."""
+    entry = _TURN_PROMPTS.get(id(game))
+    if entry is None or entry[0] is not game:
+        entry = _TURN_PROMPTS[id(game)] = (game, {})
+    prompts = entry[1]
+    key = (player, history)
+    text = prompts.get(key)
+    if text is None:
+        if len(prompts) >= MAX_TURN_PROMPTS:
+            prompts.clear()
+        text = prompts[key] = turn_prompt(state, player)
+    return text
 
 
 def split_turn_prompt(content: str) -> tuple[str, str]:

@@ -2,11 +2,11 @@
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pyspiel
 
-from orbit.schema import stable_hash
+from orbit.schema import stable_hash, stable_hashes_by_index
 
 SUPPORTED_GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
 
@@ -128,6 +128,12 @@ def load_game(task: "GameTask | str", params: Mapping[str, Any] | None = None) -
 def match_seed(round_key: str, env: str, task_seed: int, sample_idx: int) -> int:
     """The seed of one match: a pure function of (round, env, task seed, sample index)."""
     return int(stable_hash("match", round_key, env, task_seed, sample_idx, length=15), 16) % MAX_SEED
+
+
+def match_seeds(round_key: str, env: str, task_seed: int) -> Callable[[int], int]:
+    """``sample_idx -> match_seed(round_key, env, task_seed, sample_idx)``, faster."""
+    digest = stable_hashes_by_index("match", round_key, env, task_seed, length=15)
+    return lambda sample_idx: int(digest(sample_idx), 16) % MAX_SEED
 
 
 MAX_SEED = 2**31 - 16  # pyspiel seeds are 32-bit; room for the per-player offsets

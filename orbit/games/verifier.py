@@ -55,16 +55,6 @@ def _text(message: Any) -> str | None:
     return content if isinstance(content, str) else None
 
 
-_SYSTEM_PROMPTS: dict[tuple[str, int], str] = {}
-
-
-def _system_prompt(game: str, seat: int) -> str:
-    text = _SYSTEM_PROMPTS.get((game, seat))
-    if text is None:
-        text = _SYSTEM_PROMPTS[(game, seat)] = system_prompt(game, seat)
-    return text
-
-
 _ANSWERS: dict[str, int | None] = {}  # parse_answer is a pure function of the text; answers repeat
 MAX_ANSWERS = 65_536
 
@@ -184,7 +174,7 @@ class GameReplayVerifier:
         else:
             roles = [m.get("role") for m in messages]
             texts = [_text(m) for m in messages]
-        if roles[0] != "system" or messages[0].get("content") != _system_prompt(task.game, task.seat):
+        if roles[0] != "system" or messages[0].get("content") != system_prompt(task.game, task.seat):
             reasons.append("prompt.system_mismatch")
         n_messages = len(messages)
         walk = game_tree(load_game(task)).walker()  # facts per history prefix, remembered across records

@@ -158,3 +158,43 @@ def test_bad_task_spec_is_named():
     meta["task"]["game"] = "chess"
     rec["metadata"] = json.dumps(meta)
     assert _reasons(rec)[0].startswith("task.spec_invalid")
+
+
+@pytest.mark.parametrize("env", GAMES)
+def test_generated_rows_are_those_of_the_plain_record_functions(env):
+    """The generator's per-task shortcuts (record ids, match seeds, metadata text, remembered prompts)
+    write exactly the rows the plain functions write: make_record_id, match_seed, json.dumps, turn_prompt."""
+    from orbit.games import prompts
+    from orbit.games.bots import bot_label, make_bot
+    from orbit.games.match import play_bot_match
+    from orbit.games.tasks import load_game, match_seed
+    from orbit.schema import make_record, records_to_batch
+
+    spec = env_spec(env)
+    learner, opponent = dict(spec.options["learner"]), dict(spec.options["opponent"])
+    rows = generate(env, n=9, samples=3, round_key="r0002")
+    prompts._TURN_PROMPTS.clear()
+    tasks = family_of(spec)._tasks(GenerationRequest(env=spec, round_key="r0002", num_tasks=9, samples_per_task=3))
+    cfr = family_of(spec)._cfr_table(GenerationRequest(env=spec, round_key="r0002", num_tasks=9, samples_per_task=3),
+                                     learner, opponent)
+    expected = []
+    for task in tasks:
+        for sample_idx in range(3):
+            seed = match_seed("r0002", env, task.seed, sample_idx)
+            game = load_game(task)
+            result = play_bot_match(task, make_bot(learner, game, seed + 1, cfr), make_bot(opponent, game, seed + 2, cfr),
+                                    seed, game)
+            state = game.new_initial_state()  # every user turn is the prompt of a fresh replay's state
+            shown = iter(m["content"] for m in result.messages if m["role"] == "user")
+            for action in result.history:
+                if not state.is_chance_node() and state.current_player() == task.seat:
+                    assert next(shown) == prompts.turn_prompt(state, task.seat)
+                state.apply_action(action)
+            expected.append(make_record(
+                env=env, task_id=task.task_id, round_key="r0002", sample_idx=sample_idx, source="selfplay",
+                policy=bot_label(learner), seed=seed, messages=result.messages, score=result.learner_score(task.seat),
+                metadata={"task": task.to_json(), "history": result.history, "returns": result.returns,
+                          "terminated": result.terminated, "learner": learner, "opponent": opponent}))
+    assert rows == pa.Table.from_batches([records_to_batch(expected)]).to_pylist()
+    for row in rows:  # the metadata text is json.dumps' own
+        assert row["metadata"] == json.dumps(json.loads(row["metadata"]), sort_keys=True, ensure_ascii=False)
