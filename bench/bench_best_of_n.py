@@ -81,8 +81,8 @@ def game_sampler(env: str, tasks: int, options: dict, round_key: str = "r0000", 
     by_id = dict(family.policy_tasks(request))
     policy = policy or TablePolicy()
 
-    async def complete(messages, tools, step, seed):
-        return await policy.acomplete(messages, tools, seed=seed)
+    async def complete(messages, tools, step, seed, decoding=None):
+        return await policy.acomplete(messages, tools, seed=seed, decoding=decoding)
 
     async def sample(task_id: str, sample_idx: int) -> tuple[dict, bool]:
         record = await family.rollout(request, by_id[task_id], sample_idx, policy.id, complete)

@@ -11,7 +11,7 @@ same tasks and training on the same rows.
 
     .venv/bin/python bench/bench_llm_round.py [--env tic_tac_toe] [--tasks 6] [--best-of 2] [--max-examples 12]
 
-Needs the tool venvs and the model (``make llm-tools``).
+Needs the tool venvs and the model (``make llm-tools``); skipped (exit 0) without them.
 """
 
 import argparse
@@ -63,6 +63,11 @@ def main() -> int:
                                 base_seed=round_base_seed(0))
     settings = LLMTrainSettings(max_examples=args.max_examples, max_length=640, threads=args.threads,
                                 envs=(args.env,))
+    try:
+        settings.resolved_python(), settings.resolved_base()
+    except FileNotFoundError as exc:  # like bench_model: nothing to measure without the tools
+        print(f"bench_llm_round: skipped ({exc})")
+        return 0
     work, cleanup = scratch_dir("orbit-bench-llm-", args.keep)
     ckpts = work / "checkpoints"
     rows: list[Row] = []

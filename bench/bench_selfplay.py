@@ -23,6 +23,7 @@ Goals: generator workers=1 >= 0.9x bare loop; workers=2 >= 1.7x workers=1.
 
 import argparse
 import json
+import multiprocessing
 import random
 import sys
 import time
@@ -63,6 +64,22 @@ def bare_loop(games: int, simulations: int, seed: int = 0) -> int:
                 state.apply_action(rng.choice(state.legal_actions()))
             moves += 1
     return moves
+
+
+def bare_two_processes(games: int, simulations: int) -> int:
+    """The bare loop's games split over two processes forked for the call and run at once: what the host
+    gives this C++-heavy, memory-hungry work on two cores (fork and join included)."""
+    ctx = multiprocessing.get_context("fork")
+    half = games // 2
+    procs = [ctx.Process(target=bare_loop, args=(n, simulations, seed))
+             for n, seed in ((half, 0), (games - half, half))]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"bare loop process exited with {proc.exitcode}")
+    return games
 
 
 class Generation:
@@ -152,11 +169,12 @@ def main(argv=None) -> int:
     capacity_before = C.parallel_capacity(2)
     for sims in sims_list:
         w1, w2 = Generation(games, sims, 1), Generation(games, sims, 2)
-        t_bare, t_w1, t_w2 = C.interleaved_medians([lambda: bare_loop(games, sims), w1, w2], repeat)
-        g_bare, g_w1, g_w2 = games / t_bare, games / t_w1, games / t_w2
+        t_bare, t_w1, t_w2, t_bare2 = C.interleaved_medians(
+            [lambda: bare_loop(games, sims), w1, w2, lambda: bare_two_processes(games, sims)], repeat)
+        g_bare, g_w1, g_w2, g_bare2 = games / t_bare, games / t_w1, games / t_w2, games / t_bare2
         for name, value in [("bare_games_per_s", g_bare), ("w1_games_per_s", g_w1), ("w2_games_per_s", g_w2),
                             ("w1_over_bare", g_w1 / g_bare), ("w2_over_w1", g_w2 / g_w1),
-                            ("w2_pool_workers", w2.max_workers_seen)]:
+                            ("bare_2proc_over_bare", g_bare2 / g_bare), ("w2_pool_workers", w2.max_workers_seen)]:
             C.metric(f"s{sims}.games_{games}.{name}", value)
         if sims == sims_list[0]:  # the headline figures: the registry's learner setting
             global METRIC_W2
@@ -169,6 +187,9 @@ def main(argv=None) -> int:
                   f">= {GOAL_W1}x bare", g_w1 / g_bare >= GOAL_W1),
             C.Row(f"S={sims} generator workers=2", g_w2, "games/s", g_w1, g_w2 / g_w1,
                   f">= {GOAL_W2}x w=1", g_w2 / g_w1 >= GOAL_W2, note=pool_note(w2)),
+            C.Row(f"S={sims} bare loop, 2 processes at once", g_bare2, "games/s", g_bare, g_bare2 / g_bare,
+                  note="the same bare games split over two processes forked for the call (fork and join "
+                       "included): what the host gives this work on two cores at that moment"),
         ]
         notes.append(f"S={sims}: bare {t_bare:.2f}s, workers=1 {t_w1:.2f}s, workers=2 {t_w2:.2f}s for {games} games")
     if large:
@@ -187,7 +208,7 @@ def main(argv=None) -> int:
                            "No workers=2 figure can beat what the host gives at that moment"))
     notes = [
         f"warm blocks: {games} games per figure (MCTS learner vs random, seat alternating), median of {repeat} "
-        "interleaved run(s) (bare, workers=1, workers=2, bare, ...)",
+        "interleaved run(s) (bare, workers=1, workers=2, bare in 2 processes, bare, ...)",
         f"pool start-up: a 64-game S=1 request with a pool forced (pool_worth_seconds=0) takes {t_pool_first:.2f}s "
         f"the first time in this process, {t_pool:.2f}s the next time; {t_pool_w1:.2f}s with workers=1",
         *notes,
