@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     ap.add_argument("--large-sims", type=int, default=1000, help="MCTS simulations of the large block")
     ap.add_argument("--fresh-games", type=int, default=None,
                     help="games of the fresh-process block (default 1000; quick 200; 0 = skip)")
-    ap.add_argument("--repeat", type=int, default=None, help="interleaved runs per figure, median (default 5: paired runs on a shared host vary by about 20%; quick 1)")
+    ap.add_argument("--repeat", type=int, default=None, help="interleaved runs per figure, median (default 5: paired runs on a shared host vary by about 20%%; quick 1)")
     ap.add_argument("--fresh-child", nargs=3, type=int, metavar=("GAMES", "SIMS", "WORKERS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.fresh_child:
