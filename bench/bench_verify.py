@@ -17,6 +17,7 @@ Goal: verify_batch >= 0.5x the bare replay for every game env.
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,9 +26,10 @@ import _common as C  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
 
+from orbit import lake  # noqa: E402
 from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
 from orbit.games.tasks import load_game  # noqa: E402
-from orbit.verification import VerifyCounts, verify_batch  # noqa: E402
+from orbit.verification import VerifyCounts, verify_batch, verify_batches  # noqa: E402
 
 GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
 GOAL_RATIO = 0.5
@@ -60,12 +62,54 @@ def verify_all(batches: list[pa.RecordBatch], verifier, threshold: float) -> Ver
     return counts
 
 
+def verify_stream(batches: list[pa.RecordBatch], verifier, threshold: float, workers: int) -> VerifyCounts:
+    """The verify stage's own loop (``verify_batches``) over a partition's batches, consumed to the end."""
+    counts = VerifyCounts()
+    for _ in verify_batches(batches, verifier, threshold, counts, workers=workers):
+        pass
+    return counts
+
+
+def large_block(env: str, records: int, repeat: int) -> tuple[list, list]:
+    """A partition big enough for the worker pool: workers=2 vs workers=1 vs the bare replay."""
+    spec = env_spec(env)
+    verifier = family_of(spec).verifier(spec)
+    one = pa.Table.from_batches(generate_records(env, 2000))
+    table = pa.concat_tables([one] * -(-records // one.num_rows)).slice(0, records)
+    with tempfile.TemporaryDirectory(prefix="orbit-bench-verify-") as tmp:  # batches as the stage reads them
+        path = lake.write_table(table, Path(tmp) / "part-0.parquet")
+        batches = list(lake.iter_batches(path))
+    verify_stream(batches[:1] * 9, verifier, spec.pass_threshold, 2)  # untimed: start this process's pool
+    c1 = verify_stream(batches, verifier, spec.pass_threshold, 1)
+    c2 = verify_stream(batches, verifier, spec.pass_threshold, 2)
+    t1, t2, t_bare = C.interleaved_medians([
+        lambda: verify_stream(batches, verifier, spec.pass_threshold, 1),
+        lambda: verify_stream(batches, verifier, spec.pass_threshold, 2),
+        lambda: bare_replay(batches)], repeat)
+    same = c1 == c2
+    C.metric(f"large.{env}.records", records)
+    C.metric(f"large.{env}.w2_over_w1", t1 / t2)
+    C.metric(f"large.{env}.w2_ratio_vs_bare", t_bare / t2)
+    rows = [
+        C.Row(f"{env} {records:,} records, verify_batches workers=2", records / t2, "replays/s", records / t1,
+              t1 / t2, "same counts", same, note="baseline = workers=1, same batches"),
+        C.Row(f"{env} {records:,} records, workers=2 vs bare replay", records / t2, "replays/s", records / t_bare,
+              t_bare / t2, note="bare replay in one process: what the stage gives on all cores vs one core's replay"),
+    ]
+    notes = [f"large block: {len(batches)} batches read back from a Parquet partition (lake.write_table, "
+             f"lake.iter_batches: 2,000 generated records repeated), pool started before timing; "
+             f"counts {c2.passed} passed / {c2.rows}"]
+    return rows, notes
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     ap.add_argument("--records", type=int, default=None, help="generated records per game (default 2000; quick 200)")
     ap.add_argument("--repeat", type=int, default=None, help="timed passes per figure, median (default 5; quick 1)")
     ap.add_argument("--games", nargs="+", default=list(GAMES), choices=GAMES)
+    ap.add_argument("--large", type=int, default=None,
+                    help="records of the partition block (verify_batches on the worker pool; default 131072; quick 0 = skip)")
     args = ap.parse_args(argv)
     n = args.records or (200 if args.quick else 2000)
     repeat = args.repeat or (1 if args.quick else 5)
@@ -92,6 +136,11 @@ def main(argv=None) -> int:
             f"passed {counts.passed}/{counts.rows}"
             + (f"; UNEXPECTED failure reasons {bad}" if bad else "; no failure other than score.below_threshold")
         )
+    large = args.large if args.large is not None else (0 if args.quick else 131_072)
+    if large:
+        more_rows, more_notes = large_block("tic_tac_toe", large, repeat)
+        rows += more_rows
+        notes += more_notes
     C.print_table(
         "verifier replays/s (GameReplayVerifier via verify_batch) vs bare replay",
         rows,

@@ -209,6 +209,43 @@ def _batch_counts(passed: list[bool], reasons: list[list[str]]) -> VerifyCounts:
     return VerifyCounts(rows=len(passed), passed=n_passed, failed=len(passed) - n_passed, reasons=keyed)
 
 
+def _read_columns(verifier: Verifier) -> list[str]:
+    """The record columns a batch's verification reads: the verifier's ``columns`` (every column when
+    it names none), the metadata the rules read, and the messages."""
+    wanted = getattr(verifier, "columns", None)
+    return [n for n in RECORD_SCHEMA.names if wanted is None or n in wanted or n in ("metadata", "messages")]
+
+
+def _verdicts(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Recomputed scores, passed flags and reasons of a batch holding (at least) ``_read_columns``."""
+    messages = batch.column("messages")
+    rows = batch.select([n for n in _read_columns(verifier) if n != "messages"]).to_pylist()
+    for row, listed in zip(rows, plain_message_lists(messages, plain_rows(messages))):
+        row["messages"] = listed
+    scores, passed_col, reasons_col = [], [], []
+    for row in rows:
+        score, passed, reasons = verify_record(row, verifier, threshold)
+        scores.append(score)
+        passed_col.append(passed)
+        reasons_col.append(reasons)
+    return (pa.array(scores, pa.float64()), pa.array(passed_col, pa.bool_()),
+            pa.array(reasons_col, pa.list_(pa.string())))
+
+
+def _verified(batch: pa.RecordBatch, verifier: Verifier, verdicts: tuple[pa.Array, pa.Array, pa.Array],
+              counts: VerifyCounts | None) -> pa.RecordBatch:
+    """The raw batch with its verdicts, in VERIFIED_SCHEMA; the verdicts are added to ``counts``."""
+    scores, passed, reasons = verdicts
+    if counts is not None:
+        counts.merge(_batch_counts(passed.to_pylist(), reasons.to_pylist()))
+    columns = [batch.column(name) for name in RECORD_SCHEMA.names]
+    score_idx = RECORD_SCHEMA.get_field_index("score")
+    claimed = columns[score_idx]
+    columns[score_idx] = scores
+    columns += [claimed, passed, reasons, pa.array([f"{verifier.name}@{verifier.version}"] * len(batch), pa.string())]
+    return pa.RecordBatch.from_arrays(columns, schema=VERIFIED_SCHEMA)
+
+
 def verify_batch(batch: pa.RecordBatch, verifier: Verifier, threshold: float,
                  counts: VerifyCounts | None = None) -> pa.RecordBatch:
     """Verify one batch of raw records; returns the batch in VERIFIED_SCHEMA.
@@ -218,32 +255,7 @@ def verify_batch(batch: pa.RecordBatch, verifier: Verifier, threshold: float,
     scans; the verdicts are the same either way. A verifier that names the columns it reads
     (``columns``) gets only those (and the metadata the rules read) in its records.
     """
-    messages = batch.column("messages")
-    wanted = getattr(verifier, "columns", None)  # the columns the verifier reads; None: every column
-    names = [n for n in RECORD_SCHEMA.names if n != "messages" and (wanted is None or n in wanted or n == "metadata")]
-    rows = batch.select(names).to_pylist()
-    for row, listed in zip(rows, plain_message_lists(messages, plain_rows(messages))):
-        row["messages"] = listed
-    scores, passed_col, reasons_col = [], [], []
-    for row in rows:
-        score, passed, reasons = verify_record(row, verifier, threshold)
-        scores.append(score)
-        passed_col.append(passed)
-        reasons_col.append(reasons)
-    if counts is not None:
-        counts.merge(_batch_counts(passed_col, reasons_col))
-    tag = f"{verifier.name}@{verifier.version}"
-    columns = [batch.column(name) for name in RECORD_SCHEMA.names]
-    score_idx = RECORD_SCHEMA.get_field_index("score")
-    claimed = columns[score_idx]
-    columns[score_idx] = pa.array(scores, pa.float64())
-    columns += [
-        claimed,
-        pa.array(passed_col, pa.bool_()),
-        pa.array(reasons_col, pa.list_(pa.string())),
-        pa.array([tag] * len(rows), pa.string()),
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=VERIFIED_SCHEMA)
+    return _verified(batch, verifier, _verdicts(batch, verifier, threshold), counts)
 
 
 PARALLEL_MIN_ROWS = 65_536  # a partition smaller than this is verified in this process
@@ -286,25 +298,17 @@ def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, thresh
         for batch in itertools.chain(head, stream):
             if not batch.num_rows:
                 continue
-            pending.append(pool.submit(_verify_in_worker, batch, verifier, threshold))
+            # a worker gets only the columns verification reads and sends back only the verdicts
+            pending.append((batch, pool.submit(_verdicts, batch.select(_read_columns(verifier)), verifier, threshold)))
             if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
-                yield _merged(pending.popleft().result(), counts)
+                raw, future = pending.popleft()
+                yield _verified(raw, verifier, future.result(), counts)
         while pending:
-            yield _merged(pending.popleft().result(), counts)
+            raw, future = pending.popleft()
+            yield _verified(raw, verifier, future.result(), counts)
     except BrokenProcessPool:
         shutdown_pool()  # a worker died: the next request starts a fresh pool
         raise
     finally:
-        for future in pending:
+        for _, future in pending:
             future.cancel()
-
-
-def _verify_in_worker(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tuple[pa.RecordBatch, VerifyCounts]:
-    counts = VerifyCounts()
-    return verify_batch(batch, verifier, threshold, counts), counts
-
-
-def _merged(result: tuple[pa.RecordBatch, VerifyCounts], counts: VerifyCounts) -> pa.RecordBatch:
-    batch, part = result
-    counts.merge(part)
-    return batch
