@@ -216,7 +216,7 @@ def _read_columns(verifier: Verifier) -> list[str]:
     return [n for n in RECORD_SCHEMA.names if wanted is None or n in wanted or n in ("metadata", "messages")]
 
 
-def _verdicts(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tuple[pa.Array, pa.Array, pa.Array]:
+def _verdicts(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tuple[list, list, list]:
     """Recomputed scores, passed flags and reasons of a batch holding (at least) ``_read_columns``."""
     messages = batch.column("messages")
     rows = batch.select([n for n in _read_columns(verifier) if n != "messages"]).to_pylist()
@@ -228,21 +228,21 @@ def _verdicts(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tu
         scores.append(score)
         passed_col.append(passed)
         reasons_col.append(reasons)
-    return (pa.array(scores, pa.float64()), pa.array(passed_col, pa.bool_()),
-            pa.array(reasons_col, pa.list_(pa.string())))
+    return scores, passed_col, reasons_col
 
 
-def _verified(batch: pa.RecordBatch, verifier: Verifier, verdicts: tuple[pa.Array, pa.Array, pa.Array],
+def _verified(batch: pa.RecordBatch, verifier: Verifier, verdicts: tuple[list, list, list],
               counts: VerifyCounts | None) -> pa.RecordBatch:
     """The raw batch with its verdicts, in VERIFIED_SCHEMA; the verdicts are added to ``counts``."""
     scores, passed, reasons = verdicts
     if counts is not None:
-        counts.merge(_batch_counts(passed.to_pylist(), reasons.to_pylist()))
+        counts.merge(_batch_counts(passed, reasons))
     columns = [batch.column(name) for name in RECORD_SCHEMA.names]
     score_idx = RECORD_SCHEMA.get_field_index("score")
     claimed = columns[score_idx]
-    columns[score_idx] = scores
-    columns += [claimed, passed, reasons, pa.array([f"{verifier.name}@{verifier.version}"] * len(batch), pa.string())]
+    columns[score_idx] = pa.array(scores, pa.float64())
+    columns += [claimed, pa.array(passed, pa.bool_()), pa.array(reasons, pa.list_(pa.string())),
+                pa.array([f"{verifier.name}@{verifier.version}"] * len(batch), pa.string())]
     return pa.RecordBatch.from_arrays(columns, schema=VERIFIED_SCHEMA)
 
 
