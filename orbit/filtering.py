@@ -1,13 +1,16 @@
 """The filter stage: passed rows, one per (env, task_id), best first.
 
-Vectorised over the verified Parquet file: one narrow scan ranks the rows (DuckDB), then
-only the winning rows are read and streamed out in order. Ties are broken
+Vectorised over the verified Parquet file. A file that decodes to at most IN_MEMORY_BYTES is
+read once (strings as dictionaries), ranked in memory and its winners gathered from that read;
+a larger one is ranked on one narrow scan (DuckDB) and only its winning rows are read again and
+streamed out in order, so memory stays flat. Both give the same file. Ties are broken
 deterministically: score desc, shorter trajectory (fewer messages), record_id.
 Every input row is accounted for: kept, failed verification, or dropped as a
 duplicate of a better row of the same task.
 """
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +19,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from orbit import lake
@@ -52,6 +56,7 @@ RANK_BATCH_ROWS = 65_536  # narrow rows per batch streamed into the ranking
 RANK_MEMORY = "384MB"  # DuckDB's cap while ranking; beyond it the aggregation spills to disk
 MEMORY_ROWS = 262_144  # winners held in memory up to this many; beyond, they go through spill buckets
 BUCKET_ROWS = 65_536  # output positions per spill bucket (one bucket is in memory at a time)
+IN_MEMORY_BYTES = 128 * 2**20  # a file whose row groups hold at most this many uncompressed bytes is read once
 
 
 def _message_count_column(pf: pq.ParquetFile) -> str:
@@ -91,16 +96,24 @@ def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray]
                                                           pa.array(np.arange(start, seen["rows"], dtype=np.int64))]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
+    winners = _rank(pa.RecordBatchReader.from_batches(schema, narrow_batches()), threads)
+    return seen["rows"], seen["passed"], winners
+
+
+def _rank(narrow: pa.Table | pa.RecordBatchReader, threads: int) -> np.ndarray:
+    """File row numbers (``rn``) of the winners in output order, from the narrow columns
+    (NARROW, ``n_msgs`` = len(messages), ``rn``). DuckDB's memory is capped: beyond RANK_MEMORY
+    the aggregation spills to a temporary directory."""
     key = RANKING_KEY.replace("len(messages)", "n_msgs")
     with tempfile.TemporaryDirectory(prefix="orbit-rank-") as spill:
         con = duckdb.connect(config={"threads": threads, "memory_limit": RANK_MEMORY, "temp_directory": spill})
         try:
-            con.register("narrow", pa.RecordBatchReader.from_batches(schema, narrow_batches()))
+            con.register("narrow", narrow)
             winners = con.sql(f"SELECT arg_min(rn, {key}) AS rn FROM narrow WHERE passed "
                               "GROUP BY env, task_id ORDER BY env, task_id").to_arrow_table()
         finally:
             con.close()
-    return seen["rows"], seen["passed"], winners.column("rn").to_numpy().astype(np.int64, copy=False)
+    return winners.column("rn").to_numpy().astype(np.int64, copy=False)
 
 
 class _Buckets:
@@ -162,6 +175,172 @@ class _Buckets:
                 self.tmp.cleanup()
 
 
+def fits_in_memory(path: Path | str) -> bool:
+    """Whether the file's row groups hold at most IN_MEMORY_BYTES uncompressed (read once, then)."""
+    meta = pq.ParquetFile(path).metadata
+    return sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) <= IN_MEMORY_BYTES
+
+
+def _dictionary_leaves(path: Path | str) -> list[str]:
+    """The string leaves (top-level strings, message roles and texts) worth reading as dictionaries:
+    those whose values repeat, i.e. whose dictionary pages hold at most half of their bytes. Only
+    their indices are then decoded for every row; strings are made for the winners alone."""
+    pf = pq.ParquetFile(path)
+    meta, schema = pf.metadata, pf.schema
+    leaves = []
+    for i in range(len(schema)):
+        column, path_ = schema.column(i), schema.column(i).path
+        nested = path_.startswith("messages.") and path_.count(".") == 3 and path_.rsplit(".", 1)[1] in ("role", "content")
+        if column.physical_type != "BYTE_ARRAY" or not (nested or "." not in path_):
+            continue
+        total = dictionary = 0
+        for g in range(meta.num_row_groups):
+            chunk = meta.row_group(g).column(i)
+            total += chunk.total_compressed_size
+            if chunk.has_dictionary_page and chunk.dictionary_page_offset is not None:
+                dictionary += chunk.data_page_offset - chunk.dictionary_page_offset
+            else:
+                dictionary += chunk.total_compressed_size
+        if dictionary * 2 <= total:
+            leaves.append(path_)
+    return leaves
+
+
+def read_whole(path: Path | str, threads: int) -> pa.Table:
+    """Every row of the file, read once (in parallel), repeated strings as dictionaries."""
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_dictionary_leaves(path)))
+    # the system allocator gives the read's transient buffers back to the OS; the default pool keeps
+    # them (about 150 MiB more peak RSS on a 1M-row file, for no speed)
+    return ds.dataset(str(path), format=fmt).to_table(use_threads=threads > 1, memory_pool=pa.system_memory_pool())
+
+
+def _narrow(table: pa.Table) -> pa.Table:
+    """The ranking's columns of an in-memory file, with file row numbers ``rn``."""
+    columns = {c: table.column(c) for c in NARROW}
+    columns["n_msgs"] = pc.list_value_length(table.column("messages")).cast(pa.int64())
+    columns["rn"] = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    return pa.table(columns)
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    """``t`` with its dictionaries replaced by their value types."""
+    if pa.types.is_dictionary(t):
+        return t.value_type
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_plain_type(f.type)) for f in t])
+    return t
+
+
+def _offset_indices(chunks: list[pa.DictionaryArray], size: int) -> np.ndarray | pa.Array:
+    """The chunks' dictionary indices into their dictionaries laid end to end (``size`` values):
+    one array written once (fresh memory is slow to fault in), Arrow's when an index is null."""
+    bases = np.cumsum([0] + [len(c.dictionary) for c in chunks[:-1]])
+    if any(c.indices.null_count for c in chunks):
+        return pa.concat_arrays([pc.add(c.indices.cast(pa.int64()), int(b)) for c, b in zip(chunks, bases)])
+    out = np.empty(sum(len(c) for c in chunks), dtype=np.int32 if size < 2**31 else np.int64)
+    at = 0
+    for c, base in zip(chunks, bases):
+        np.add(c.indices.to_numpy(), out.dtype.type(base), out=out[at:at + len(c)], casting="unsafe")
+        at += len(c)
+    return out
+
+
+class _Gather:
+    """One column of an in-memory file (read batch by batch, each with its own dictionaries),
+    taken by file row number straight into plain arrays.
+
+    The batches' dictionaries are concatenated, never hashed, and their indices offset, so one take
+    of the dictionary values makes the strings of the rows taken and nothing else is decoded. Lists
+    and structs are taken through their offsets, validity and children (an all-null child, such as
+    the tool fields of plain chat messages, is not taken at all); flat columns are concatenated once
+    and taken as they are."""
+
+    def __init__(self, chunks: list[pa.Array]):
+        t = chunks[0].type
+        self.type = _plain_type(t)
+        self.valid = None
+        if all(c.null_count == len(c) for c in chunks):
+            self.kind = "null"
+        elif pa.types.is_dictionary(t):
+            self.kind = "dictionary"
+            self.values = pa.concat_arrays([c.dictionary for c in chunks])
+            self.indices = _offset_indices(chunks, len(self.values))
+        elif pa.types.is_list(t) or pa.types.is_struct(t):
+            if any(c.null_count for c in chunks):
+                self.valid = np.concatenate([pc.is_valid(c).to_numpy(zero_copy_only=False) for c in chunks])
+            if pa.types.is_list(t):
+                self.kind = "list"
+                bases = np.cumsum([0] + [len(c.values) for c in chunks[:-1]])
+                offsets = [c.offsets.to_numpy().astype(np.int64) + b for c, b in zip(chunks, bases)]
+                self.starts = np.concatenate([o[:-1] for o in offsets])
+                self.lengths = np.concatenate([np.diff(o) for o in offsets])
+                if self.valid is not None:
+                    self.lengths[~self.valid] = 0  # a null list takes no elements, as Arrow's take gives it
+                self.child = _Gather([c.values for c in chunks])
+            else:
+                self.kind = "struct"
+                self.children = [_Gather([c.field(i) for c in chunks]) for i in range(t.num_fields)]
+        else:
+            self.kind = "plain"
+            self.values = pa.concat_arrays(chunks)
+
+    def take(self, rows: np.ndarray) -> pa.Array:
+        if self.kind == "null":
+            return pa.nulls(len(rows), self.type)
+        if self.kind == "dictionary":
+            return self.values.take(self.indices[rows] if isinstance(self.indices, np.ndarray)
+                                    else self.indices.take(pa.array(rows)))
+        if self.kind == "plain":
+            return self.values.take(pa.array(rows))
+        mask = None if self.valid is None else pa.array(~self.valid[rows])
+        if self.kind == "struct":
+            return pa.StructArray.from_arrays([c.take(rows) for c in self.children], fields=list(self.type), mask=mask)
+        starts, lengths = self.starts[rows], self.lengths[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        elements = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), self.child.take(elements),
+                                        type=self.type, mask=mask)
+
+
+def _sources(table: pa.Table) -> tuple[pa.Schema, list[_Gather]]:
+    """Every column of an in-memory file ready to be taken from, and the plain schema they give."""
+    batches = table.to_batches()
+    columns = [_Gather([b.column(i) for b in batches]) for i in range(table.num_columns)] if batches else []
+    return pa.schema([f.with_type(c.type) for f, c in zip(table.schema, columns)]), columns
+
+
+def _one_read(path: Path | str, threads: int, counts: "FilterCounts") -> Iterator[pa.Table]:
+    """The winners of a file that fits in memory, from one read of it, BATCH_ROWS at a time.
+
+    The columns are made ready to gather from while DuckDB ranks, and each output batch is
+    gathered while the one before it is being written."""
+    table = read_whole(path, threads)
+    counts.rows_in = table.num_rows
+    passed = pc.sum(table.column("passed")).as_py() or 0
+    counts.failed = table.num_rows - passed
+    if passed == 0:
+        return
+    with ThreadPoolExecutor(1) as pool:
+        ready = pool.submit(_sources, table)
+        winners = _rank(_narrow(table), threads)
+        schema, columns = ready.result()
+        del table
+
+        def batch(lo: int) -> pa.Table:
+            rows = winners[lo:lo + BATCH_ROWS]
+            return pa.Table.from_batches([pa.RecordBatch.from_arrays([c.take(rows) for c in columns], schema=schema)])
+
+        ahead = pool.submit(batch, 0)
+        for lo in range(0, len(winners), BATCH_ROWS):
+            current = ahead.result()
+            if lo + BATCH_ROWS < len(winners):
+                ahead = pool.submit(batch, lo + BATCH_ROWS)
+            yield current
+
+
 def _winner_rows(path: Path | str, winners: np.ndarray, threads: int, spill: str) -> pa.RecordBatchReader:
     """The winning rows with their output position (``__pos``), in no particular order: DuckDB reads
     the file once, in parallel, and keeps the rows whose file row number is a winner's."""
@@ -174,17 +353,19 @@ def _winner_rows(path: Path | str, winners: np.ndarray, threads: int, spill: str
     ).to_arrow_reader(BATCH_ROWS)
 
 
-def filtered_stream(verified_path: Path | str, threads: int = 2) -> lake.ArrowStream:
+def filtered_stream(verified_path: Path | str, threads: int = 2, in_memory: bool | None = None) -> lake.ArrowStream:
     """The filtered rows of one verified partition file, streamed; counts complete once consumed.
 
-    One narrow scan ranks every row (``rank_file``); then the file is read once more, keeping only
-    the winning rows (spilled to disk by output position when there are many), and the winners are
-    streamed out ordered by (env, task_id) in BATCH_ROWS batches. Memory stays flat in the
-    partition size: DuckDB is capped, and one bucket of winners is in memory at a time.
+    A file that fits in memory (``fits_in_memory``; ``in_memory`` overrides) is read once and its
+    winners gathered from that read. Otherwise one narrow scan ranks every row (``rank_file``);
+    then the file is read once more, keeping only the winning rows (spilled to disk by output
+    position when there are many), and the winners are streamed out ordered by (env, task_id) in
+    BATCH_ROWS batches. Memory stays flat in the partition size: DuckDB is capped, and one bucket
+    of winners is in memory at a time. Both ways give the same rows in the same row groups.
     """
     counts = FilterCounts(rows_in=0, failed=0, duplicates=0, kept=0)
 
-    def batches():
+    def streamed():
         total, passed, winners = rank_file(verified_path, threads)
         counts.rows_in, counts.failed = total, total - passed
         with tempfile.TemporaryDirectory(prefix="orbit-filter-") as spill:
@@ -193,17 +374,22 @@ def filtered_stream(verified_path: Path | str, threads: int = 2) -> lake.ArrowSt
             for rows in reader:
                 buckets.add(rows)
             reader.close()
-        for table in buckets.ordered():
+        yield from buckets.ordered()
+
+    def batches():
+        one_read = fits_in_memory(verified_path) if in_memory is None else in_memory
+        for table in (_one_read(verified_path, threads, counts) if one_read else streamed()):
             counts.kept += table.num_rows
             yield table.cast(VERIFIED_SCHEMA).to_batches()[0]
-        counts.duplicates = passed - counts.kept
+        counts.duplicates = counts.rows_in - counts.failed - counts.kept
 
     return lake.ArrowStream(VERIFIED_SCHEMA, batches(), summary=counts.as_dict)
 
 
-def filter_file(verified_path: Path | str, out_path: Path | str, threads: int = 2) -> FilterCounts:
+def filter_file(verified_path: Path | str, out_path: Path | str, threads: int = 2,
+                in_memory: bool | None = None) -> FilterCounts:
     """Write the filtered dataset of one verified partition file atomically; return the counts."""
-    stream = filtered_stream(verified_path, threads)
+    stream = filtered_stream(verified_path, threads, in_memory)
     lake.write_batches(stream, VERIFIED_SCHEMA, out_path)
     return FilterCounts(**stream.summary())
 

@@ -1,10 +1,12 @@
 import random
 
+import pytest
 from helpers import verified_row, verified_table
 
 from orbit import lake
 from orbit.filtering import filter_file, filter_table
 from orbit.importer import record_from_line
+from orbit.schema import VERIFIED_SCHEMA, message
 
 
 def python_reference(rows):
@@ -84,10 +86,10 @@ def test_spilled_winners_give_the_same_file_as_in_memory(tmp_path, monkeypatch):
     src = tmp_path / "v.parquet"
     lake.write_batches(verified_table(rows).to_batches(max_chunksize=300), verified_table(rows).schema, src)
     monkeypatch.setattr(F, "BATCH_ROWS", 48)  # several output row groups
-    in_memory = filter_file(src, tmp_path / "a.parquet")
+    in_memory = filter_file(src, tmp_path / "a.parquet", in_memory=False)
     monkeypatch.setattr(F, "MEMORY_ROWS", 50)
     monkeypatch.setattr(F, "BUCKET_ROWS", 100)  # rounded up to whole batches
-    spilled = filter_file(src, tmp_path / "b.parquet")
+    spilled = filter_file(src, tmp_path / "b.parquet", in_memory=False)
     assert spilled == in_memory and spilled.kept > 64 * 3
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     out = lake.read_table(tmp_path / "b.parquet")
@@ -104,3 +106,77 @@ def test_file_filter_equals_the_table_filter(tmp_path):
     src = lake.write_table(table, tmp_path / "v.parquet")
     filter_file(src, tmp_path / "f.parquet")
     assert lake.read_table(tmp_path / "f.parquet").to_pylist() == filter_table(table).to_pylist()
+
+
+def _mixed_rows(unique_texts: bool) -> list[dict]:
+    """Verified rows of every message shape a partition holds: plain chat, tool calls and tool
+    replies, null and empty message lists, null contents, non-ASCII text; texts repeat or not."""
+    rng = random.Random(23 if unique_texts else 29)
+    call = {"id": "c1", "type": "function", "function": {"name": "open", "arguments": '{"url": "/a"}'}}
+    rows = []
+    for i in range(1500):
+        row = verified_row(task_id=f"t{rng.randrange(400)}", score=rng.choice([0.0, 0.5, 1.0]),
+                           passed=rng.random() < 0.7, n_messages=rng.randrange(3, 8), sample_idx=i,
+                           env=rng.choice(["tic_tac_toe", "liveweb"]))
+        text = (lambda k: f"answer {i} {k} é✓") if unique_texts else (lambda k: f"answer {k % 3}")
+        shape = i % 7
+        if shape == 1:
+            row["messages"] = [message("user", text(0)), message("assistant", None, tool_calls=[call]),
+                               message("tool", text(1), tool_call_id="c1", name="open"),
+                               message("assistant", text(2))]
+        elif shape == 2:
+            row["messages"] = [message("user", text(0)), message("assistant", None, tool_calls=[])]
+        elif shape == 3:
+            row["messages"] = None if i % 2 else []
+        else:
+            row["messages"] = [message(m["role"], text(k)) for k, m in enumerate(row["messages"])]
+        if i % 11 == 0:
+            row["metadata"] = None
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("unique_texts", [False, True])
+def test_one_read_and_the_streamed_filter_write_the_same_file(tmp_path, monkeypatch, unique_texts):
+    """A file that fits in memory is filtered from one read, gathering its winners through the read's
+    dictionaries; a larger one is ranked on a narrow scan and streamed. Same bytes, same counts."""
+    import orbit.filtering as F
+
+    rows = _mixed_rows(unique_texts)
+    src = tmp_path / "v.parquet"
+    table = verified_table(rows)
+    lake.write_batches(table.to_batches(max_chunksize=97), table.schema, src)  # 16 row groups, 16 dictionaries
+    leaves = F._dictionary_leaves(src)
+    assert ("messages.list.element.content" in leaves) is not unique_texts
+    assert "messages.list.element.role" in leaves and "record_id" not in leaves
+    monkeypatch.setattr(F, "BATCH_ROWS", 64)  # several output row groups, each gathered ahead of its write
+    assert F.fits_in_memory(src)
+    one_read = filter_file(src, tmp_path / "a.parquet")
+    streamed = filter_file(src, tmp_path / "b.parquet", in_memory=False)
+    assert one_read == streamed and one_read.kept > 64 * 3
+    assert one_read.kept + one_read.duplicates + one_read.failed == one_read.rows_in == len(rows)
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    out = lake.read_table(tmp_path / "a.parquet")
+    assert out.schema == VERIFIED_SCHEMA
+    assert out.to_pylist() == filter_table(table).to_pylist()
+
+
+def test_one_read_with_nothing_passed_writes_an_empty_file(tmp_path):
+    rows = [verified_row(task_id=f"t{i}", passed=False, sample_idx=i) for i in range(40)]
+    src = lake.write_table(verified_table(rows), tmp_path / "v.parquet")
+    counts = filter_file(src, tmp_path / "a.parquet", in_memory=True)
+    assert counts == filter_file(src, tmp_path / "b.parquet", in_memory=False)
+    assert (counts.kept, counts.failed) == (0, 40)
+    assert lake.read_table(tmp_path / "a.parquet").equals(lake.read_table(tmp_path / "b.parquet"))
+    assert lake.read_table(tmp_path / "a.parquet").num_rows == 0
+
+
+def test_files_past_the_memory_budget_are_streamed(tmp_path, monkeypatch):
+    import orbit.filtering as F
+
+    src = lake.write_table(verified_table([verified_row(sample_idx=i) for i in range(20)]), tmp_path / "v.parquet")
+    assert F.fits_in_memory(src)
+    monkeypatch.setattr(F, "IN_MEMORY_BYTES", 100)
+    assert not F.fits_in_memory(src)
+    monkeypatch.setattr(F, "_one_read", None)  # the streamed path alone is taken
+    assert filter_file(src, tmp_path / "f.parquet").kept == 1
