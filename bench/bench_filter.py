@@ -373,7 +373,7 @@ def run(root: Path, rows: int, tasks: int, pass_rate: float, repeat: int, what_i
     C.metric(f"{label}.streamed_over_filter_file", t_streamed / t_duck)
     C.metric(f"{label}.streamed_same_file", same_file)
     C.metric(f"{label}.first_call_s", child["seconds"])
-    C.metric(f"{label}.peak_rss_mib", child["peak_rss_mb"])
+    C.metric(f"{label}.first_call_peak_rss_mib", child["peak_rss_mb"])
     C.metric(f"{label}.io_floor_ratio_vs_seed_step", t_seed / t_floor)
     C.metric(f"{label}.filter_file_over_io_floor", t_duck / t_floor)
     C.print_table(
