@@ -357,25 +357,17 @@ def run(root: Path, rows: int, tasks: int, pass_rate: float, repeat: int, what_i
     speedup = t_loop / t_duck
     speedup_load = (t_load + t_loop) / t_duck
     label = size_label(rows)
-    C.metric(f"{label}.filter_file_s", t_duck)
-    C.metric(f"{label}.python_loop_s", t_loop)
-    C.metric(f"{label}.python_load_s", t_load)
-    C.metric(f"{label}.seed_step_s", t_seed)
-    C.metric(f"{label}.ratio_vs_loop", speedup)
-    C.metric(f"{label}.ratio_vs_load_and_loop", speedup_load)
-    C.metric(f"{label}.ratio_vs_seed_step", t_seed / t_duck)
-    C.metric(f"{label}.same_rows", same)
-    C.metric(f"{label}.io_floor_s", t_floor)
-    C.metric(f"{label}.io_floor_read_s", t_read)
-    C.metric(f"{label}.io_floor_write_s", t_write)
-    C.metric(f"{label}.one_read", one_read)
-    C.metric(f"{label}.streamed_s", t_streamed)
-    C.metric(f"{label}.streamed_over_filter_file", t_streamed / t_duck)
-    C.metric(f"{label}.streamed_same_file", same_file)
-    C.metric(f"{label}.first_call_s", child["seconds"])
-    C.metric(f"{label}.first_call_peak_rss_mib", child["peak_rss_mb"])
-    C.metric(f"{label}.io_floor_ratio_vs_seed_step", t_seed / t_floor)
-    C.metric(f"{label}.filter_file_over_io_floor", t_duck / t_floor)
+    figures = {
+        "filter_file_s": t_duck, "python_loop_s": t_loop, "python_load_s": t_load, "seed_step_s": t_seed,
+        "ratio_vs_loop": speedup, "ratio_vs_load_and_loop": speedup_load, "ratio_vs_seed_step": t_seed / t_duck,
+        "same_rows": same, "io_floor_s": t_floor, "io_floor_read_s": t_read, "io_floor_write_s": t_write,
+        "one_read": one_read, "streamed_s": t_streamed, "streamed_over_filter_file": t_streamed / t_duck,
+        "streamed_same_file": same_file, "first_call_s": child["seconds"],
+        "first_call_peak_rss_mib": child["peak_rss_mb"], "io_floor_ratio_vs_seed_step": t_seed / t_floor,
+        "filter_file_over_io_floor": t_duck / t_floor,
+    }
+    for name, value in figures.items():
+        C.metric(f"{label}.{name}", value)
     C.print_table(
         f"filter + dedup, {rows:,} verified rows ({n_keys:,} tasks, ~{pass_rate:.0%} passed)",
         [
