@@ -59,15 +59,24 @@ BUCKET_ROWS = 65_536  # output positions per spill bucket (one bucket is in memo
 IN_MEMORY_BYTES = 128 * 2**20  # a file whose row groups hold at most this many uncompressed bytes is read once
 
 
+def _leaf_chunks(pf: pq.ParquetFile) -> Iterator[tuple[str, str, list]]:
+    """Every Parquet leaf of the file: (its path, its physical type, its column chunks' metadata)."""
+    meta = pf.metadata
+    for i in range(len(pf.schema)):
+        column = pf.schema.column(i)
+        yield column.path, column.physical_type, [meta.row_group(g).column(i) for g in range(meta.num_row_groups)]
+
+
+def _message_field(path: str) -> str | None:
+    """The message field a leaf directly under ``messages`` holds (``role``, ``tool_call_id``...), else None."""
+    return path.rsplit(".", 1)[1] if path.startswith("messages.") and path.count(".") == 3 else None
+
+
 def _message_count_column(pf: pq.ParquetFile) -> str:
     """The cheapest Parquet leaf directly under a message (usually an all-null one such as
     tool_call_id): its list lengths are len(messages), read without any message content."""
-    meta = pf.metadata
-    sizes: dict[str, int] = {}
-    for i in range(len(pf.schema)):
-        path = pf.schema.column(i).path
-        if path.startswith("messages.") and path.count(".") == 3:
-            sizes[path] = sum(meta.row_group(g).column(i).total_compressed_size for g in range(meta.num_row_groups))
+    sizes = {path: sum(c.total_compressed_size for c in chunks)
+             for path, _, chunks in _leaf_chunks(pf) if _message_field(path)}
     return min(sizes, key=lambda p: (sizes[p], p)) if sizes else "messages"
 
 
@@ -181,34 +190,27 @@ def fits_in_memory(path: Path | str) -> bool:
     return sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) <= IN_MEMORY_BYTES
 
 
-def _dictionary_leaves(path: Path | str) -> list[str]:
+def _dictionary_leaves(pf: pq.ParquetFile) -> list[str]:
     """The string leaves (top-level strings, message roles and texts) worth reading as dictionaries:
     those whose values repeat, i.e. whose dictionary pages hold at most half of their bytes. Only
     their indices are then decoded for every row; strings are made for the winners alone."""
-    pf = pq.ParquetFile(path)
-    meta, schema = pf.metadata, pf.schema
     leaves = []
-    for i in range(len(schema)):
-        column, path_ = schema.column(i), schema.column(i).path
-        nested = path_.startswith("messages.") and path_.count(".") == 3 and path_.rsplit(".", 1)[1] in ("role", "content")
-        if column.physical_type != "BYTE_ARRAY" or not (nested or "." not in path_):
+    for path, physical_type, chunks in _leaf_chunks(pf):
+        if physical_type != "BYTE_ARRAY" or not ("." not in path or _message_field(path) in ("role", "content")):
             continue
-        total = dictionary = 0
-        for g in range(meta.num_row_groups):
-            chunk = meta.row_group(g).column(i)
-            total += chunk.total_compressed_size
-            if chunk.has_dictionary_page and chunk.dictionary_page_offset is not None:
-                dictionary += chunk.data_page_offset - chunk.dictionary_page_offset
-            else:
-                dictionary += chunk.total_compressed_size
+        total = sum(c.total_compressed_size for c in chunks)
+        dictionary = sum(c.data_page_offset - c.dictionary_page_offset
+                         if c.has_dictionary_page and c.dictionary_page_offset is not None
+                         else c.total_compressed_size for c in chunks)
         if dictionary * 2 <= total:
-            leaves.append(path_)
+            leaves.append(path)
     return leaves
 
 
 def read_whole(path: Path | str, threads: int) -> pa.Table:
     """Every row of the file, read once (in parallel), repeated strings as dictionaries."""
-    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_dictionary_leaves(path)))
+    leaves = _dictionary_leaves(pq.ParquetFile(path))
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=leaves))
     # the system allocator gives the read's transient buffers back to the OS; the default pool keeps
     # them (about 150 MiB more peak RSS on a 1M-row file, for no speed)
     return ds.dataset(str(path), format=fmt).to_table(use_threads=threads > 1, memory_pool=pa.system_memory_pool())

@@ -1,5 +1,6 @@
 import random
 
+import pyarrow.parquet as pq
 import pytest
 from helpers import verified_row, verified_table
 
@@ -146,7 +147,7 @@ def test_one_read_and_the_streamed_filter_write_the_same_file(tmp_path, monkeypa
     src = tmp_path / "v.parquet"
     table = verified_table(rows)
     lake.write_batches(table.to_batches(max_chunksize=97), table.schema, src)  # 16 row groups, 16 dictionaries
-    leaves = F._dictionary_leaves(src)
+    leaves = F._dictionary_leaves(pq.ParquetFile(src))
     assert ("messages.list.element.content" in leaves) is not unique_texts
     assert "messages.list.element.role" in leaves and "record_id" not in leaves
     monkeypatch.setattr(F, "BATCH_ROWS", 64)  # several output row groups, each gathered ahead of its write
