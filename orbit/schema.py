@@ -181,6 +181,62 @@ def records_to_batch(rows: list[dict], schema: pa.Schema = RECORD_SCHEMA) -> pa.
     return pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
+_PLAIN_MESSAGE_KEYS = ("tool_calls", "tool_call_id", "name")  # null in a plain chat message
+
+
+def chat_messages_array(message_lists: Iterable[Iterable[Mapping[str, Any]]]) -> pa.ListArray | None:
+    """The ``list<MESSAGE_TYPE>`` column of these rows, made from the messages' roles and contents alone.
+
+    Only for plain chat: every message a dict holding ``MESSAGE_KEYS`` whose tool_calls, tool_call_id
+    and name are None (as ``message(role, content)`` makes them). None when one is not, so the caller
+    builds the column from the rows instead. The array equals what ``records_to_batch`` makes."""
+    roles: list = []
+    contents: list = []
+    offsets = [0]
+    add_role, add_content, add_offset = roles.append, contents.append, offsets.append
+    try:
+        for messages in message_lists:
+            for m in messages:
+                if m["tool_calls"] is not None or m["tool_call_id"] is not None or m["name"] is not None:
+                    return None
+                add_role(m["role"])
+                add_content(m["content"])
+            add_offset(len(roles))
+    except (KeyError, TypeError):
+        return None
+    if offsets[-1] > 2**31 - 1:
+        return None
+    n = len(roles)
+    try:
+        children = [pa.array(roles, pa.string()), pa.array(contents, pa.string())]
+    except (pa.ArrowException, TypeError, ValueError):  # a role or content that is not a string
+        return None
+    children += [pa.nulls(n, MESSAGE_TYPE.field(key).type) for key in _PLAIN_MESSAGE_KEYS]
+    structs = pa.StructArray.from_arrays(children, fields=list(MESSAGE_TYPE))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), structs, type=pa.list_(MESSAGE_TYPE))
+
+
+def batch_from_columns(columns: Mapping[str, Any], num_rows: int, schema: pa.Schema = RECORD_SCHEMA) -> pa.RecordBatch:
+    """A batch of ``schema`` from one entry per field: an Arrow array or a list of ``num_rows`` values, or
+    one value (str, int, float or None) that every row holds. It equals ``records_to_batch`` of the rows
+    those columns describe, without making a dict per row."""
+    if set(columns) != set(schema.names):
+        raise ValueError(f"columns {sorted(columns)} do not match the schema's {schema.names}")
+    arrays = []
+    for field in schema:
+        value = columns[field.name]
+        if isinstance(value, pa.Array):
+            array = value if value.type.equals(field.type) else value.cast(field.type)
+        elif isinstance(value, (list, tuple)):
+            array = pa.array(value, field.type)
+        else:
+            array = pa.repeat(pa.scalar(value, field.type), num_rows)
+        if len(array) != num_rows:
+            raise ValueError(f"column {field.name!r} has {len(array)} values for {num_rows} rows")
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def check_schema(actual: pa.Schema, expected: pa.Schema) -> list[str]:
     """Differences between two schemas as readable strings (empty when they match)."""
     problems = []

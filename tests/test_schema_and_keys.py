@@ -3,8 +3,8 @@ import pytest
 
 from orbit.keys import InvalidKey, previous_round, round_key, validate_env, validate_round
 from orbit.lake import partition_dir
-from orbit.schema import (RECORD_SCHEMA, VERIFIED_SCHEMA, check_schema, make_record, message,
-                          records_to_batch, task_id_from_prompt)
+from orbit.schema import (RECORD_SCHEMA, VERIFIED_SCHEMA, batch_from_columns, chat_messages_array, check_schema,
+                          make_record, message, records_to_batch, task_id_from_prompt, tool_call)
 
 
 def test_round_keys_round_trip():
@@ -136,3 +136,49 @@ def test_invalid_dynamic_round_partition_is_flagged_and_refused(tmp_path, monkey
             messages = [e.step_failure_data.error.message for e in result.get_step_failure_events()]
             assert any("refusing to materialize" in m for m in messages), messages
     assert not any(p.name.startswith("round=") and p.name != "round=r0000" for p in lake_root.rglob("round=*"))
+
+
+def _chat_rows():
+    """Rows whose messages hold every plain-chat shape: non-ASCII and empty contents, a null content,
+    an empty message list."""
+    texts = [["sys", "héllo ✓", "4"], ["", "x" * 300], [], ["a", None, "b", "c", "d"]]
+    rows = []
+    for i, contents in enumerate(texts):
+        messages = [message(("system", "user", "assistant")[min(j, 2)], c) for j, c in enumerate(contents)]
+        rows.append(make_record(env="tic_tac_toe", task_id=f"t{i}", round_key="r0000", sample_idx=i,
+                                source="selfplay", policy="p", seed=i if i % 2 else None, messages=messages,
+                                score=None if i == 2 else i / 4, metadata={"i": i}))
+    return rows
+
+
+def test_batch_from_columns_equals_the_batch_of_the_rows():
+    rows = _chat_rows()
+    columns = {name: [r[name] for r in rows] for name in RECORD_SCHEMA.names}
+    columns["messages"] = chat_messages_array(r["messages"] for r in rows)
+    columns.update(env="tic_tac_toe", round="r0000", source="selfplay", policy="p", tools=None,
+                   schema_version=rows[0]["schema_version"])  # one value every row holds
+    assert batch_from_columns(columns, len(rows)).equals(records_to_batch(rows))
+    with pytest.raises(ValueError, match="has 3 values for 4 rows"):
+        batch_from_columns({**columns, "score": [1.0, 1.0, 1.0]}, len(rows))
+    with pytest.raises(ValueError, match="do not match"):
+        batch_from_columns({k: v for k, v in columns.items() if k != "tools"}, len(rows))
+
+
+@pytest.mark.parametrize("change", ["tool_call", "tool_call_id", "name", "missing_key", "not_a_dict", "int_content"])
+def test_chat_messages_array_refuses_what_is_not_plain_chat(change):
+    rows = [list(r["messages"]) for r in _chat_rows()]
+    m = dict(rows[0][1])
+    if change == "tool_call":
+        m["tool_calls"] = [tool_call("c1", "search", {"q": "x"})]
+    elif change == "tool_call_id":
+        m["tool_call_id"] = "c1"
+    elif change == "name":
+        m["name"] = "alice"
+    elif change == "missing_key":
+        del m["name"]
+    elif change == "not_a_dict":
+        m = "user: hello"
+    else:
+        m["content"] = 4
+    rows[0][1] = m
+    assert chat_messages_array(rows) is None

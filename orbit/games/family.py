@@ -8,8 +8,10 @@ first request worth it and reused by every later one.
 """
 
 import json
+import math
 import time
 from concurrent.futures.process import BrokenProcessPool
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -23,7 +25,8 @@ from orbit.games.match import MatchResult, play_bot_match
 from orbit.games.rollout import play_policy_match
 from orbit.games.tasks import GameTask, load_game, match_seeds
 from orbit.games.verifier import GameReplayVerifier
-from orbit.schema import encode_metadata, make_record, record_ids, records_to_batch
+from orbit.schema import (RECORD_SCHEMA, SCHEMA_VERSION, batch_from_columns, chat_messages_array, encode_metadata,
+                          record_ids, records_to_batch)
 from orbit.workers import POOL_STATS, pool_running, shutdown_pool, worker_pool
 
 CFR_ASSET = "cfr_policies"
@@ -78,46 +81,71 @@ def load_cfr_table(game: str, params: Mapping[str, Any], iterations: int, lake_r
     return policy_table(solve_cfr(game, params, iterations), game, params, iterations)
 
 
+def _ints_json(values: list[int]) -> str:
+    """``_VALUE_JSON.encode`` of a list of ints (an int's JSON text is its ``str``)."""
+    return f"[{', '.join(map(str, values))}]"
+
+
+def _floats_json(values: list[float] | None) -> str:
+    """``_VALUE_JSON.encode`` of a list of floats or None (a finite float's JSON text is its ``repr``)."""
+    if values is None or not all(map(math.isfinite, values)):
+        return _VALUE_JSON.encode(values)
+    return f"[{', '.join(map(float.__repr__, values))}]"
+
+
 def selfplay_metadata(task_json: str, learner_json: str, opponent_json: str, result: MatchResult) -> str:
     """``encode_metadata`` of a self-play record's metadata (task, history, returns, terminated, learner,
     opponent) from the per-task parts already encoded: the same text, keys in sorted order."""
-    return (f'{{"history": {_VALUE_JSON.encode(result.history)}, "learner": {learner_json}, '
-            f'"opponent": {opponent_json}, "returns": {_VALUE_JSON.encode(result.returns)}, '
-            f'"task": {task_json}, "terminated": {_VALUE_JSON.encode(result.terminated)}}}')
+    terminated = "null" if result.terminated is None else encode_basestring(result.terminated)
+    return (f'{{"history": {_ints_json(result.history)}, "learner": {learner_json}, '
+            f'"opponent": {opponent_json}, "returns": {_floats_json(result.returns)}, '
+            f'"task": {task_json}, "terminated": {terminated}}}')
 
 
 def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
                 jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
-    rows = []
-    policy = bot_label(learner)
-    learner_json, opponent_json = encode_metadata(learner), encode_metadata(opponent)
+    """The records of ``jobs`` (task, sample index) as one batch: every match is played first, then the
+    columns are made in one pass (no dict per row), with the same values ``make_record`` writes."""
+    seeds, results = [], []
     task = game = None
     for job_task, sample_idx in jobs:
         if job_task is not task:  # jobs come task by task: per-task values are made once
             if game is None or job_task.game != task.game or job_task.params != task.params:
                 game = load_game(job_task)
             task = job_task
+            seed_of = match_seeds(round_key, env_name, task.seed)
+        seed = seed_of(sample_idx)
+        seeds.append(seed)
+        results.append(play_bot_match(task, make_bot(learner, game, seed + 1, cfr_table),
+                                      make_bot(opponent, game, seed + 2, cfr_table), seed, game))
+    return _selfplay_batch(env_name, round_key, learner, opponent, jobs, seeds, results)
+
+
+def _selfplay_batch(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
+                    jobs: list[tuple[GameTask, int]], seeds: list[int], results: list[MatchResult]) -> pa.RecordBatch:
+    policy = bot_label(learner)
+    learner_json, opponent_json = encode_metadata(learner), encode_metadata(opponent)
+    record_id, task_ids, scores, metadata = [], [], [], []
+    task = None
+    for (job_task, sample_idx), result in zip(jobs, results):
+        if job_task is not task:
+            task = job_task
             task_id = task.task_id
-            seeds = match_seeds(round_key, env_name, task.seed)
             ids = record_ids(env_name, round_key, task_id, "selfplay", policy)
             task_json = encode_metadata(task.to_json())
-        seed = seeds(sample_idx)
-        result = play_bot_match(
-            task,
-            make_bot(learner, game, seed + 1, cfr_table),
-            make_bot(opponent, game, seed + 2, cfr_table),
-            seed,
-            game,
-        )
-        rows.append(
-            make_record(
-                env=env_name, task_id=task_id, round_key=round_key, sample_idx=sample_idx,
-                source="selfplay", policy=policy, seed=seed, messages=result.messages,
-                score=result.learner_score(task.seat), record_id=ids(sample_idx),
-                metadata_json=selfplay_metadata(task_json, learner_json, opponent_json, result),
-            )
-        )
-    return records_to_batch(rows)
+        record_id.append(ids(sample_idx))
+        task_ids.append(task_id)
+        scores.append(result.learner_score(task.seat))
+        metadata.append(selfplay_metadata(task_json, learner_json, opponent_json, result))
+    messages = chat_messages_array(r.messages for r in results)
+    if messages is None:  # never for a bot match (its messages are plain chat): built from the rows then
+        messages = records_to_batch([{"messages": r.messages} for r in results],
+                                    pa.schema([RECORD_SCHEMA.field("messages")])).column(0)
+    columns = {"record_id": record_id, "env": env_name, "task_id": task_ids, "round": round_key,
+               "sample_idx": [s for _, s in jobs], "source": "selfplay", "policy": policy, "seed": seeds,
+               "messages": messages, "tools": None, "score": scores, "metadata": metadata,
+               "schema_version": SCHEMA_VERSION}
+    return batch_from_columns(columns, len(jobs))
 
 
 def chunked(items: list, n_chunks: int) -> list[list]:

@@ -2,6 +2,7 @@ import copy
 import json
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from orbit.envs import GenerationRequest, env_spec, family_of
@@ -10,6 +11,12 @@ from orbit.games.verifier import GameReplayVerifier
 from orbit.verification import verify_record
 
 GAMES = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"]
+
+
+def parquet_bytes(table):
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
 
 
 def generate(env, n=12, workers=1, round_key="r0000", samples=1, **options):
@@ -196,5 +203,11 @@ def test_generated_rows_are_those_of_the_plain_record_functions(env):
                 metadata={"task": task.to_json(), "history": result.history, "returns": result.returns,
                           "terminated": result.terminated, "learner": learner, "opponent": opponent}))
     assert rows == pa.Table.from_batches([records_to_batch(expected)]).to_pylist()
+    # the generator's columns are the Arrow data (nulls and all) and the Parquet bytes of the rows
+    spec_request = GenerationRequest(env=spec, round_key="r0002", num_tasks=9, samples_per_task=3)
+    generated = pa.Table.from_batches(list(family_of(spec).generate(spec_request)))
+    plain = pa.Table.from_batches([records_to_batch(expected)])
+    assert generated.equals(plain, check_metadata=True)
+    assert parquet_bytes(generated.combine_chunks()) == parquet_bytes(plain)
     for row in rows:  # the metadata text is json.dumps' own
         assert row["metadata"] == json.dumps(json.loads(row["metadata"]), sort_keys=True, ensure_ascii=False)
