@@ -269,6 +269,7 @@ def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, thresh
     A partition of at least PARALLEL_MIN_ROWS rows is verified on this process's worker pool
     (``workers`` processes, default every core) when the verifier is ``parallel_safe`` (its verdict
     depends on the record alone); the batches come back in their order and the counts are the same.
+    While the pool starts, the first batches are verified in this process.
     """
     workers = (os.cpu_count() or 1) if workers is None else workers
     stream = iter(batches)
@@ -289,15 +290,21 @@ def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, thresh
             if batch.num_rows:
                 yield verify_batch(batch, verifier, threshold, counts)
         return
-    from orbit.workers import POOL_STATS, shutdown_pool, worker_pool
+    from orbit.workers import POOL_STATS, shutdown_pool, start_pool
 
-    pool = worker_pool(workers)
-    POOL_STATS["requests"] += 1
+    ready = start_pool(workers)  # in the background: until every worker is up, batches are verified here
+    pool = None
     pending: collections.deque = collections.deque()
     try:
         for batch in itertools.chain(head, stream):
             if not batch.num_rows:
                 continue
+            if pool is None:
+                if not ready.done():
+                    yield verify_batch(batch, verifier, threshold, counts)
+                    continue
+                pool = ready.result()
+                POOL_STATS["requests"] += 1
             # a worker gets only the columns verification reads and sends back only the verdicts
             pending.append((batch, pool.submit(_verdicts, batch.select(_read_columns(verifier)), verifier, threshold)))
             if len(pending) >= IN_FLIGHT_PER_WORKER * workers:

@@ -2,7 +2,8 @@
 
 It is started by the first request that is worth it (a big self-play partition,
 a big verify partition) and reused by every later one in the same process (a
-Dagster step, a bench, a CLI run), so the start-up is paid once. Workers come
+Dagster step, a bench, a CLI run), so the start-up is paid once. ``start_pool``
+starts it in the background, so the caller keeps working until every worker is up. Workers come
 from a forkserver (never a fork of a process that may hold threads) that has
 already imported what they need.
 """
@@ -10,7 +11,7 @@ already imported what they need.
 import atexit
 import multiprocessing
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 
 PRELOAD = ["pandas", "orbit.games.family", "orbit.verification"]  # pyarrow imports pandas lazily
 
@@ -40,6 +41,40 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
         ctx.set_forkserver_preload(PRELOAD)
         _POOL, _POOL_WORKERS = ProcessPoolExecutor(max_workers=workers, mp_context=ctx), workers
         return _POOL
+
+
+def _ready() -> None:
+    """A no-op run on each worker: its result means the worker is up."""
+
+
+_READY: "tuple[ProcessPoolExecutor, Future] | None" = None  # the pool and its future from start_pool
+_READY_LOCK = threading.Lock()
+
+
+def start_pool(workers: int) -> "Future[ProcessPoolExecutor]":
+    """This process's pool with at least ``workers`` processes, started in the background: the future
+    resolves once every worker is up, so the caller keeps working meanwhile. The same future for every
+    caller of the same pool (resolved long ago once it runs)."""
+    global _READY
+    with _READY_LOCK:
+        pool = worker_pool(workers)  # made here, its processes spawned by the first submits
+        if _READY is not None and _READY[0] is pool:
+            return _READY[1]
+        done: Future = Future()
+        _READY = (pool, done)
+        count = _POOL_WORKERS
+
+    def start() -> None:
+        try:
+            for ready in [pool.submit(_ready) for _ in range(count)]:  # a submit spawns a worker when none is idle
+                ready.result()
+        except BaseException as exc:  # handed to the caller
+            done.set_exception(exc)
+        else:
+            done.set_result(pool)
+
+    threading.Thread(target=start, name="orbit-pool-start", daemon=True).start()
+    return done
 
 
 def shutdown_pool() -> None:

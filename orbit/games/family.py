@@ -4,7 +4,8 @@ Tasks are (game, params, seed = base_seed + i, seat = i mod players); each task
 is played ``samples_per_task`` times with match seeds derived from (round, env,
 task seed, sample index), so rematerializing a partition reproduces its rows.
 Matches are spread in task chunks over one worker pool per process, started by the
-first request worth it and reused by every later one.
+first request worth it and reused by every later one. While the pool starts, in the
+background, the requesting process plays the first chunks itself.
 """
 
 import json
@@ -27,13 +28,13 @@ from orbit.games.tasks import GameTask, load_game, match_seeds
 from orbit.games.verifier import GameReplayVerifier
 from orbit.schema import (RECORD_SCHEMA, SCHEMA_VERSION, batch_from_columns, chat_messages_array, encode_metadata,
                           record_ids, records_to_batch)
-from orbit.workers import POOL_STATS, pool_running, shutdown_pool, worker_pool
+from orbit.workers import POOL_STATS, pool_running, shutdown_pool, start_pool
 
 CFR_ASSET = "cfr_policies"
-CHUNKS_PER_WORKER = 4
+CHUNKS_PER_WORKER = 8
 PROBE_JOBS = 16
 BATCH_JOBS = 512
-POOL_WORTH_S = 2.0  # estimated serial seconds below which starting worker processes does not pay off
+POOL_WORTH_S = 1.0  # estimated serial seconds below which starting worker processes does not pay off
 POOL_WARM_WORTH_S = 0.05  # the same once this process's pool is running (nothing left to start)
 _VALUE_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)  # as encode_metadata writes values
 
@@ -207,18 +208,28 @@ class OpenSpielFamily:
         else:
             per_job = 0.0
         workers = min(request.workers, len(rest) // PROBE_JOBS or 1)
+        # the batches depend on the sizes and workers only, never on timing or on who plays them
+        chunks = chunked(rest, max(len(rest) // BATCH_JOBS, workers * CHUNKS_PER_WORKER if workers > 1 else 1))
         estimate = per_job * len(rest)
         worth = float(request.option("pool_worth_seconds",
                                      POOL_WARM_WORTH_S if pool_running(workers) else POOL_WORTH_S))
         if workers <= 1 or estimate < worth:
-            for chunk in chunked(rest, max(1, len(rest) // BATCH_JOBS)):
+            for chunk in chunks:
                 yield _play_chunk(*args, chunk, cfr_table)
             return
-        pool, futures = worker_pool(workers), []
+        # The pool starts in the background (it is ready at once when it runs already): meanwhile this
+        # process plays the chunks in order, and hands the rest to the pool once every worker is up.
+        ready = start_pool(workers)
+        played = 0
+        while played < len(chunks) and not ready.done():
+            yield _play_chunk(*args, chunks[played], cfr_table)
+            played += 1
+        if played == len(chunks):
+            return
+        pool, futures = ready.result(), []
         POOL_STATS["requests"] += 1
         try:
-            futures = [pool.submit(_play_chunk, *args, chunk, cfr_table)
-                       for chunk in chunked(rest, workers * CHUNKS_PER_WORKER)]
+            futures = [pool.submit(_play_chunk, *args, chunk, cfr_table) for chunk in chunks[played:]]
             for future in futures:
                 yield future.result()
         except BrokenProcessPool:

@@ -57,6 +57,37 @@ def test_generation_is_deterministic_and_parallel_matches_serial():
     assert [r["seed"] for r in c] != [r["seed"] for r in a]
 
 
+def _batches(env, n, workers, **options):
+    spec = env_spec(env)
+    req = GenerationRequest(env=spec, round_key="r0000", num_tasks=n, samples_per_task=1, workers=workers,
+                            options=options)
+    return list(family_of(spec).generate(req))
+
+
+def test_the_pool_plays_what_it_is_handed_and_the_batches_do_not_depend_on_who_plays():
+    from orbit import workers
+
+    serial = _batches("connect_four", 96, 2, pool_worth_seconds=1e9)  # never a pool
+    workers.start_pool(2).result()  # every worker up: all chunks after the probe go to the pool
+    before = workers.POOL_STATS["requests"]
+    pooled = _batches("connect_four", 96, 2, pool_worth_seconds=0)
+    assert workers.POOL_STATS["requests"] == before + 1
+    assert [b.num_rows for b in pooled] == [b.num_rows for b in serial]  # the same row groups once written
+    assert pa.Table.from_batches(pooled).equals(pa.Table.from_batches(serial))
+
+
+def test_start_pool_hands_every_caller_of_a_pool_the_same_future():
+    from orbit import workers
+
+    first = workers.start_pool(1)
+    assert workers.start_pool(1) is first
+    assert first.result().submit(sum, [1, 2]).result() == 3
+    workers.shutdown_pool()
+    again = workers.start_pool(1)
+    assert again is not first and again.result() is not first.result()
+    assert again.result().submit(sum, [3, 4]).result() == 7
+
+
 def test_winners_pass_and_losers_fail_with_reason(ttt_records):
     outcomes = [verify_record(r, GameReplayVerifier(), 1.0) for r in ttt_records]
     assert any(p for _, p, _ in outcomes)

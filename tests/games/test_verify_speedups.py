@@ -4,6 +4,7 @@ the same verdicts, reasons, counts and output batches as a plain serial replay."
 import copy
 import json
 import random
+from concurrent.futures import Future
 
 import pyarrow as pa
 import pytest
@@ -67,7 +68,9 @@ def test_replay_cache_gives_the_verdicts_of_a_plain_replay(env, monkeypatch):
     assert any(v.reasons and v.reasons != ("score.below_threshold",) for v in plain)
 
 
-def test_parallel_verify_batches_match_serial(monkeypatch):
+@pytest.mark.parametrize("pool_up_after", [0, 3], ids=["pool_running", "pool_starting"])
+def test_parallel_verify_batches_match_serial(monkeypatch, pool_up_after):
+    """The pool either runs already, or comes up after this process has verified the first batches."""
     spec = env_spec("kuhn_poker")
     records = generate("kuhn_poker", 60)
     records += tampered(records, seed=3)
@@ -79,9 +82,23 @@ def test_parallel_verify_batches_match_serial(monkeypatch):
     serial = list(V.verify_batches(batches, verifier, spec.pass_threshold, serial_counts, workers=1))
     monkeypatch.setattr(V, "PARALLEL_MIN_ROWS", 50)
     monkeypatch.setattr(verifier, "parallel_safe", True, raising=False)
+    pool = workers.start_pool(2).result()
+    ready = Future()
+    if not pool_up_after:
+        ready.set_result(pool)
+    monkeypatch.setattr(workers, "start_pool", lambda n: ready)
+    handed = []
+
+    def stream():  # the pool comes up once this many batches were handed over
+        for batch in batches:
+            if len(handed) == pool_up_after and not ready.done():
+                ready.set_result(pool)
+            handed.append(batch)
+            yield batch
+
     parallel_counts = V.VerifyCounts()
     before = workers.POOL_STATS["requests"]
-    parallel = list(V.verify_batches(batches, verifier, spec.pass_threshold, parallel_counts, workers=2))
+    parallel = list(V.verify_batches(stream(), verifier, spec.pass_threshold, parallel_counts, workers=2))
     assert [b.num_rows for b in parallel] == [b.num_rows for b in serial]
     assert pa.Table.from_batches(parallel).equals(pa.Table.from_batches(serial))
     assert parallel_counts == serial_counts and list(parallel_counts.reasons) == list(serial_counts.reasons)
