@@ -68,7 +68,8 @@ def start_pool(workers: int) -> "Future[ProcessPoolExecutor]":
         try:
             for ready in [pool.submit(_ready) for _ in range(count)]:  # a submit spawns a worker when none is idle
                 ready.result()
-        except BaseException as exc:  # handed to the caller
+        except BaseException as exc:  # handed to the caller; the next request starts a fresh pool
+            _discard(pool)
             done.set_exception(exc)
         else:
             done.set_result(pool)
@@ -84,6 +85,16 @@ def shutdown_pool() -> None:
         pool, _POOL, _POOL_WORKERS = _POOL, None, 0
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool`` (one that failed to start) if it is still this process's pool."""
+    global _POOL, _POOL_WORKERS
+    with _POOL_LOCK:
+        if _POOL is not pool:
+            return
+        _POOL, _POOL_WORKERS = None, 0
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 atexit.register(shutdown_pool)

@@ -88,6 +88,24 @@ def test_start_pool_hands_every_caller_of_a_pool_the_same_future():
     assert again.result().submit(sum, [3, 4]).result() == 7
 
 
+def test_a_pool_that_fails_to_start_is_dropped_and_the_next_request_starts_a_fresh_one(monkeypatch):
+    import functools
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    from orbit import workers
+
+    workers.shutdown_pool()
+    monkeypatch.setattr(workers, "_ready", functools.partial(os._exit, 3))  # each new worker dies at once
+    failed = workers.start_pool(1)
+    with pytest.raises(BrokenProcessPool):
+        failed.result(timeout=300)
+    assert not workers.pool_running(1)
+    monkeypatch.undo()
+    fresh = workers.start_pool(1)
+    assert fresh is not failed and fresh.result(timeout=300).submit(sum, [1, 2]).result() == 3
+
+
 def test_winners_pass_and_losers_fail_with_reason(ttt_records):
     outcomes = [verify_record(r, GameReplayVerifier(), 1.0) for r in ttt_records]
     assert any(p for _, p, _ in outcomes)
