@@ -10,7 +10,9 @@ turn. No structural rule can fire on such a trajectory and it holds no tool use.
 hands those rows' message lists to the rules and verifiers as ``PlainMessages``, so
 they skip the per-message scans. Their messages are read as ``{"role", "content"}``
 dicts (``plain_message_lists``): every other key of a plain message is null, and
-rules and verifiers read messages with ``.get``. Only the verify stage makes ``PlainMessages``
+rules and verifiers read messages with ``.get``. A verifier that reads only the roles
+and texts (``reads_plain_texts``, the game replay) gets them as two lists instead
+(``PlainTexts``, ``plain_text_lists``), with no dict made per message. Only the verify stage makes ``PlainMessages``
 (a record decoded from JSON or Arrow holds plain ``list`` objects), so a record
 cannot claim to be plain: its bytes are checked here like anywhere else.
 """
@@ -28,6 +30,21 @@ class PlainMessages(list):
     """A message list ``plain_rows`` found plain (see the module docstring)."""
 
     __slots__ = ()
+
+
+class PlainTexts:
+    """A trajectory ``plain_rows`` found plain, as its roles and texts only (no dict per message): what
+    the verify stage hands a verifier that declares ``reads_plain_texts`` and reads nothing else of
+    a plain message. Like ``PlainMessages``, only the verify stage makes it."""
+
+    __slots__ = ("roles", "texts")
+
+    def __init__(self, roles: list[str], texts: list[str]):
+        self.roles = roles
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.roles)
 
 
 def plain_rows(messages: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -65,6 +82,21 @@ def plain_message_lists(messages: pa.Array, plain: np.ndarray) -> list:
     narrow = pa.ListArray.from_arrays(messages.offsets, pa.StructArray.from_arrays(
         [pc.struct_field(values, "role"), pc.struct_field(values, "content")], fields=list(PLAIN_MESSAGE_TYPE)))
     lists = [PlainMessages(m) for m in narrow.to_pylist()]  # null and other non-plain rows are replaced below
+    return _with_full_rows(lists, messages, plain)
+
+
+def plain_text_lists(messages: pa.Array, plain: np.ndarray) -> list:
+    """The rows' message lists: ``PlainTexts`` where ``plain``, else every field (as ``plain_message_lists``)."""
+    values = messages.values  # the whole child array: a sliced batch's offsets point into it
+    roles = pc.struct_field(values, "role").to_pylist()
+    texts = pc.struct_field(values, "content").to_pylist()
+    offsets = messages.offsets.to_numpy(zero_copy_only=False).tolist()
+    lists = [PlainTexts(roles[a:z], texts[a:z]) for a, z in zip(offsets, offsets[1:])]
+    return _with_full_rows(lists, messages, plain)
+
+
+def _with_full_rows(lists: list, messages: pa.Array, plain: np.ndarray) -> list:
+    """``lists`` with each row that is not plain (null rows included) replaced by its full messages."""
     others = (~plain).nonzero()[0]
     if len(others):
         for i, full in zip(others.tolist(), messages.take(pa.array(others)).to_pylist()):

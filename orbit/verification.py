@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from orbit.envs.base import Verdict, Verifier
 from orbit.jsonmemo import loads_shared
-from orbit.plain_messages import (MAX_CONTENT_CHARS, MAX_MESSAGES, PLAIN_ROLES, PlainMessages,
-                                  plain_message_lists, plain_rows)
+from orbit.plain_messages import (MAX_CONTENT_CHARS, MAX_MESSAGES, PLAIN_ROLES, PlainMessages, PlainTexts,
+                                  plain_message_lists, plain_rows, plain_text_lists)
 from orbit.schema import RECORD_SCHEMA, ROLES, VERIFIED_SCHEMA
 
 MAX_REASON_CHARS = 300
@@ -97,7 +97,7 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
         # the generator could not finish the sample (e.g. the endpoint failed): it can only fail
         reasons.append(str(meta["sample_error"]) if isinstance(meta["sample_error"], str) else "sample.error")
     messages = record.get("messages")
-    if type(messages) is PlainMessages:
+    if type(messages) is PlainMessages or type(messages) is PlainTexts:
         return reasons  # checked column-wise by the verify stage: no message rule can fire
     if messages is not None and not isinstance(messages, (list, tuple)):
         reasons.append("trajectory.not_list")
@@ -220,7 +220,8 @@ def _verdicts(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tu
     """Recomputed scores, passed flags and reasons of a batch holding (at least) ``_read_columns``."""
     messages = batch.column("messages")
     rows = batch.select([n for n in _read_columns(verifier) if n != "messages"]).to_pylist()
-    for row, listed in zip(rows, plain_message_lists(messages, plain_rows(messages))):
+    lists = plain_text_lists if getattr(verifier, "reads_plain_texts", False) else plain_message_lists
+    for row, listed in zip(rows, lists(messages, plain_rows(messages))):
         row["messages"] = listed
     scores, passed_col, reasons_col = [], [], []
     for row in rows:
@@ -251,8 +252,8 @@ def verify_batch(batch: pa.RecordBatch, verifier: Verifier, threshold: float,
     """Verify one batch of raw records; returns the batch in VERIFIED_SCHEMA.
 
     The rows whose messages are plain chat (``plain_rows``, decided column-wise) reach the rules
-    and the verifier with their messages as ``PlainMessages``, which spares them the per-message
-    scans; the verdicts are the same either way. A verifier that names the columns it reads
+    and the verifier with their messages as ``PlainMessages`` (``PlainTexts`` for a verifier that
+    ``reads_plain_texts``), which spares them the per-message scans; the verdicts are the same either way. A verifier that names the columns it reads
     (``columns``) gets only those (and the metadata the rules read) in its records.
     """
     return _verified(batch, verifier, _verdicts(batch, verifier, threshold), counts)

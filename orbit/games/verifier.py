@@ -23,7 +23,7 @@ from orbit.games.match import learner_score
 from orbit.games.prompts import parse_answer, split_turn_prompt, system_prompt
 from orbit.games.replay_cache import game_tree
 from orbit.jsonmemo import loads_shared
-from orbit.plain_messages import PlainMessages
+from orbit.plain_messages import PlainMessages, PlainTexts
 from orbit.games.tasks import GameTask, TaskEnvMismatch, TaskSpecError, load_game
 
 SCORE_TOLERANCE = 1e-9
@@ -73,6 +73,7 @@ def _parse_answer(content: str | None) -> int | None:
 class GameReplayVerifier:
     parallel_safe = True  # a verdict depends on the record alone: batches may be verified anywhere
     columns = ("env", "task_id", "messages", "tools", "score", "metadata")  # all it reads of a record
+    reads_plain_texts = True  # of a plain chat message it reads the role and the text only (PlainTexts)
     name = "game_replay"
     version = "2"  # answer format v2 (orbit.games.prompts.parse_answer: bare ID, {"move": ID}, final <answer>ID</answer>)
 
@@ -120,7 +121,8 @@ class GameReplayVerifier:
                 not set(map(type, history)) - {int} or all(_is_int(a) for a in history)):
             return Verdict(0.0, ("history.invalid",))
         messages = record.get("messages")
-        if type(messages) is not PlainMessages:  # plain chat needs none of these scans (see orbit.plain_messages)
+        if type(messages) is not PlainTexts and type(messages) is not PlainMessages:
+            # plain chat needs none of these scans (see orbit.plain_messages)
             messages = list(messages) if isinstance(messages, (list, tuple)) else []
             if not messages:
                 return Verdict(0.0, ("trajectory.empty",))
@@ -168,13 +170,18 @@ class GameReplayVerifier:
     def _replay(self, record: Mapping[str, Any], meta: Mapping[str, Any], task: GameTask, history: list[int],
                 messages: list[Mapping[str, Any]]) -> Verdict:
         reasons: list[str] = []
-        if type(messages) is PlainMessages:  # every message a dict with a str role and str content
+        if type(messages) is PlainTexts:  # plain chat as its roles and texts (every one a str)
+            roles, texts = messages.roles, messages.texts
+            system_text = texts[0]
+        elif type(messages) is PlainMessages:  # every message a dict with a str role and str content
             roles = [m["role"] for m in messages]
             texts = [m["content"] for m in messages]
+            system_text = texts[0]
         else:
             roles = [m.get("role") for m in messages]
             texts = [_text(m) for m in messages]
-        if roles[0] != "system" or messages[0].get("content") != system_prompt(task.game, task.seat):
+            system_text = messages[0].get("content")
+        if roles[0] != "system" or system_text != system_prompt(task.game, task.seat):
             reasons.append("prompt.system_mismatch")
         n_messages = len(messages)
         walk = game_tree(load_game(task)).walker()  # facts per history prefix, remembered across records

@@ -153,3 +153,26 @@ def test_column_checked_plain_rows_give_the_row_by_row_verdicts(env):
     plain = V.plain_rows(table.column("messages"))
     assert 0 < plain.sum() < len(records)
     assert not any(plain[-len(records) // 3:])  # every message variant is caught column-wise
+
+
+def test_plain_texts_hold_the_roles_and_texts_of_the_plain_message_lists():
+    """A verifier that reads only roles and texts gets PlainTexts for exactly the plain rows, with the
+    roles and texts of the dicts every other verifier gets (sliced batches included)."""
+    records = generate("tic_tac_toe", 20)
+    records += message_variants(records)
+    table = pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+    assert getattr(family_of(env_spec("tic_tac_toe")).verifier(env_spec("tic_tac_toe")), "reads_plain_texts", False)
+    seen = 0
+    for batch in table.to_batches(max_chunksize=7):
+        messages = batch.column("messages")
+        plain = V.plain_rows(messages)
+        dicts = V.plain_message_lists(messages, plain)
+        texts = V.plain_text_lists(messages, plain)
+        for is_plain, d, t in zip(plain, dicts, texts):
+            if is_plain:
+                assert type(t) is V.PlainTexts and type(d) is V.PlainMessages
+                assert (t.roles, t.texts) == ([m["role"] for m in d], [m["content"] for m in d]) and len(t) == len(d)
+                seen += 1
+            else:
+                assert t == d and type(t) is not V.PlainTexts
+    assert 0 < seen < len(records)
