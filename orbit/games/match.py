@@ -18,6 +18,8 @@ from orbit.games.prompts import parse_answer, system_prompt, turn_prompt_at
 from orbit.games.tasks import GameTask, load_game
 from orbit.schema import message
 
+TERMINAL, CHANCE = int(pyspiel.PlayerId.TERMINAL), int(pyspiel.PlayerId.CHANCE)
+
 
 @dataclass(slots=True)
 class LearnerTurn:
@@ -57,26 +59,29 @@ def match_steps(task: GameTask, opponent: Bot, seed: int,
     chance_rng = None  # seeded at the first chance node: games without chance never pay for it
     messages = [message("system", system_prompt(task.game, task.seat))]
     terminated = None
-    while not state.is_terminal():
-        if state.is_chance_node():
+    while True:
+        player = state.current_player()  # one call tells a terminal, a chance and a player's node apart
+        if player == TERMINAL:
+            break
+        if player == CHANCE:
             if chance_rng is None:
                 chance_rng = random.Random(seed)
             action = sample_chance(state, chance_rng)
+        elif player < 0:
+            raise ValueError(f"{task.game}: a node of player {player} (simultaneous moves are not supported)")
+        elif player == task.seat:
+            messages.append(message("user", turn_prompt_at(state, player, game, tuple(history))))
+            answer = yield LearnerTurn(state, messages)
+            messages.append(message("assistant", answer))
+            action = parse_answer(answer)
+            if action is None:
+                terminated = "answer.unparseable"
+            elif action not in state.legal_actions(player):
+                terminated = "action.illegal"
+            if terminated:
+                break
         else:
-            player = state.current_player()
-            if player == task.seat:
-                messages.append(message("user", turn_prompt_at(state, player, game, tuple(history))))
-                answer = yield LearnerTurn(state, messages)
-                messages.append(message("assistant", answer))
-                action = parse_answer(answer)
-                if action is None:
-                    terminated = "answer.unparseable"
-                elif action not in state.legal_actions(player):
-                    terminated = "action.illegal"
-                if terminated:
-                    break
-            else:
-                action = opponent(state)
+            action = opponent(state)
         state.apply_action(action)
         history.append(action)
     returns = None if terminated else [float(r) for r in state.returns()]
