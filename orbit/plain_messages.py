@@ -12,9 +12,10 @@ they skip the per-message scans. Their messages are read as ``{"role", "content"
 dicts (``plain_message_lists``): every other key of a plain message is null, and
 rules and verifiers read messages with ``.get``. A verifier that reads only the roles
 and texts (``reads_plain_texts``, the game replay) gets them as two lists instead
-(``PlainTexts``, ``plain_text_lists``), with no dict made per message. Only the verify stage makes ``PlainMessages``
-(a record decoded from JSON or Arrow holds plain ``list`` objects), so a record
-cannot claim to be plain: its bytes are checked here like anywhere else.
+(``PlainTexts``, ``plain_text_lists``), with no dict made per message. Only the verify
+stage makes ``PlainMessages`` and ``PlainTexts`` (a record decoded from JSON or Arrow holds
+plain ``list`` objects), so a record cannot claim to be plain: its bytes are checked here
+like anywhere else.
 """
 
 import numpy as np

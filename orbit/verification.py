@@ -253,8 +253,9 @@ def verify_batch(batch: pa.RecordBatch, verifier: Verifier, threshold: float,
 
     The rows whose messages are plain chat (``plain_rows``, decided column-wise) reach the rules
     and the verifier with their messages as ``PlainMessages`` (``PlainTexts`` for a verifier that
-    ``reads_plain_texts``), which spares them the per-message scans; the verdicts are the same either way. A verifier that names the columns it reads
-    (``columns``) gets only those (and the metadata the rules read) in its records.
+    ``reads_plain_texts``), which spares them the per-message scans; the verdicts are the same
+    either way. A verifier that names the columns it reads (``columns``) gets only those (and the
+    metadata the rules read) in its records.
     """
     return _verified(batch, verifier, _verdicts(batch, verifier, threshold), counts)
 

@@ -3,9 +3,9 @@
 It is started by the first request that is worth it (a big self-play partition,
 a big verify partition) and reused by every later one in the same process (a
 Dagster step, a bench, a CLI run), so the start-up is paid once. ``start_pool``
-starts it in the background, so the caller keeps working until every worker is up. Workers come
-from a forkserver (never a fork of a process that may hold threads) that has
-already imported what they need.
+starts it in the background, so the caller keeps working until every worker is up.
+Workers come from a forkserver (never a fork of a process that may hold threads)
+that has already imported what they need.
 """
 
 import atexit
@@ -69,7 +69,7 @@ def start_pool(workers: int) -> "Future[ProcessPoolExecutor]":
             for ready in [pool.submit(_ready) for _ in range(count)]:  # a submit spawns a worker when none is idle
                 ready.result()
         except BaseException as exc:  # handed to the caller; the next request starts a fresh pool
-            _discard(pool)
+            shutdown_pool(only=pool, wait=False)
             done.set_exception(exc)
         else:
             done.set_result(pool)
@@ -78,23 +78,15 @@ def start_pool(workers: int) -> "Future[ProcessPoolExecutor]":
     return done
 
 
-def shutdown_pool() -> None:
-    """Stop the pool (after a worker died, or at exit); the next request starts a fresh one."""
+def shutdown_pool(only: ProcessPoolExecutor | None = None, wait: bool = True) -> None:
+    """Stop the pool (after a worker died, or at exit); the next request starts a fresh one.
+    With ``only``: stop it only if it is still that pool (one that failed to start)."""
     global _POOL, _POOL_WORKERS
     with _POOL_LOCK:
-        pool, _POOL, _POOL_WORKERS = _POOL, None, 0
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _discard(pool: ProcessPoolExecutor) -> None:
-    """Stop ``pool`` (one that failed to start) if it is still this process's pool."""
-    global _POOL, _POOL_WORKERS
-    with _POOL_LOCK:
-        if _POOL is not pool:
+        if _POOL is None or (only is not None and _POOL is not only):
             return
-        _POOL, _POOL_WORKERS = None, 0
-    pool.shutdown(wait=False, cancel_futures=True)
+        pool, _POOL, _POOL_WORKERS = _POOL, None, 0
+    pool.shutdown(wait=wait, cancel_futures=True)
 
 
 atexit.register(shutdown_pool)

@@ -23,7 +23,7 @@ from orbit.games.match import learner_score
 from orbit.games.prompts import parse_answer, split_turn_prompt, system_prompt
 from orbit.games.replay_cache import game_tree
 from orbit.jsonmemo import loads_shared
-from orbit.plain_messages import PlainMessages, PlainTexts
+from orbit.plain_messages import PlainTexts
 from orbit.games.tasks import GameTask, TaskEnvMismatch, TaskSpecError, load_game
 
 SCORE_TOLERANCE = 1e-9
@@ -121,8 +121,7 @@ class GameReplayVerifier:
                 not set(map(type, history)) - {int} or all(_is_int(a) for a in history)):
             return Verdict(0.0, ("history.invalid",))
         messages = record.get("messages")
-        if type(messages) is not PlainTexts and type(messages) is not PlainMessages:
-            # plain chat needs none of these scans (see orbit.plain_messages)
+        if type(messages) is not PlainTexts:  # plain chat needs none of these scans (see orbit.plain_messages)
             messages = list(messages) if isinstance(messages, (list, tuple)) else []
             if not messages:
                 return Verdict(0.0, ("trajectory.empty",))
@@ -172,10 +171,6 @@ class GameReplayVerifier:
         reasons: list[str] = []
         if type(messages) is PlainTexts:  # plain chat as its roles and texts (every one a str)
             roles, texts = messages.roles, messages.texts
-            system_text = texts[0]
-        elif type(messages) is PlainMessages:  # every message a dict with a str role and str content
-            roles = [m["role"] for m in messages]
-            texts = [m["content"] for m in messages]
             system_text = texts[0]
         else:
             roles = [m.get("role") for m in messages]
