@@ -9,7 +9,11 @@ Every input row is accounted for: kept, failed verification, or dropped as a
 duplicate of a better row of the same task.
 """
 
+import atexit
+import os
+import secrets
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +23,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from orbit import lake
@@ -109,19 +112,41 @@ def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray]
     return seen["rows"], seen["passed"], winners
 
 
+_DATABASES: dict[tuple[int, int], duckdb.DuckDBPyConnection] = {}
+_DATABASES_LOCK = threading.Lock()
+
+
+def _database(threads: int) -> duckdb.DuckDBPyConnection:
+    """A connection of its own (its registrations are its own) to this process's filtering database.
+
+    Opening a DuckDB database costs 20-30 ms (its catalog), as much as ranking a partition of some
+    ten thousand rows, so it is opened once per process and thread count. Its memory is capped at
+    RANK_MEMORY: beyond it, DuckDB spills to a directory of its own under the system temporary
+    directory, which it removes when the database closes (at exit, at the latest).
+    """
+    key = (os.getpid(), threads)  # a forked child opens its own
+    with _DATABASES_LOCK:
+        database = _DATABASES.get(key)
+        if database is None:
+            spill = Path(tempfile.gettempdir()) / f"orbit-rank-{os.getpid()}-{threads}-{secrets.token_hex(4)}"
+            database = _DATABASES[key] = duckdb.connect(config={
+                "threads": threads, "memory_limit": RANK_MEMORY, "temp_directory": str(spill)})
+            atexit.register(database.close)
+        return database.cursor()
+
+
 def _rank(narrow: pa.Table | pa.RecordBatchReader, threads: int) -> np.ndarray:
     """File row numbers (``rn``) of the winners in output order, from the narrow columns
     (NARROW, ``n_msgs`` = len(messages), ``rn``). DuckDB's memory is capped: beyond RANK_MEMORY
-    the aggregation spills to a temporary directory."""
+    the aggregation spills to disk."""
     key = RANKING_KEY.replace("len(messages)", "n_msgs")
-    with tempfile.TemporaryDirectory(prefix="orbit-rank-") as spill:
-        con = duckdb.connect(config={"threads": threads, "memory_limit": RANK_MEMORY, "temp_directory": spill})
-        try:
-            con.register("narrow", narrow)
-            winners = con.sql(f"SELECT arg_min(rn, {key}) AS rn FROM narrow WHERE passed "
-                              "GROUP BY env, task_id ORDER BY env, task_id").to_arrow_table()
-        finally:
-            con.close()
+    con = _database(threads)
+    try:
+        con.register("narrow", narrow)
+        winners = con.sql(f"SELECT arg_min(rn, {key}) AS rn FROM narrow WHERE passed "
+                          "GROUP BY env, task_id ORDER BY env, task_id").to_arrow_table()
+    finally:
+        con.close()
     return winners.column("rn").to_numpy().astype(np.int64, copy=False)
 
 
@@ -207,13 +232,91 @@ def _dictionary_leaves(pf: pq.ParquetFile) -> list[str]:
     return leaves
 
 
+def _empty_leaves(pf: pq.ParquetFile) -> set[str]:
+    """The nested leaves that hold no value in any row group (their statistics count every entry
+    as null) and that need not be read: the first leaf under every struct and list is always read,
+    since its levels carry that group's validity and lengths; another leaf of the same groups that
+    is empty everywhere (a tool call's type, a message's tool_call_id in plain chat) is made as
+    nulls instead. A file without null counts in its statistics has every leaf read."""
+    seen: set[str] = set()
+    empty = set()
+    for path, _, chunks in _leaf_chunks(pf):
+        parts = path.split(".")
+        groups = {".".join(parts[:k]) for k in range(1, len(parts))}
+        first, seen = not groups <= seen, seen | groups
+        if groups and not first and chunks and all(
+                c.is_stats_set and c.statistics.has_null_count and c.statistics.null_count == c.num_values
+                for c in chunks):
+            empty.add(path)
+    return empty
+
+
+class _Nulls:
+    """All-null arrays of any length and type, sliced from one array per type (made once, zero-copy after)."""
+
+    def __init__(self):
+        self.arrays: dict[pa.DataType, pa.Array] = {}
+
+    def __call__(self, n: int, t: pa.DataType) -> pa.Array:
+        have = self.arrays.get(t)
+        if have is None or len(have) < n:
+            have = self.arrays[t] = pa.nulls(max(n, 2 * len(have) if have is not None else n), t)
+        return have.slice(0, n)
+
+
+def _with_nulls(array: pa.Array, t: pa.DataType, nulls: _Nulls) -> pa.Array:
+    """``array``, read without some empty leaves, completed to type ``t`` with those leaves as
+    nulls (its validity, offsets and dictionaries kept as read)."""
+    if _plain_type(array.type) == t:
+        return array
+    mask = pc.is_null(array) if array.null_count else None
+    if pa.types.is_list(t):
+        values = _with_nulls(array.values, t.value_type, nulls)
+        return pa.ListArray.from_arrays(array.offsets, values, type=pa.list_(t.value_field.with_type(values.type)),
+                                        mask=mask)
+    present = {f.name for f in array.type}
+    children = [_with_nulls(array.field(f.name), f.type, nulls) if f.name in present else nulls(len(array), f.type)
+                for f in t]
+    return pa.StructArray.from_arrays(children, fields=[f.with_type(c.type) for f, c in zip(t, children)], mask=mask)
+
+
 def read_whole(path: Path | str, threads: int) -> pa.Table:
-    """Every row of the file, read once (in parallel), repeated strings as dictionaries."""
-    leaves = _dictionary_leaves(pq.ParquetFile(path))
-    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=leaves))
-    # the system allocator gives the read's transient buffers back to the OS; the default pool keeps
-    # them (about 150 MiB more peak RSS on a 1M-row file, for no speed)
-    return ds.dataset(str(path), format=fmt).to_table(use_threads=threads > 1, memory_pool=pa.system_memory_pool())
+    """Every row of the file, read once over ``threads``, repeated strings as dictionaries.
+
+    Flat columns are read whole: one array each (one per row group when read as dictionaries), so
+    they are taken from without being concatenated. Nested columns are read row group by row group,
+    in parts that whichever thread is free takes; their leaves that are empty everywhere
+    (``_empty_leaves``) are not read but made as nulls."""
+    pf = pq.ParquetFile(path)
+    schema = pf.schema_arrow
+    groups = pf.metadata.num_row_groups
+    if pf.metadata.num_rows == 0:
+        return schema.empty_table()
+    dictionary, empty = _dictionary_leaves(pf), _empty_leaves(pf)
+    nested = [f.name for f in schema if pa.types.is_nested(f.type)]
+    flat = [f.name for f in schema if f.name not in nested]
+    leaves = [p for p, _, _ in _leaf_chunks(pf) if p not in empty and p.split(".", 1)[0] in nested]
+    parts = min(groups, 2 * threads)
+
+    def read_flat() -> pa.Table:
+        return pq.ParquetFile(path, metadata=pf.metadata, read_dictionary=[d for d in dictionary if d in flat]).read(
+            columns=flat, use_threads=False)
+
+    def read_nested(first: int) -> list[pa.Table]:
+        f = pq.ParquetFile(path, metadata=pf.metadata, read_dictionary=dictionary)  # one reader per part
+        return [f.read_row_group(g, columns=leaves, use_threads=False) for g in range(first, groups, parts)]
+
+    with ThreadPoolExecutor(threads) as pool:
+        whole = pool.submit(read_flat) if flat else None
+        by_part = list(pool.map(read_nested, range(parts))) if nested else []
+        columns = {name: whole.result().column(name) for name in flat} if whole else {}
+    tables = [by_part[g % parts][g // parts] for g in range(groups)] if nested else []
+    nulls = _Nulls()
+    for name in nested:
+        t = schema.field(name).type
+        columns[name] = pa.chunked_array([_with_nulls(c, t, nulls) for table in tables if table.num_rows
+                                          for c in table.column(name).chunks])
+    return pa.table([columns[f.name] for f in schema], names=schema.names)
 
 
 def _narrow(table: pa.Table) -> pa.Table:
@@ -286,7 +389,7 @@ class _Gather:
                 self.children = [_Gather([c.field(i) for c in chunks]) for i in range(t.num_fields)]
         else:
             self.kind = "plain"
-            self.values = pa.concat_arrays(chunks)
+            self.values = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks)
 
     def take(self, rows: np.ndarray) -> pa.Array:
         if self.kind == "null":
@@ -309,8 +412,7 @@ class _Gather:
 
 def _sources(table: pa.Table) -> tuple[pa.Schema, list[_Gather]]:
     """Every column of an in-memory file ready to be taken from, and the plain schema they give."""
-    batches = table.to_batches()
-    columns = [_Gather([b.column(i) for b in batches]) for i in range(table.num_columns)] if batches else []
+    columns = [_Gather(table.column(i).chunks) for i in range(table.num_columns)] if table.num_rows else []
     return pa.schema([f.with_type(c.type) for f, c in zip(table.schema, columns)]), columns
 
 
@@ -343,10 +445,10 @@ def _one_read(path: Path | str, threads: int, counts: "FilterCounts") -> Iterato
             yield current
 
 
-def _winner_rows(path: Path | str, winners: np.ndarray, threads: int, spill: str) -> pa.RecordBatchReader:
+def _winner_rows(path: Path | str, winners: np.ndarray, threads: int) -> pa.RecordBatchReader:
     """The winning rows with their output position (``__pos``), in no particular order: DuckDB reads
     the file once, in parallel, and keeps the rows whose file row number is a winner's."""
-    con = duckdb.connect(config={"threads": threads, "memory_limit": RANK_MEMORY, "temp_directory": spill})
+    con = _database(threads)
     con.register("_winners", pa.table({"rn": winners, "pos": np.arange(len(winners), dtype=np.int64)}))
     return con.sql(
         f"SELECT t.* EXCLUDE (file_row_number), w.pos AS __pos "
@@ -370,12 +472,11 @@ def filtered_stream(verified_path: Path | str, threads: int = 2, in_memory: bool
     def streamed():
         total, passed, winners = rank_file(verified_path, threads)
         counts.rows_in, counts.failed = total, total - passed
-        with tempfile.TemporaryDirectory(prefix="orbit-filter-") as spill:
-            reader = _winner_rows(verified_path, winners, threads, spill)
-            buckets = _Buckets(len(winners), reader.schema, BATCH_ROWS)
-            for rows in reader:
-                buckets.add(rows)
-            reader.close()
+        reader = _winner_rows(verified_path, winners, threads)
+        buckets = _Buckets(len(winners), reader.schema, BATCH_ROWS)
+        for rows in reader:
+            buckets.add(rows)
+        reader.close()
         yield from buckets.ordered()
 
     def batches():

@@ -1,8 +1,12 @@
 import random
+import tempfile
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from helpers import verified_row, verified_table
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orbit import lake
 from orbit.filtering import filter_file, filter_table
@@ -181,3 +185,103 @@ def test_files_past_the_memory_budget_are_streamed(tmp_path, monkeypatch):
     assert not F.fits_in_memory(src)
     monkeypatch.setattr(F, "_one_read", None)  # the streamed path alone is taken
     assert filter_file(src, tmp_path / "f.parquet").kept == 1
+
+
+PLAIN_CHAT_EMPTY_LEAVES = {
+    "messages.list.element.tool_calls.list.element.type",
+    "messages.list.element.tool_calls.list.element.function.arguments",
+    "messages.list.element.tool_call_id",
+    "messages.list.element.name",
+}
+
+
+def _plain(table):
+    """The table with its dictionaries decoded: what a plain read of the file gives."""
+    return table.to_pylist()
+
+
+def test_empty_leaves_are_made_as_nulls_not_read(tmp_path):
+    """Plain chat leaves four message leaves empty in every row group: they are not read. The first
+    leaf under each list and struct (a tool call's id, its function's name) is still read, since it
+    carries whether tool_calls is null or empty; the rows read back as written."""
+    import orbit.filtering as F
+
+    rows = [verified_row(task_id=f"t{i % 9}", n_messages=3 + i % 4, sample_idx=i) for i in range(200)]
+    rows[5]["messages"][1]["tool_calls"] = []  # an empty list, not a null one
+    rows[6]["messages"] = None
+    rows[7]["messages"] = []
+    table = verified_table(rows)
+    src = tmp_path / "v.parquet"
+    lake.write_batches(table.to_batches(max_chunksize=30), table.schema, src)
+    assert F._empty_leaves(pq.ParquetFile(src)) == PLAIN_CHAT_EMPTY_LEAVES
+    for threads in (1, 2):
+        assert _plain(F.read_whole(src, threads)) == table.to_pylist()
+
+    # one tool reply in one row group: its leaves are read (in every row group)
+    rows[100]["messages"][2] = message("tool", "page", tool_call_id="c1", name="open")
+    table = verified_table(rows)
+    lake.write_batches(table.to_batches(max_chunksize=30), table.schema, src)
+    assert F._empty_leaves(pq.ParquetFile(src)) == PLAIN_CHAT_EMPTY_LEAVES - {
+        "messages.list.element.tool_call_id", "messages.list.element.name"}
+    assert _plain(F.read_whole(src, 2)) == table.to_pylist()
+
+    # a file without statistics has every leaf read
+    pq.write_table(table, src, row_group_size=30, write_statistics=False)
+    assert F._empty_leaves(pq.ParquetFile(src)) == set()
+    assert _plain(F.read_whole(src, 2)) == table.to_pylist()
+
+
+_TEXT = st.sampled_from(["", "a", "é✓", "{}"])
+_FUNCTION = st.none() | st.fixed_dictionaries({"name": st.none() | _TEXT, "arguments": st.none() | _TEXT})
+_CALL = st.fixed_dictionaries({"id": st.none() | _TEXT, "type": st.none() | _TEXT, "function": _FUNCTION})
+_MESSAGE = st.none() | st.fixed_dictionaries({
+    "role": st.sampled_from(["user", "assistant", "tool"]), "content": st.none() | _TEXT,
+    "tool_calls": st.none() | st.lists(_CALL, max_size=2), "tool_call_id": st.none() | _TEXT,
+    "name": st.none() | _TEXT})
+_FIELDS = ("content", "tool_calls", "tool_call_id", "name", "id", "type", "function", "fn_name", "arguments")
+
+
+def _keep_only(msg, fields):
+    """The message with every field outside ``fields`` null: files whose leaves are empty in many ways."""
+    if msg is None:
+        return None
+    msg = dict(msg)
+    for key in ("content", "tool_calls", "tool_call_id", "name"):
+        if key not in fields:
+            msg[key] = None
+    if msg["tool_calls"]:
+        calls = []
+        for call in msg["tool_calls"]:
+            call = {k: (v if k in fields else None) for k, v in call.items()}
+            if call["function"] is not None:
+                call["function"] = {"name": call["function"]["name"] if "fn_name" in fields else None,
+                                    "arguments": call["function"]["arguments"] if "arguments" in fields else None}
+            calls.append(call)
+        msg["tool_calls"] = calls
+    return msg
+
+
+@given(st.lists(st.none() | st.lists(_MESSAGE, max_size=4), min_size=1, max_size=30),
+       st.sets(st.sampled_from(_FIELDS)), st.integers(min_value=1, max_value=8), st.booleans())
+@settings(max_examples=120, deadline=None)
+def test_one_read_gives_every_message_shape_as_written(message_lists, fields, group_rows, statistics):
+    """Whatever leaves are empty (tool calls whose fields are all null, null or empty lists, null
+    messages), the one read gives the rows as written, and the filter the rows of the table filter."""
+    import orbit.filtering as F
+
+    rows = []
+    for i, messages in enumerate(message_lists):
+        row = verified_row(task_id=f"t{i % 4}", sample_idx=i, passed=i % 3 != 2)
+        row["messages"] = None if messages is None else [_keep_only(m, fields) for m in messages]
+        rows.append(row)
+    table = verified_table(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "v.parquet"
+        pq.write_table(table, src, row_group_size=group_rows, compression=lake.COMPRESSION,
+                       write_statistics=statistics)
+        for threads in (1, 2):
+            assert _plain(F.read_whole(src, threads)) == table.to_pylist()
+        filter_file(src, Path(tmp) / "a.parquet", in_memory=True)
+        filter_file(src, Path(tmp) / "b.parquet", in_memory=False)
+        assert (Path(tmp) / "a.parquet").read_bytes() == (Path(tmp) / "b.parquet").read_bytes()
+        assert lake.read_table(Path(tmp) / "a.parquet").to_pylist() == filter_table(table).to_pylist()
