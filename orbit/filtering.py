@@ -131,8 +131,14 @@ def _database(threads: int) -> duckdb.DuckDBPyConnection:
             spill = Path(tempfile.gettempdir()) / f"orbit-rank-{os.getpid()}-{threads}-{secrets.token_hex(4)}"
             database = _DATABASES[key] = duckdb.connect(config={
                 "threads": threads, "memory_limit": RANK_MEMORY, "temp_directory": str(spill)})
-            atexit.register(database.close)
+            atexit.register(_close_at_exit, database, os.getpid())
         return database.cursor()
+
+
+def _close_at_exit(database: duckdb.DuckDBPyConnection, pid: int) -> None:
+    """Close the database in the process that opened it (a forked child leaves its parent's alone)."""
+    if os.getpid() == pid:
+        database.close()
 
 
 def _rank(narrow: pa.Table | pa.RecordBatchReader, threads: int) -> np.ndarray:
@@ -238,6 +244,8 @@ def _empty_leaves(pf: pq.ParquetFile) -> set[str]:
     since its levels carry that group's validity and lengths; another leaf of the same groups that
     is empty everywhere (a tool call's type, a message's tool_call_id in plain chat) is made as
     nulls instead. A file without null counts in its statistics has every leaf read."""
+    if not all("." not in f.name and _lists_and_structs(f.type) for f in pf.schema_arrow):
+        return set()
     seen: set[str] = set()
     empty = set()
     for path, _, chunks in _leaf_chunks(pf):
@@ -249,6 +257,16 @@ def _empty_leaves(pf: pq.ParquetFile) -> set[str]:
                 for c in chunks):
             empty.add(path)
     return empty
+
+
+def _lists_and_structs(t: pa.DataType) -> bool:
+    """Whether ``t`` nests only lists and structs, its fields' names free of dots (a leaf's path
+    then names its groups)."""
+    if pa.types.is_list(t):
+        return _lists_and_structs(t.value_type)
+    if pa.types.is_struct(t):
+        return all("." not in f.name and _lists_and_structs(f.type) for f in t)
+    return not pa.types.is_nested(t)
 
 
 class _Nulls:
@@ -445,10 +463,9 @@ def _one_read(path: Path | str, threads: int, counts: "FilterCounts") -> Iterato
             yield current
 
 
-def _winner_rows(path: Path | str, winners: np.ndarray, threads: int) -> pa.RecordBatchReader:
+def _winner_rows(con: duckdb.DuckDBPyConnection, path: Path | str, winners: np.ndarray) -> pa.RecordBatchReader:
     """The winning rows with their output position (``__pos``), in no particular order: DuckDB reads
     the file once, in parallel, and keeps the rows whose file row number is a winner's."""
-    con = _database(threads)
     con.register("_winners", pa.table({"rn": winners, "pos": np.arange(len(winners), dtype=np.int64)}))
     return con.sql(
         f"SELECT t.* EXCLUDE (file_row_number), w.pos AS __pos "
@@ -472,11 +489,15 @@ def filtered_stream(verified_path: Path | str, threads: int = 2, in_memory: bool
     def streamed():
         total, passed, winners = rank_file(verified_path, threads)
         counts.rows_in, counts.failed = total, total - passed
-        reader = _winner_rows(verified_path, winners, threads)
-        buckets = _Buckets(len(winners), reader.schema, BATCH_ROWS)
-        for rows in reader:
-            buckets.add(rows)
-        reader.close()
+        con = _database(threads)
+        try:
+            reader = _winner_rows(con, verified_path, winners)
+            buckets = _Buckets(len(winners), reader.schema, BATCH_ROWS)
+            for rows in reader:
+                buckets.add(rows)
+            reader.close()
+        finally:
+            con.close()
         yield from buckets.ordered()
 
     def batches():

@@ -285,3 +285,44 @@ def test_one_read_gives_every_message_shape_as_written(message_lists, fields, gr
         filter_file(src, Path(tmp) / "b.parquet", in_memory=False)
         assert (Path(tmp) / "a.parquet").read_bytes() == (Path(tmp) / "b.parquet").read_bytes()
         assert lake.read_table(Path(tmp) / "a.parquet").to_pylist() == filter_table(table).to_pylist()
+
+
+def test_filters_share_one_ranking_database_per_process(tmp_path, monkeypatch):
+    """The ranking database is opened once per process (opening one costs more than ranking a small
+    partition); calls in threads get connections of their own; a forked child opens its own."""
+    import concurrent.futures
+    import os
+
+    import orbit.filtering as F
+
+    sources = []
+    for k in range(4):
+        rows = [verified_row(task_id=f"t{i % (5 + k)}", score=(i % 3) / 2, n_messages=3 + i % 3, sample_idx=i)
+                for i in range(120 + k)]
+        sources.append((lake.write_table(verified_table(rows), tmp_path / f"v{k}.parquet"), verified_table(rows)))
+    filter_file(sources[0][0], tmp_path / "warm.parquet")
+    opened = []
+    real = F.duckdb.connect
+    monkeypatch.setattr(F.duckdb, "connect", lambda *a, **k: opened.append(k) or real(*a, **k))
+
+    def run(k, in_memory):
+        out = tmp_path / f"f{k}{in_memory}.parquet"
+        filter_file(sources[k][0], out, in_memory=in_memory)
+        return lake.read_table(out).to_pylist() == filter_table(sources[k][1]).to_pylist()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(run, [0, 1, 2, 3, 0, 1, 2, 3], [True] * 4 + [False] * 4))
+    assert [k for k in opened if "memory_limit" in k.get("config", {})] == []  # filter_table opens its own
+    assert (os.getpid(), 2) in F._DATABASES
+
+    pid = os.fork()
+    if pid == 0:  # the child: its own database, then a normal exit's handlers
+        code = 1
+        try:
+            code = 0 if run(0, True) and (os.getpid(), 2) in F._DATABASES else 1
+            import atexit
+            atexit._run_exitfuncs()
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert run(1, True) and run(2, False)  # the parent's database still answers
