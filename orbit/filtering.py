@@ -221,12 +221,13 @@ def fits_in_memory(path: Path | str) -> bool:
     return sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) <= IN_MEMORY_BYTES
 
 
-def _dictionary_leaves(pf: pq.ParquetFile) -> list[str]:
+def _dictionary_leaves(pf: pq.ParquetFile, leaf_chunks: list | None = None) -> list[str]:
     """The string leaves (top-level strings, message roles and texts) worth reading as dictionaries:
     those whose values repeat, i.e. whose dictionary pages hold at most half of their bytes. Only
-    their indices are then decoded for every row; strings are made for the winners alone."""
+    their indices are then decoded for every row; strings are made for the winners alone.
+    ``leaf_chunks``: ``_leaf_chunks(pf)`` when the caller has walked it already."""
     leaves = []
-    for path, physical_type, chunks in _leaf_chunks(pf):
+    for path, physical_type, chunks in leaf_chunks if leaf_chunks is not None else _leaf_chunks(pf):
         if physical_type != "BYTE_ARRAY" or not ("." not in path or _message_field(path) in ("role", "content")):
             continue
         total = sum(c.total_compressed_size for c in chunks)
@@ -238,17 +239,18 @@ def _dictionary_leaves(pf: pq.ParquetFile) -> list[str]:
     return leaves
 
 
-def _empty_leaves(pf: pq.ParquetFile) -> set[str]:
+def _empty_leaves(pf: pq.ParquetFile, leaf_chunks: list | None = None) -> set[str]:
     """The nested leaves that hold no value in any row group (their statistics count every entry
     as null) and that need not be read: the first leaf under every struct and list is always read,
     since its levels carry that group's validity and lengths; another leaf of the same groups that
     is empty everywhere (a tool call's type, a message's tool_call_id in plain chat) is made as
-    nulls instead. A file without null counts in its statistics has every leaf read."""
-    if not all("." not in f.name and _lists_and_structs(f.type) for f in pf.schema_arrow):
+    nulls instead. A file without null counts in its statistics has every leaf read.
+    ``leaf_chunks``: ``_leaf_chunks(pf)`` when the caller has walked it already."""
+    if not _lists_and_structs(pa.struct(list(pf.schema_arrow))):
         return set()
     seen: set[str] = set()
     empty = set()
-    for path, _, chunks in _leaf_chunks(pf):
+    for path, _, chunks in leaf_chunks if leaf_chunks is not None else _leaf_chunks(pf):
         parts = path.split(".")
         groups = {".".join(parts[:k]) for k in range(1, len(parts))}
         first, seen = not groups <= seen, seen | groups
@@ -310,10 +312,11 @@ def read_whole(path: Path | str, threads: int) -> pa.Table:
     groups = pf.metadata.num_row_groups
     if pf.metadata.num_rows == 0:
         return schema.empty_table()
-    dictionary, empty = _dictionary_leaves(pf), _empty_leaves(pf)
+    leaf_chunks = list(_leaf_chunks(pf))  # one walk over the footer serves the three choices below
+    dictionary, empty = _dictionary_leaves(pf, leaf_chunks), _empty_leaves(pf, leaf_chunks)
     nested = [f.name for f in schema if pa.types.is_nested(f.type)]
     flat = [f.name for f in schema if f.name not in nested]
-    leaves = [p for p, _, _ in _leaf_chunks(pf) if p not in empty and p.split(".", 1)[0] in nested]
+    leaves = [p for p, _, _ in leaf_chunks if p not in empty and p.split(".", 1)[0] in nested]
     parts = min(groups, 2 * threads)
 
     def read_flat() -> pa.Table:
