@@ -68,16 +68,35 @@ def median_time(fn: Callable, repeat: int) -> tuple[float, list[float]]:
     return statistics.median(samples), samples
 
 
-def interleaved_medians(fns: list[Callable], repeat: int) -> list[float]:
-    """Median wall time of each function, the calls interleaved (a, b, c, a, b, c, ...) so that slow
-    phases of a noisy host hit every figure alike instead of biasing whichever ran during them."""
+def interleaved_samples(fns: list[Callable], repeat: int, min_seconds: float = 0.0, rotate: bool = False,
+                        max_rounds: int | None = None) -> list[list[float]]:
+    """Wall times of each function over interleaved rounds (a, b, c, a, b, c, ...), so that slow phases
+    of a noisy host hit every figure alike instead of biasing whichever ran during them.
+
+    At least ``repeat`` rounds, and more while the rounds so far took less than ``min_seconds`` (at most
+    ``max_rounds``, default 4 x repeat): a block of short calls then spans more than one of the host's
+    slow or fast phases. With ``rotate`` each round starts one function later (a, b, c; b, c, a; ...),
+    so no figure always runs right after the same one.
+    """
     samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(max(1, repeat)):
-        for i, fn in enumerate(fns):
+    max_rounds = max_rounds or 4 * max(1, repeat)
+    started = time.perf_counter()
+    rounds = 0
+    while rounds < max(1, repeat) or (time.perf_counter() - started < min_seconds and rounds < max_rounds):
+        order = list(range(len(fns)))
+        if rotate:
+            order = order[rounds % len(fns):] + order[:rounds % len(fns)]
+        for i in order:
             t0 = time.perf_counter()
-            fn()
+            fns[i]()
             samples[i].append(time.perf_counter() - t0)
-    return [statistics.median(s) for s in samples]
+        rounds += 1
+    return samples
+
+
+def interleaved_medians(fns: list[Callable], repeat: int, **options) -> list[float]:
+    """Median wall time of each function over ``interleaved_samples`` rounds."""
+    return [statistics.median(s) for s in interleaved_samples(fns, repeat, **options)]
 
 
 def peak_rss_self_mb() -> float:

@@ -4,7 +4,9 @@ Game: tic_tac_toe; learner = C++ MCTS with S simulations (``pyspiel.MCTSBot`` +
 ``RandomRolloutEvaluator``, as ``orbit.games.bots.mcts_bot`` builds it), opponent
 = uniform random; the learner seat alternates per task.
 
-Measured in the same run, interleaved (bare, workers=1, workers=2, bare, ...):
+Measured in the same run, in interleaved rounds, each round starting one figure
+later (bare, workers=1, workers=2, bare 2 processes; workers=1, workers=2, ...),
+and for at least MIN_BLOCK_S per block:
   * bare loop: create the MCTS bot per game with the same settings and play the
     games, no prompts, no records (the upper bound for the generator);
   * generator, workers=1: ``FAMILY.generate(GenerationRequest(...))`` consumed to
@@ -28,6 +30,7 @@ import argparse
 import json
 import multiprocessing
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,6 +48,7 @@ from orbit.games.bots import MCTS_MAX_MEMORY_MB, MCTS_UCT_C  # noqa: E402
 GAME = "tic_tac_toe"
 GOAL_W1 = 0.9
 GOAL_W2 = 1.7
+MIN_BLOCK_S = 20.0  # a warm block keeps adding rounds until it has run this long (at most 4x --repeat)
 GOAL_FRESH = 0.9  # a fresh process: workers=2 must not slow a partition too small to pay for starting the pool
 METRIC_W2 = float("nan")
 
@@ -174,10 +178,15 @@ def main(argv=None) -> int:
     t_pool_w1, _ = C.timed(Generation(64, 1, 1, "r9998"))
 
     capacity_before = C.parallel_capacity(2)
+    rounds: dict[int, int] = {}
+    min_block = 0.0 if args.quick else MIN_BLOCK_S
     for sims in sims_list:
         w1, w2 = Generation(games, sims, 1), Generation(games, sims, 2)
-        t_bare, t_w1, t_w2, t_bare2 = C.interleaved_medians(
-            [lambda: bare_loop(games, sims), w1, w2, lambda: bare_two_processes(games, sims)], repeat)
+        samples = C.interleaved_samples(
+            [lambda: bare_loop(games, sims), w1, w2, lambda: bare_two_processes(games, sims)], repeat,
+            min_seconds=min_block, rotate=True)
+        t_bare, t_w1, t_w2, t_bare2 = [statistics.median(s) for s in samples]
+        rounds[sims] = len(samples[0])
         g_bare, g_w1, g_w2, g_bare2 = games / t_bare, games / t_w1, games / t_w2, games / t_bare2
         for name, value in [("bare_games_per_s", g_bare), ("w1_games_per_s", g_w1), ("w2_games_per_s", g_w2),
                             ("w1_over_bare", g_w1 / g_bare), ("w2_over_w1", g_w2 / g_w1),
@@ -201,7 +210,7 @@ def main(argv=None) -> int:
         notes.append(f"S={sims}: bare {t_bare:.2f}s, workers=1 {t_w1:.2f}s, workers=2 {t_w2:.2f}s for {games} games")
     if large:
         w1, w2 = Generation(large, args.large_sims, 1), Generation(large, args.large_sims, 2)
-        t_w1, t_w2 = C.interleaved_medians([w1, w2], repeat)
+        t_w1, t_w2 = C.interleaved_medians([w1, w2], repeat, rotate=True)
         rows += [
             C.Row(f"large: S={args.large_sims}, {large} games, workers=1", large / t_w1, "games/s"),
             C.Row(f"large: S={args.large_sims}, {large} games, workers=2", large / t_w2, "games/s", large / t_w1,
@@ -214,8 +223,12 @@ def main(argv=None) -> int:
                       note="pure-Python burn in 2 forked processes vs serially; 2.0 = two free cores. "
                            "No workers=2 figure can beat what the host gives at that moment"))
     notes = [
-        f"warm blocks: {games} games per figure (MCTS learner vs random, seat alternating), median of {repeat} "
-        "interleaved run(s) (bare, workers=1, workers=2, bare in 2 processes, bare, ...)",
+        f"warm blocks: {games} games per figure (MCTS learner vs random, seat alternating), median of "
+        + ", ".join(f"{n} (S={s})" for s, n in rounds.items())
+        + f" interleaved rounds (at least {repeat}, more until a block has run {min_block:.0f}s: a short block "
+        "would sit in one of the host's slow or fast phases); each round starts one figure later (bare, "
+        "workers=1, workers=2, bare in 2 processes; workers=1, workers=2, ...), so none always follows "
+        f"the same one. Large block: {repeat} rotated rounds",
         f"pool start-up: the 2-worker pool is up {t_pool_first:.2f}s after it is asked for (a request plays "
         f"its first chunks meanwhile); a 64-game S=1 request forced onto the running pool (pool_worth_seconds=0) "
         f"takes {t_pool:.2f}s, {t_pool_w1:.2f}s with workers=1",

@@ -13,12 +13,28 @@ import multiprocessing
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 
+import pyarrow as pa
+
 PRELOAD = ["pandas", "orbit.games.family", "orbit.verification"]  # pyarrow imports pandas lazily
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_WORKERS = 0
 _POOL_LOCK = threading.Lock()
 POOL_STATS = {"requests": 0}  # requests that ran on the pool (read by the benches)
+
+
+def batch_ipc(batch: pa.RecordBatch) -> bytes:
+    """A record batch as one Arrow IPC stream, the way a worker hands a batch back: writing it is one
+    copy of its buffers, where pickling a nested batch rebuilds every child array on both sides."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def ipc_batch(data: bytes) -> pa.RecordBatch:
+    """The record batch of ``batch_ipc``: read in place, its arrays are views of ``data``."""
+    return pa.ipc.open_stream(data).read_next_batch()
 
 
 def pool_running(workers: int) -> bool:

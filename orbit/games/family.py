@@ -5,7 +5,9 @@ is played ``samples_per_task`` times with match seeds derived from (round, env,
 task seed, sample index), so rematerializing a partition reproduces its rows.
 Matches are spread in task chunks over one worker pool per process, started by the
 first request worth it and reused by every later one. While the pool starts, in the
-background, the requesting process plays the first chunks itself.
+background, the requesting process plays the first chunks itself; once it runs, the
+workers start after the first game and this process plays the rest of the probe
+meanwhile. Each worker's last chunk goes out in pieces, so both finish together.
 """
 
 import json
@@ -28,12 +30,13 @@ from orbit.games.tasks import GameTask, load_game, match_seeds
 from orbit.games.verifier import GameReplayVerifier
 from orbit.schema import (RECORD_SCHEMA, SCHEMA_VERSION, batch_from_columns, chat_messages_array, encode_metadata,
                           record_ids, records_to_batch)
-from orbit.workers import POOL_STATS, pool_running, shutdown_pool, start_pool
+from orbit.workers import POOL_STATS, batch_ipc, ipc_batch, pool_running, shutdown_pool, start_pool
 
 CFR_ASSET = "cfr_policies"
 CHUNKS_PER_WORKER = 8
 PROBE_JOBS = 16
 BATCH_JOBS = 512
+TAIL_PIECES = 4  # each worker's last chunk of a pooled request is played in this many pieces
 POOL_WORTH_S = 1.0  # estimated serial seconds below which starting worker processes does not pay off
 POOL_WARM_WORTH_S = 0.05  # the same once this process's pool is running (nothing left to start)
 _VALUE_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)  # as encode_metadata writes values
@@ -103,10 +106,9 @@ def selfplay_metadata(task_json: str, learner_json: str, opponent_json: str, res
             f'"task": {task_json}, "terminated": {terminated}}}')
 
 
-def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
-                jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
-    """The records of ``jobs`` (task, sample index) as one batch: every match is played first, then the
-    columns are made in one pass (no dict per row), with the same values ``make_record`` writes."""
+def _play_matches(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
+                  jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> tuple[list[int], list[MatchResult]]:
+    """The match seeds and results of ``jobs`` (task, sample index), played in order."""
     seeds, results = [], []
     task = game = None
     for job_task, sample_idx in jobs:
@@ -119,6 +121,14 @@ def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mappi
         seeds.append(seed)
         results.append(play_bot_match(task, make_bot(learner, game, seed + 1, cfr_table),
                                       make_bot(opponent, game, seed + 2, cfr_table), seed, game))
+    return seeds, results
+
+
+def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
+                jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
+    """The records of ``jobs`` (task, sample index) as one batch: every match is played first, then the
+    columns are made in one pass (no dict per row), with the same values ``make_record`` writes."""
+    seeds, results = _play_matches(env_name, round_key, learner, opponent, jobs, cfr_table)
     return _selfplay_batch(env_name, round_key, learner, opponent, jobs, seeds, results)
 
 
@@ -147,6 +157,11 @@ def _selfplay_batch(env_name: str, round_key: str, learner: Mapping, opponent: M
                "messages": messages, "tools": None, "score": scores, "metadata": metadata,
                "schema_version": SCHEMA_VERSION}
     return batch_from_columns(columns, len(jobs))
+
+
+def _play_chunk_ipc(*args) -> bytes:
+    """``_play_chunk`` on a pool worker: the batch as Arrow IPC bytes (see ``ipc_batch``)."""
+    return batch_ipc(_play_chunk(*args))
 
 
 def chunked(items: list, n_chunks: int) -> list[list]:
@@ -193,51 +208,80 @@ class OpenSpielFamily:
         tasks = self._tasks(request)
         jobs = [(t, s) for t in tasks for s in range(request.samples_per_task)]
         args = (request.env.name, request.round_key, learner, opponent)
-        # Play a first small chunk here and time it (after one warm-up game, so one-time imports and
-        # game loading do not count): a process pool only pays off for the rest when the remaining
-        # work clearly outweighs starting the workers.
+        # The batches depend on the sizes and workers only, never on timing or on who plays them:
+        # the first job, the rest of the probe, then the chunks.
         head, rest = jobs[:PROBE_JOBS], jobs[PROBE_JOBS:]
-        if head:
-            first = _play_chunk(*args, head[:1], cfr_table)
-            started = time.perf_counter()
-            batch = _play_chunk(*args, head[1:], cfr_table) if len(head) > 1 else None
-            per_job = (time.perf_counter() - started) / max(1, len(head) - 1)
-            yield first
-            if batch is not None:
-                yield batch
-        else:
-            per_job = 0.0
         workers = min(request.workers, len(rest) // PROBE_JOBS or 1)
-        # the batches depend on the sizes and workers only, never on timing or on who plays them
         chunks = chunked(rest, max(len(rest) // BATCH_JOBS, workers * CHUNKS_PER_WORKER if workers > 1 else 1))
-        estimate = per_job * len(rest)
-        worth = float(request.option("pool_worth_seconds",
-                                     POOL_WARM_WORTH_S if pool_running(workers) else POOL_WORTH_S))
+        if not head:
+            return
+        warm = workers > 1 and pool_running(workers)
+        worth = float(request.option("pool_worth_seconds", POOL_WARM_WORTH_S if warm else POOL_WORTH_S))
+        started = time.perf_counter()
+        matches = _play_matches(*args, head[:1], cfr_table)
+        one_game = time.perf_counter() - started
+        first = _selfplay_batch(*args, head[:1], *matches)
+        if warm and one_game * len(rest) >= worth:
+            # This process's pool runs already, so nothing is left to start and one game is estimate
+            # enough: the workers play the chunks while this process plays the rest of the probe.
+            yield from self._pooled(args, cfr_table, workers, first, head[1:], chunks)
+            return
+        # Play the rest of the probe here and time it (after the first game, so one-time imports and
+        # game loading do not count): starting worker processes only pays off for the rest when the
+        # remaining work clearly outweighs it.
+        started = time.perf_counter()
+        batch = _play_chunk(*args, head[1:], cfr_table) if len(head) > 1 else None
+        estimate = (time.perf_counter() - started) / max(1, len(head) - 1) * len(rest)
+        yield first
+        if batch is not None:
+            yield batch
         if workers <= 1 or estimate < worth:
             for chunk in chunks:
                 yield _play_chunk(*args, chunk, cfr_table)
             return
-        # The pool starts in the background (it is ready at once when it runs already): meanwhile this
-        # process plays the chunks in order, and hands the rest to the pool once every worker is up.
+        # The pool starts in the background: meanwhile this process plays the chunks in order, and
+        # hands the rest to the pool once every worker is up.
         ready = start_pool(workers)
         played = 0
         while played < len(chunks) and not ready.done():
             yield _play_chunk(*args, chunks[played], cfr_table)
             played += 1
-        if played == len(chunks):
-            return
-        pool, futures = ready.result(), []
+        if played < len(chunks):
+            yield from self._pooled(args, cfr_table, workers, None, [], chunks[played:], ready.result())
+
+    @staticmethod
+    def _pooled(args: tuple, cfr_table: PolicyTable | None, workers: int, first: pa.RecordBatch | None,
+                here: list, chunks: list[list], pool=None) -> Iterator[pa.RecordBatch]:
+        """``first``, the batch of ``here`` (played in this process meanwhile), then ``chunks`` played on
+        the pool, in that order.
+
+        The last ``workers`` chunks go out in TAIL_PIECES pieces each, and their batches are joined
+        again (the same batch): the workers then finish within a piece of each other, where whole
+        chunks left one idle for half a chunk on average. Each piece comes back as Arrow IPC bytes,
+        a copy to write and a zero-copy read, where pickling a nested batch costs several times as much.
+        """
+        pool = pool or start_pool(workers).result()
         POOL_STATS["requests"] += 1
+        tail = len(chunks) - workers
+        parts = [chunked(chunk, TAIL_PIECES) if i >= tail else [chunk] for i, chunk in enumerate(chunks)]
+        futures: list[list] = []
         try:
-            futures = [pool.submit(_play_chunk, *args, chunk, cfr_table) for chunk in chunks[played:]]
-            for future in futures:
-                yield future.result()
+            for pieces in parts:
+                futures.append([pool.submit(_play_chunk_ipc, *args, piece, cfr_table) for piece in pieces])
+            if first is not None:
+                yield first
+            if here:
+                yield _play_chunk(*args, here, cfr_table)
+            for pieces in futures:
+                batches = [ipc_batch(future.result()) for future in pieces]
+                yield batches[0] if len(batches) == 1 else pa.concat_batches(batches)
         except BrokenProcessPool:
             shutdown_pool()  # a worker died: the next request starts a fresh pool
             raise
         except BaseException:
-            for future in futures:
-                future.cancel()
+            for pieces in futures:
+                for future in pieces:
+                    future.cancel()
             raise
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> GameReplayVerifier:

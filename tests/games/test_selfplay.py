@@ -64,16 +64,60 @@ def _batches(env, n, workers, **options):
     return list(family_of(spec).generate(req))
 
 
-def test_the_pool_plays_what_it_is_handed_and_the_batches_do_not_depend_on_who_plays():
+def _file_bytes(batches, tmp_path, name):
+    from orbit import lake
+    from orbit.schema import RECORD_SCHEMA
+
+    return lake.write_batches(batches, RECORD_SCHEMA, tmp_path / name).read_bytes()
+
+
+def test_the_pool_plays_what_it_is_handed_and_the_batches_do_not_depend_on_who_plays(tmp_path, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
     from orbit import workers
+    from orbit.games import family
 
     serial = _batches("connect_four", 96, 2, pool_worth_seconds=1e9)  # never a pool
-    workers.start_pool(2).result()  # every worker up: all chunks after the probe go to the pool
+    workers.start_pool(2).result()  # every worker up: the pool plays every chunk after the first game
     before = workers.POOL_STATS["requests"]
+    submitted = []
+    submit = ProcessPoolExecutor.submit
+    monkeypatch.setattr(ProcessPoolExecutor, "submit",
+                        lambda pool, fn, *a, **k: submitted.append(a[-2]) or submit(pool, fn, *a, **k))
     pooled = _batches("connect_four", 96, 2, pool_worth_seconds=0)
+    monkeypatch.undo()
     assert workers.POOL_STATS["requests"] == before + 1
     assert [b.num_rows for b in pooled] == [b.num_rows for b in serial]  # the same row groups once written
     assert pa.Table.from_batches(pooled).equals(pa.Table.from_batches(serial))
+    assert _file_bytes(pooled, tmp_path, "pooled.parquet") == _file_bytes(serial, tmp_path, "serial.parquet")
+    # the pool got the chunks after the probe, each worker's last one in pieces, and nothing else
+    chunk_rows = [b.num_rows for b in serial][2:]
+    tail = [len(p) for rows in chunk_rows[-2:] for p in family.chunked(list(range(rows)), family.TAIL_PIECES)]
+    assert len(tail) > 2
+    assert [len(piece) for piece in submitted] == chunk_rows[:-2] + tail
+    assert sum(chunk_rows) == 96 - family.PROBE_JOBS
+
+
+def test_a_request_that_starts_the_pool_gives_the_batches_of_a_serial_one(tmp_path):
+    """No pool running: the probe decides, the pool starts in the background while this process plays
+    the first chunks, then the pool plays the rest; the batches are those of a serial request."""
+    from orbit import workers
+
+    serial = _batches("tic_tac_toe", 200, 2, pool_worth_seconds=1e9)
+    workers.shutdown_pool()
+    pooled = _batches("tic_tac_toe", 200, 2, pool_worth_seconds=0)
+    assert workers.pool_running(2)
+    assert [b.num_rows for b in pooled] == [b.num_rows for b in serial]
+    assert _file_bytes(pooled, tmp_path, "pooled.parquet") == _file_bytes(serial, tmp_path, "serial.parquet")
+
+
+def test_a_batch_crosses_processes_as_ipc_bytes_unchanged():
+    from orbit.workers import batch_ipc, ipc_batch
+
+    batch = _batches("kuhn_poker", 20, 1)[-1]
+    back = ipc_batch(batch_ipc(batch))
+    assert back.equals(batch) and back.schema.equals(batch.schema, check_metadata=True)
+    assert back.to_pylist() == batch.to_pylist()
 
 
 def test_start_pool_hands_every_caller_of_a_pool_the_same_future():
