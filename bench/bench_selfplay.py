@@ -207,7 +207,14 @@ def main(argv=None) -> int:
                   note="the same bare games split over two processes forked for the call (fork and join "
                        "included): what the host gives this work on two cores at that moment"),
         ]
-        notes.append(f"S={sims}: bare {t_bare:.2f}s, workers=1 {t_w1:.2f}s, workers=2 {t_w2:.2f}s for {games} games")
+        # the same ratios round by round (the calls of one round run within seconds of each other)
+        paired_w2 = statistics.median(a / b for a, b in zip(samples[1], samples[2]))
+        paired_bare2 = statistics.median(a / b for a, b in zip(samples[0], samples[3]))
+        C.metric(f"s{sims}.games_{games}.w2_over_w1_paired", paired_w2)
+        C.metric(f"s{sims}.games_{games}.bare_2proc_over_bare_paired", paired_bare2)
+        notes.append(f"S={sims}: bare {t_bare:.2f}s, workers=1 {t_w1:.2f}s, workers=2 {t_w2:.2f}s for {games} games; "
+                     f"median of the per-round ratios: workers=2/workers=1 {paired_w2:.2f}x, bare in 2 processes/"
+                     f"bare {paired_bare2:.2f}x")
     if large:
         w1, w2 = Generation(large, args.large_sims, 1), Generation(large, args.large_sims, 2)
         t_w1, t_w2 = C.interleaved_medians([w1, w2], repeat, rotate=True)
