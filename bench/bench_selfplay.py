@@ -11,6 +11,9 @@ and for at least MIN_BLOCK_S per block:
     games, no prompts, no records (the upper bound for the generator);
   * generator, workers=1: ``FAMILY.generate(GenerationRequest(...))`` consumed to
     the last batch (matches + chat messages + records + Arrow batches);
+  * every call is a new round (the bare loop: new seeds), as a real partition is:
+    other matches, whose turn prompts this process has not rendered yet. Repeating
+    one round would let every call after the first find its prompts remembered;
   * generator, workers=2: the same; the engine decides whether a process pool
     pays off, and the table says whether it started one (worker processes are
     counted while the batches arrive). Pool start-up is included, as a
@@ -27,12 +30,14 @@ there the goal is only that workers=2 costs nothing (>= 0.9x workers=1).
 """
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,6 +56,14 @@ GOAL_W2 = 1.7
 MIN_BLOCK_S = 20.0  # a warm block keeps adding rounds until it has run this long (at most 4x --repeat)
 GOAL_FRESH = 0.9  # a fresh process: workers=2 must not slow a partition too small to pay for starting the pool
 METRIC_W2 = float("nan")
+
+
+_ROUNDS = itertools.count(1)  # each call plays a round of its own: no call replays another's matches
+
+
+def fresh_seed(games: int) -> int:
+    """The first seed of a bare-loop call whose games no other call plays."""
+    return next(_ROUNDS) * 10 * games
 
 
 def bare_loop(games: int, simulations: int, seed: int = 0) -> int:
@@ -79,8 +92,9 @@ def bare_two_processes(games: int, simulations: int) -> int:
     gives this C++-heavy, memory-hungry work on two cores (fork and join included)."""
     ctx = multiprocessing.get_context("fork")
     half = games // 2
+    first = fresh_seed(games)
     procs = [ctx.Process(target=bare_loop, args=(n, simulations, seed))
-             for n, seed in ((half, 0), (games - half, half))]
+             for n, seed in ((half, first), (games - half, first + half))]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -91,22 +105,25 @@ def bare_two_processes(games: int, simulations: int) -> int:
 
 
 class Generation:
-    """One ``FAMILY.generate`` request consumed to the end; remembers how many pool workers it saw."""
+    """One ``FAMILY.generate`` request consumed to the end; remembers how many pool workers it saw.
+    Without ``round_key``, each call is a new round."""
 
-    def __init__(self, games: int, simulations: int, workers: int, round_key: str = "r0000", **options):
+    def __init__(self, games: int, simulations: int, workers: int, round_key: str | None = None, **options):
         spec = env_spec(GAME)
         self.spec = spec
         self.request = GenerationRequest(
-            env=spec, round_key=round_key, num_tasks=games, samples_per_task=1, workers=workers,
+            env=spec, round_key=round_key or "r0000", num_tasks=games, samples_per_task=1, workers=workers,
             options={"learner": {"kind": "mcts", "simulations": simulations}, "opponent": {"kind": "random"},
                      **options},
         )
+        self.fixed_round = round_key is not None
         self.max_workers_seen = 0
 
     def __call__(self) -> int:
         before = workers_module.POOL_STATS["requests"]
         rows = 0
-        for batch in family_of(self.spec).generate(self.request):
+        request = self.request if self.fixed_round else replace(self.request, round_key=f"r{next(_ROUNDS):04d}")
+        for batch in family_of(self.spec).generate(request):
             rows += batch.num_rows
         if workers_module.POOL_STATS["requests"] > before:  # this request ran on the process's worker pool
             self.max_workers_seen = max(self.max_workers_seen, workers_module.pool_workers())
@@ -183,7 +200,8 @@ def main(argv=None) -> int:
     for sims in sims_list:
         w1, w2 = Generation(games, sims, 1), Generation(games, sims, 2)
         samples = C.interleaved_samples(
-            [lambda: bare_loop(games, sims), w1, w2, lambda: bare_two_processes(games, sims)], repeat,
+            [lambda: bare_loop(games, sims, fresh_seed(games)), w1, w2, lambda: bare_two_processes(games, sims)],
+            repeat,
             min_seconds=min_block, rotate=True)
         t_bare, t_w1, t_w2, t_bare2 = [statistics.median(s) for s in samples]
         rounds[sims] = len(samples[0])

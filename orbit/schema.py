@@ -78,10 +78,17 @@ def stable_hashes_by_index(*parts: Any, length: int = 20) -> Callable[[int], str
 
     The blob of ``stable_hash`` is the JSON list of its parts; an int is the last element, and its JSON
     text is ``str(i)``, so the blob is the fixed prefix, ``str(i)`` and ``]``."""
-    if all(type(p) is str or type(p) is int for p in parts):  # the JSON the encoder writes for them
-        head = "[" + "".join(f"{encode_basestring(p) if type(p) is str else p}," for p in parts)
+    pieces = []
+    for p in parts:  # strs and ints: the JSON the encoder writes for them, made directly
+        if type(p) is str:
+            pieces.append(encode_basestring(p))
+        elif type(p) is int:
+            pieces.append(int.__repr__(p))
+        else:
+            head = _HASH_JSON.encode(parts)[:-1] + ","
+            break
     else:
-        head = _HASH_JSON.encode(parts)[:-1] + ("," if parts else "")
+        head = "[" + ",".join(pieces) + ("," if pieces else "")
 
     def digest(i: int) -> str:
         blob = f"{head}{int(i)}]"
@@ -204,6 +211,13 @@ def chat_messages_array(message_lists: Iterable[Iterable[Mapping[str, Any]]]) ->
             add_offset(len(roles))
     except (KeyError, TypeError):
         return None
+    return plain_chat_array(roles, contents, offsets)
+
+
+def plain_chat_array(roles: list, contents: list, offsets: list[int]) -> pa.ListArray | None:
+    """The ``list<MESSAGE_TYPE>`` column of plain chat rows given flat: every message's role and content,
+    and each row's end as an offset into them (``offsets[0] == 0``). None when a role or content is not a
+    string (or None) or the offsets overflow int32: the caller builds the column from the rows then."""
     if offsets[-1] > 2**31 - 1:
         return None
     n = len(roles)

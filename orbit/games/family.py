@@ -28,8 +28,8 @@ from orbit.games.match import MatchResult, play_bot_match
 from orbit.games.rollout import play_policy_match
 from orbit.games.tasks import GameTask, load_game, match_seeds
 from orbit.games.verifier import GameReplayVerifier
-from orbit.schema import (RECORD_SCHEMA, SCHEMA_VERSION, batch_from_columns, chat_messages_array, encode_metadata,
-                          record_ids, records_to_batch)
+from orbit.schema import (RECORD_SCHEMA, SCHEMA_VERSION, batch_from_columns, encode_metadata, message,
+                          plain_chat_array, record_ids, records_to_batch)
 from orbit.workers import POOL_STATS, batch_ipc, ipc_batch, pool_running, shutdown_pool, start_pool
 
 CFR_ASSET = "cfr_policies"
@@ -106,10 +106,87 @@ def selfplay_metadata(task_json: str, learner_json: str, opponent_json: str, res
             f'"task": {task_json}, "terminated": {terminated}}}')
 
 
-def _play_matches(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
-                  jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> tuple[list[int], list[MatchResult]]:
-    """The match seeds and results of ``jobs`` (task, sample index), played in order."""
-    seeds, results = [], []
+def task_metadata(task: GameTask) -> str:
+    """``encode_metadata(task.to_json())``: the keys (game, params, seat, seed) are already in sorted order."""
+    if type(task.seat) is not int or type(task.seed) is not int or type(task.game) is not str:
+        return encode_metadata(task.to_json())
+    params = _VALUE_JSON.encode(dict(task.params)) if task.params else "{}"
+    return f'{{"game": {encode_basestring(task.game)}, "params": {params}, "seat": {task.seat}, "seed": {task.seed}}}'
+
+
+class SelfplayColumns:
+    """The columns of self-play records, filled match by match.
+
+    ``add`` takes each result apart as its match ends, so the columns hold strings and numbers only:
+    the match's messages, lists and result die with it, young, and no container per game waits for
+    the batch (where they made the garbage collector trace every game of a chunk again and again).
+    ``batch`` equals ``records_to_batch`` of the rows ``make_record`` makes from the same results."""
+
+    def __init__(self, env_name: str, round_key: str, learner: Mapping, opponent: Mapping):
+        self.env_name, self.round_key = env_name, round_key
+        self.policy = bot_label(learner)
+        self.learner_json, self.opponent_json = encode_metadata(learner), encode_metadata(opponent)
+        self.record_id: list[str] = []
+        self.task_id: list[str] = []
+        self.sample_idx: list[int] = []
+        self.seed: list[int] = []
+        self.score: list[float] = []
+        self.metadata: list[str] = []
+        self.roles: list = []
+        self.contents: list = []
+        self.offsets = [0]
+        self.messages: list[list] | None = None  # each row's messages, once one is not plain chat
+        self._task = None
+
+    def add(self, task: GameTask, sample_idx: int, seed: int, result: MatchResult) -> None:
+        if task is not self._task:
+            self._task, self._task_id = task, task.task_id
+            self._ids = record_ids(self.env_name, self.round_key, self._task_id, "selfplay", self.policy)
+            self._task_json = task_metadata(task)
+        self.record_id.append(self._ids(sample_idx))
+        self.task_id.append(self._task_id)
+        self.sample_idx.append(sample_idx)
+        self.seed.append(seed)
+        self.score.append(result.learner_score(task.seat))
+        self.metadata.append(selfplay_metadata(self._task_json, self.learner_json, self.opponent_json, result))
+        if self.messages is None:
+            roles, contents = self.roles, self.contents
+            for m in result.messages:
+                if m["tool_calls"] is not None or m["tool_call_id"] is not None or m["name"] is not None:
+                    del roles[self.offsets[-1]:], contents[self.offsets[-1]:]
+                    self._keep_rows_messages()
+                    break
+                roles.append(m["role"])
+                contents.append(m["content"])
+            else:
+                self.offsets.append(len(roles))
+                return
+        self.messages.append(result.messages)
+
+    def _keep_rows_messages(self) -> None:
+        """From now on each row's messages are kept as they are; the rows so far get theirs back."""
+        roles, contents, offsets = self.roles, self.contents, self.offsets
+        self.messages = [[message(roles[i], contents[i]) for i in range(start, end)]
+                         for start, end in zip(offsets, offsets[1:])]
+
+    def batch(self) -> pa.RecordBatch:
+        n = len(self.record_id)
+        messages = None if self.messages is not None else plain_chat_array(self.roles, self.contents, self.offsets)
+        if messages is None:  # never for a bot match (its messages are plain chat): built from the rows then
+            if self.messages is None:
+                self._keep_rows_messages()
+            messages = records_to_batch([{"messages": m} for m in self.messages],
+                                        pa.schema([RECORD_SCHEMA.field("messages")])).column(0)
+        columns = {"record_id": self.record_id, "env": self.env_name, "task_id": self.task_id,
+                   "round": self.round_key, "sample_idx": self.sample_idx, "source": "selfplay",
+                   "policy": self.policy, "seed": self.seed, "messages": messages, "tools": None,
+                   "score": self.score, "metadata": self.metadata, "schema_version": SCHEMA_VERSION}
+        return batch_from_columns(columns, n)
+
+
+def _play_into(columns: SelfplayColumns, env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
+               jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> SelfplayColumns:
+    """Play ``jobs`` (task, sample index) in order, each match's record going into ``columns``."""
     task = game = None
     for job_task, sample_idx in jobs:
         if job_task is not task:  # jobs come task by task: per-task values are made once
@@ -118,45 +195,17 @@ def _play_matches(env_name: str, round_key: str, learner: Mapping, opponent: Map
             task = job_task
             seed_of = match_seeds(round_key, env_name, task.seed)
         seed = seed_of(sample_idx)
-        seeds.append(seed)
-        results.append(play_bot_match(task, make_bot(learner, game, seed + 1, cfr_table),
-                                      make_bot(opponent, game, seed + 2, cfr_table), seed, game))
-    return seeds, results
+        columns.add(task, sample_idx, seed, play_bot_match(
+            task, make_bot(learner, game, seed + 1, cfr_table), make_bot(opponent, game, seed + 2, cfr_table),
+            seed, game))
+    return columns
 
 
 def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
                 jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
-    """The records of ``jobs`` (task, sample index) as one batch: every match is played first, then the
-    columns are made in one pass (no dict per row), with the same values ``make_record`` writes."""
-    seeds, results = _play_matches(env_name, round_key, learner, opponent, jobs, cfr_table)
-    return _selfplay_batch(env_name, round_key, learner, opponent, jobs, seeds, results)
-
-
-def _selfplay_batch(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
-                    jobs: list[tuple[GameTask, int]], seeds: list[int], results: list[MatchResult]) -> pa.RecordBatch:
-    policy = bot_label(learner)
-    learner_json, opponent_json = encode_metadata(learner), encode_metadata(opponent)
-    record_id, task_ids, scores, metadata = [], [], [], []
-    task = None
-    for (job_task, sample_idx), result in zip(jobs, results):
-        if job_task is not task:
-            task = job_task
-            task_id = task.task_id
-            ids = record_ids(env_name, round_key, task_id, "selfplay", policy)
-            task_json = encode_metadata(task.to_json())
-        record_id.append(ids(sample_idx))
-        task_ids.append(task_id)
-        scores.append(result.learner_score(task.seat))
-        metadata.append(selfplay_metadata(task_json, learner_json, opponent_json, result))
-    messages = chat_messages_array(r.messages for r in results)
-    if messages is None:  # never for a bot match (its messages are plain chat): built from the rows then
-        messages = records_to_batch([{"messages": r.messages} for r in results],
-                                    pa.schema([RECORD_SCHEMA.field("messages")])).column(0)
-    columns = {"record_id": record_id, "env": env_name, "task_id": task_ids, "round": round_key,
-               "sample_idx": [s for _, s in jobs], "source": "selfplay", "policy": policy, "seed": seeds,
-               "messages": messages, "tools": None, "score": scores, "metadata": metadata,
-               "schema_version": SCHEMA_VERSION}
-    return batch_from_columns(columns, len(jobs))
+    """The records of ``jobs`` (task, sample index) as one batch, with the values ``make_record`` writes."""
+    columns = SelfplayColumns(env_name, round_key, learner, opponent)
+    return _play_into(columns, env_name, round_key, learner, opponent, jobs, cfr_table).batch()
 
 
 def _play_chunk_ipc(*args) -> bytes:
@@ -218,9 +267,9 @@ class OpenSpielFamily:
         warm = workers > 1 and pool_running(workers)
         worth = float(request.option("pool_worth_seconds", POOL_WARM_WORTH_S if warm else POOL_WORTH_S))
         started = time.perf_counter()
-        matches = _play_matches(*args, head[:1], cfr_table)
-        one_game = time.perf_counter() - started
-        first = _selfplay_batch(*args, head[:1], *matches)
+        first_columns = _play_into(SelfplayColumns(*args), *args, head[:1], cfr_table)
+        one_game = time.perf_counter() - started  # the match, not the batch
+        first = first_columns.batch()
         if warm and one_game * len(rest) >= worth:
             # This process's pool runs already, so nothing is left to start and one game is estimate
             # enough: the workers play the chunks while this process plays the rest of the probe.

@@ -64,14 +64,27 @@ def _system_prompt(game: str, seat: int) -> str:
 
 
 def observation_text(state: pyspiel.State, player: int) -> str:
-    game_type = state.get_game().get_type()
-    if game_type.provides_observation_string:
+    if _provides_observation_string(state.get_game()):
         return state.observation_string(player)
     return state.information_state_string(player)
 
 
+def _provides_observation_string(game: pyspiel.Game) -> bool:
+    """``game.get_type().provides_observation_string``, remembered per game (a game's type is fixed)."""
+    entry = _OBSERVES.get(id(game))
+    if entry is None or entry[0] is not game:  # the game is held with the flag, so its id is not reused
+        if len(_OBSERVES) >= 256:
+            _OBSERVES.clear()
+        entry = _OBSERVES[id(game)] = (game, game.get_type().provides_observation_string)
+    return entry[1]
+
+
+_OBSERVES: dict[int, tuple[pyspiel.Game, bool]] = {}
+
+
 def legal_action_lines(state: pyspiel.State, player: int) -> str:
-    return "\n".join(f"{a} -> {state.action_to_string(player, a)}" for a in state.legal_actions(player))
+    to_string = state.action_to_string  # one attribute lookup, and a list (a generator costs twice as much)
+    return "\n".join([f"{a} -> {to_string(player, a)}" for a in state.legal_actions(player)])
 
 
 def turn_prompt(state: pyspiel.State, player: int) -> str:

@@ -313,15 +313,21 @@ def test_a_chunk_whose_messages_are_not_plain_chat_gets_the_rows_messages_column
     from orbit.games.tasks import GameTask, match_seed
     from orbit.schema import make_record, message, records_to_batch, tool_call
 
-    tasks = [GameTask(game="tic_tac_toe", seed=s, seat=s % 2) for s in (3, 4)]
+    tasks = [GameTask(game="tic_tac_toe", seed=s, seat=s % 2) for s in (3, 4, 5)]
     odd = [message("system", "s"), message("assistant", None, tool_calls=[tool_call("c1", "f", {"a": 1})]),
            message("tool", "x", tool_call_id="c1")]
-    results = [MatchResult(messages=odd, history=[4, 0], returns=[1.0, -1.0], terminated=None),
+    # a plain row before the odd one (its roles and contents were taken apart already) and one after
+    results = [MatchResult(messages=[message("system", "s"), message("user", "u")], history=[2], returns=[0.0, 0.0],
+                           terminated=None),
+               MatchResult(messages=odd, history=[4, 0], returns=[1.0, -1.0], terminated=None),
                MatchResult(messages=[message("system", "s")], history=[], returns=None, terminated="action.illegal")]
     jobs = [(t, 0) for t in tasks]
     seeds = [match_seed("r0001", "tic_tac_toe", t.seed, 0) for t in tasks]
     learner, opponent = {"kind": "random"}, {"kind": "random"}
-    batch = family._selfplay_batch("tic_tac_toe", "r0001", learner, opponent, jobs, seeds, results)
+    columns = family.SelfplayColumns("tic_tac_toe", "r0001", learner, opponent)
+    for (task, sample_idx), seed, result in zip(jobs, seeds, results):
+        columns.add(task, sample_idx, seed, result)
+    batch = columns.batch()
     expected = [make_record(env="tic_tac_toe", task_id=t.task_id, round_key="r0001", sample_idx=0, source="selfplay",
                             policy="random", seed=seed, messages=r.messages, score=r.learner_score(t.seat),
                             metadata={"task": t.to_json(), "history": r.history, "returns": r.returns,
