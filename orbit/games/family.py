@@ -24,7 +24,7 @@ from orbit import lake
 from orbit.envs.base import EnvSpec, GenerationRequest
 from orbit.games.bots import bot_label, make_bot
 from orbit.games.cfr import PolicyTable, params_key, policy_table, solve_cfr
-from orbit.games.match import MatchResult, play_bot_match
+from orbit.games.match import MatchResult, learner_score, play_bot_match
 from orbit.games.rollout import play_policy_match
 from orbit.games.tasks import GameTask, load_game, match_seeds
 from orbit.games.verifier import GameReplayVerifier
@@ -97,12 +97,13 @@ def _floats_json(values: list[float] | None) -> str:
     return f"[{', '.join(map(float.__repr__, values))}]"
 
 
-def selfplay_metadata(task_json: str, learner_json: str, opponent_json: str, result: MatchResult) -> str:
+def selfplay_metadata(task_json: str, learner_json: str, opponent_json: str, history: "list[int] | tuple[int, ...]",
+                      returns: "list[float] | tuple[float, ...] | None", terminated: str | None) -> str:
     """``encode_metadata`` of a self-play record's metadata (task, history, returns, terminated, learner,
     opponent) from the per-task parts already encoded: the same text, keys in sorted order."""
-    terminated = "null" if result.terminated is None else encode_basestring(result.terminated)
-    return (f'{{"history": {_ints_json(result.history)}, "learner": {learner_json}, '
-            f'"opponent": {opponent_json}, "returns": {_floats_json(result.returns)}, '
+    terminated = "null" if terminated is None else encode_basestring(terminated)
+    return (f'{{"history": {_ints_json(history)}, "learner": {learner_json}, '
+            f'"opponent": {opponent_json}, "returns": {_floats_json(returns)}, '
             f'"task": {task_json}, "terminated": {terminated}}}')
 
 
@@ -115,40 +116,37 @@ def task_metadata(task: GameTask) -> str:
 
 
 class SelfplayColumns:
-    """The columns of self-play records, filled match by match.
+    """The records of a chunk of matches, gathered match by match and made into columns at the end.
 
-    ``add`` takes each result apart as its match ends, so the columns hold strings and numbers only:
-    the match's messages, lists and result die with it, young, and no container per game waits for
-    the batch (where they made the garbage collector trace every game of a chunk again and again).
-    ``batch`` equals ``records_to_batch`` of the rows ``make_record`` makes from the same results."""
+    ``add`` keeps what each match decided as flat values: its messages' roles and contents, its
+    history and returns as tuples (which the garbage collector stops tracking), so the match's
+    lists, dicts and result die with it and nothing per game waits for the batch to be traced by
+    the collector again and again. ``batch`` then makes the ids, scores and metadata texts in one
+    pass: run between searches, that work found its code and data evicted by the search every time,
+    and cost several times as much. It equals ``records_to_batch`` of the rows ``make_record``
+    makes from the same results."""
 
     def __init__(self, env_name: str, round_key: str, learner: Mapping, opponent: Mapping):
         self.env_name, self.round_key = env_name, round_key
-        self.policy = bot_label(learner)
-        self.learner_json, self.opponent_json = encode_metadata(learner), encode_metadata(opponent)
-        self.record_id: list[str] = []
-        self.task_id: list[str] = []
+        self.learner, self.opponent = learner, opponent
+        self.tasks: list[GameTask] = []
         self.sample_idx: list[int] = []
         self.seed: list[int] = []
-        self.score: list[float] = []
-        self.metadata: list[str] = []
+        self.history: list[tuple[int, ...]] = []
+        self.returns: list[tuple[float, ...] | None] = []
+        self.terminated: list[str | None] = []
         self.roles: list = []
         self.contents: list = []
         self.offsets = [0]
         self.messages: list[list] | None = None  # each row's messages, once one is not plain chat
-        self._task = None
 
     def add(self, task: GameTask, sample_idx: int, seed: int, result: MatchResult) -> None:
-        if task is not self._task:
-            self._task, self._task_id = task, task.task_id
-            self._ids = record_ids(self.env_name, self.round_key, self._task_id, "selfplay", self.policy)
-            self._task_json = task_metadata(task)
-        self.record_id.append(self._ids(sample_idx))
-        self.task_id.append(self._task_id)
+        self.tasks.append(task)
         self.sample_idx.append(sample_idx)
         self.seed.append(seed)
-        self.score.append(result.learner_score(task.seat))
-        self.metadata.append(selfplay_metadata(self._task_json, self.learner_json, self.opponent_json, result))
+        self.history.append(tuple(result.history))
+        self.returns.append(None if result.returns is None else tuple(result.returns))
+        self.terminated.append(result.terminated)
         if self.messages is None:
             roles, contents = self.roles, self.contents
             for m in result.messages:
@@ -170,18 +168,31 @@ class SelfplayColumns:
                          for start, end in zip(offsets, offsets[1:])]
 
     def batch(self) -> pa.RecordBatch:
-        n = len(self.record_id)
+        policy = bot_label(self.learner)
+        learner_json, opponent_json = encode_metadata(self.learner), encode_metadata(self.opponent)
+        record_id, task_ids, scores, metadata = [], [], [], []
+        task = None
+        for job_task, sample_idx, history, returns, terminated in zip(
+                self.tasks, self.sample_idx, self.history, self.returns, self.terminated):
+            if job_task is not task:
+                task, task_id = job_task, job_task.task_id
+                ids = record_ids(self.env_name, self.round_key, task_id, "selfplay", policy)
+                task_json = task_metadata(task)
+            record_id.append(ids(sample_idx))
+            task_ids.append(task_id)
+            scores.append(learner_score(returns, task.seat))
+            metadata.append(selfplay_metadata(task_json, learner_json, opponent_json, history, returns, terminated))
         messages = None if self.messages is not None else plain_chat_array(self.roles, self.contents, self.offsets)
         if messages is None:  # never for a bot match (its messages are plain chat): built from the rows then
             if self.messages is None:
                 self._keep_rows_messages()
             messages = records_to_batch([{"messages": m} for m in self.messages],
                                         pa.schema([RECORD_SCHEMA.field("messages")])).column(0)
-        columns = {"record_id": self.record_id, "env": self.env_name, "task_id": self.task_id,
-                   "round": self.round_key, "sample_idx": self.sample_idx, "source": "selfplay",
-                   "policy": self.policy, "seed": self.seed, "messages": messages, "tools": None,
-                   "score": self.score, "metadata": self.metadata, "schema_version": SCHEMA_VERSION}
-        return batch_from_columns(columns, n)
+        columns = {"record_id": record_id, "env": self.env_name, "task_id": task_ids, "round": self.round_key,
+                   "sample_idx": self.sample_idx, "source": "selfplay", "policy": policy, "seed": self.seed,
+                   "messages": messages, "tools": None, "score": scores, "metadata": metadata,
+                   "schema_version": SCHEMA_VERSION}
+        return batch_from_columns(columns, len(record_id))
 
 
 def _play_into(columns: SelfplayColumns, env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
