@@ -334,3 +334,29 @@ def test_a_chunk_whose_messages_are_not_plain_chat_gets_the_rows_messages_column
                                       "terminated": r.terminated, "learner": learner, "opponent": opponent})
                 for t, seed, r in zip(tasks, seeds, results)]
     assert batch.equals(records_to_batch(expected))
+
+
+def test_the_columns_write_the_metadata_text_make_record_writes_whatever_the_returns():
+    """History and returns are kept as tuples until the batch: the text is still ``json.dumps``' own,
+    for returns that are not finite numbers and for a forfeit (None) too."""
+    from orbit.games import family
+    from orbit.games.match import MatchResult
+    from orbit.games.tasks import GameTask
+    from orbit.schema import make_record, message, records_to_batch
+
+    task = GameTask(game="kuhn_poker", seed=7, seat=1)
+    results = [MatchResult(messages=[message("system", "s")], history=[1, 0, 2], returns=returns, terminated=terminated)
+               for returns, terminated in [([float("inf"), -1.0], None), ([float("nan"), 0.5], None),
+                                           ([-0.0, 2.0], None), (None, "answer.unparseable")]]
+    learner, opponent = {"kind": "cfr", "iterations": 3}, {"kind": "random"}
+    columns = family.SelfplayColumns("kuhn_poker", "r0003", learner, opponent)
+    for i, result in enumerate(results):
+        columns.add(task, i, 100 + i, result)
+    expected = [make_record(env="kuhn_poker", task_id=task.task_id, round_key="r0003", sample_idx=i, source="selfplay",
+                            policy="cfr3", seed=100 + i, messages=r.messages, score=r.learner_score(task.seat),
+                            metadata={"task": task.to_json(), "history": r.history, "returns": r.returns,
+                                      "terminated": r.terminated, "learner": learner, "opponent": opponent})
+                for i, r in enumerate(results)]
+    batch = columns.batch()
+    assert batch.column("metadata").to_pylist() == [r["metadata"] for r in expected]
+    assert batch.equals(records_to_batch(expected))
