@@ -63,35 +63,73 @@ def _system_prompt(game: str, seat: int) -> str:
     )
 
 
+# Games whose states spell an action the way the game does: ``State::ActionToString(player, action)``
+# is a function of (player, action) alone (OpenSpiel's tic_tac_toe and connect_four name the mark and
+# the cell or column, kuhn_poker and leduc_poker the bet or the dealt card). Their legal-action lines
+# are remembered per (player, legal actions); a test walks their trees to hold them to it. Any other
+# game's lines are rendered from the state every time.
+STATELESS_ACTION_STRINGS = frozenset({"tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"})
+MAX_LEGAL_LINES = 4096  # remembered legal-action texts per game
+
+
+class _GameText:
+    """What a game's prompts need to know once: where its observation comes from, and (for a game
+    of STATELESS_ACTION_STRINGS) its legal-action texts by (player, legal actions)."""
+
+    __slots__ = ("game", "observes", "lines")
+
+    def __init__(self, game: pyspiel.Game):
+        game_type = game.get_type()
+        self.game = game  # held, so the id that keys this entry is not reused while it is remembered
+        self.observes = game_type.provides_observation_string
+        self.lines: dict[tuple, str] | None = {} if game_type.short_name in STATELESS_ACTION_STRINGS else None
+
+
+_GAME_TEXT: dict[int, _GameText] = {}
+
+
+def _game_text(game: pyspiel.Game) -> _GameText:
+    entry = _GAME_TEXT.get(id(game))
+    if entry is None or entry.game is not game:
+        if len(_GAME_TEXT) >= 256:
+            _GAME_TEXT.clear()
+        entry = _GAME_TEXT[id(game)] = _GameText(game)
+    return entry
+
+
 def observation_text(state: pyspiel.State, player: int) -> str:
-    if _provides_observation_string(state.get_game()):
+    if _game_text(state.get_game()).observes:
         return state.observation_string(player)
     return state.information_state_string(player)
 
 
-def _provides_observation_string(game: pyspiel.Game) -> bool:
-    """``game.get_type().provides_observation_string``, remembered per game (a game's type is fixed)."""
-    entry = _OBSERVES.get(id(game))
-    if entry is None or entry[0] is not game:  # the game is held with the flag, so its id is not reused
-        if len(_OBSERVES) >= 256:
-            _OBSERVES.clear()
-        entry = _OBSERVES[id(game)] = (game, game.get_type().provides_observation_string)
-    return entry[1]
-
-
-_OBSERVES: dict[int, tuple[pyspiel.Game, bool]] = {}
-
-
-def legal_action_lines(state: pyspiel.State, player: int) -> str:
+def render_legal_action_lines(state: pyspiel.State, player: int) -> str:
+    """``ID -> action string`` per legal action, each asked of the state."""
     to_string = state.action_to_string  # one attribute lookup, and a list (a generator costs twice as much)
     return "\n".join([f"{a} -> {to_string(player, a)}" for a in state.legal_actions(player)])
 
 
+def legal_action_lines(state: pyspiel.State, player: int) -> str:
+    return _legal_lines(_game_text(state.get_game()), state, player)
+
+
+def _legal_lines(entry: _GameText, state: pyspiel.State, player: int) -> str:
+    lines = entry.lines
+    if lines is None:
+        return render_legal_action_lines(state, player)
+    key = (player, tuple(state.legal_actions(player)))
+    text = lines.get(key)
+    if text is None:
+        if len(lines) >= MAX_LEGAL_LINES:
+            lines.clear()
+        text = lines[key] = render_legal_action_lines(state, player)
+    return text
+
+
 def turn_prompt(state: pyspiel.State, player: int) -> str:
-    return (
-        f"Observation (player {player}):\n{observation_text(state, player)}\n"
-        f"{LEGAL_HEADER}\n{legal_action_lines(state, player)}"
-    )
+    entry = _game_text(state.get_game())
+    observation = state.observation_string(player) if entry.observes else state.information_state_string(player)
+    return f"Observation (player {player}):\n{observation}\n{LEGAL_HEADER}\n{_legal_lines(entry, state, player)}"
 
 
 _TURN_PROMPTS: dict[int, tuple[pyspiel.Game, dict]] = {}  # id(game) -> (game, {(player, history): prompt})

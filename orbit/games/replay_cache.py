@@ -4,39 +4,54 @@ A game is a deterministic function of its action history (chance outcomes are in
 the history), so everything the replay verifier asks of a node — terminal or
 chance, whose turn, the legal actions or chance outcomes, the learner's turn
 prompt, the returns — is the same for every record that reaches it. ``GameTree``
-keeps a trie of the nodes seen so far per game; a ``Walker`` follows one record's
+keeps a trie of the nodes replays share per game (a node is remembered once a second
+replay goes through its parent: see ADMIT_VISITS); a ``Walker`` follows one record's
 history through it and builds a pyspiel state only when it reaches a node (or asks
-for a prompt) seen for the first time. Only legal actions ever become children, so
+for a prompt) not remembered. Only legal actions ever become children, so
 a hostile history can add at most one computed node per record before it fails.
 """
 
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import pyspiel
 
 from orbit.games.prompts import split_turn_prompt, turn_prompt
 
+TERMINAL, CHANCE = int(pyspiel.PlayerId.TERMINAL), int(pyspiel.PlayerId.CHANCE)
 MAX_NODES = 300_000  # remembered nodes per game; past it new nodes are computed but not stored
+# A new node is remembered once its parent has been gone through by this many replays: a line that
+# only one record ever plays (most of a cold partition's deep nodes) is computed, used and dropped,
+# so the tree holds what records share and the garbage collector does not trace the rest again and
+# again. A node two records reach is remembered from the second on.
+ADMIT_VISITS = 2
 
 
 class Node:
-    __slots__ = ("children", "terminal", "chance", "player", "legal", "prompts", "returns")
+    """A node's facts. The action sets are tuples of ints (a few, so ``in`` is as fast as a set's), which
+    the garbage collector stops tracking after one look: a set stays tracked, and the collector traced
+    every one of a growing tree again and again."""
+
+    __slots__ = ("children", "terminal", "chance", "player", "legal", "prompts", "returns", "visits")
 
     def __init__(self, state: pyspiel.State):
         self.children: dict[int, "Node"] = {}
+        self.visits = 0  # replays that went on from this node (the walk counts them)
         self.prompts: dict[int, tuple[str, str, str]] | None = None
-        self.terminal = state.is_terminal()
-        self.chance: frozenset[int] | None = None
+        player = state.current_player()  # one call tells a terminal, a chance and a player's node apart
+        self.terminal = player == TERMINAL
+        self.chance: tuple[int, ...] | None = None
         self.player = -1
-        self.legal: frozenset[int] = frozenset()
+        self.legal: tuple[int, ...] = ()
         self.returns: tuple[float, ...] | None = None
         if self.terminal:
-            self.returns = tuple(float(r) for r in state.returns())
-        elif state.is_chance_node():
-            self.chance = frozenset(a for a, _ in state.chance_outcomes())
+            self.returns = tuple(map(float, state.returns()))
+        elif player == CHANCE:
+            self.chance = tuple([a for a, _ in state.chance_outcomes()])
         else:
-            self.player = state.current_player()
-            self.legal = frozenset(state.legal_actions())
+            self.player = player
+            self.legal = tuple(state.legal_actions())
 
 
 class GameTree:
@@ -75,7 +90,7 @@ class Walker:
             state = self._state()
             state.apply_action(action)
             child = Node(state)
-            if self.tree.nodes < MAX_NODES:
+            if self.node.visits >= ADMIT_VISITS and self.tree.nodes < MAX_NODES:
                 self.node.children[action] = child
                 self.tree.nodes += 1
         else:
@@ -115,4 +130,18 @@ def clear() -> None:
     """Forget every remembered tree (tests; memory)."""
     with _LOCK:
         _TREES.clear()
+
+
+@contextmanager
+def fresh_trees() -> Iterator[None]:
+    """Replay with no tree remembered (what a fresh process meets), then put the remembered trees back."""
+    with _LOCK:
+        saved = dict(_TREES)
+        _TREES.clear()
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _TREES.clear()
+            _TREES.update(saved)
 

@@ -210,6 +210,7 @@ class GameReplayVerifier:
             elif action not in node.legal:
                 reasons.append("history.illegal_action")
                 break
+            node.visits += 1
             child = node.children.get(action)
             if child is None:
                 walk.node = node

@@ -13,6 +13,7 @@ import orbit.verification as V
 from orbit import workers
 from orbit.envs import GenerationRequest, env_spec, family_of
 from orbit.games import replay_cache
+from orbit.games.tasks import load_game
 from orbit.schema import RECORD_SCHEMA
 
 GAMES = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"]
@@ -58,13 +59,21 @@ def test_replay_cache_gives_the_verdicts_of_a_plain_replay(env, monkeypatch):
     records = generate(env, 30)
     records += tampered(records)
     verifier = family_of(spec).verifier(spec)
+    task = json.loads(records[0]["metadata"])["task"]
+    game = load_game(task["game"], task["params"])
     replay_cache.clear()
-    cold = [verifier.verify(r) for r in records]  # builds the trie
-    warm = [verifier.verify(r) for r in records]  # every node known
+    cold = [verifier.verify(r) for r in records]  # builds the trie: nodes that two replays went through
+    admitted = replay_cache.game_tree(game).nodes
+    warm = [verifier.verify(r) for r in records]  # ... and their children
+    warmer = [verifier.verify(r) for r in records]  # every node known
+    monkeypatch.setattr(replay_cache, "ADMIT_VISITS", 0)  # every new node remembered at once
+    replay_cache.clear()
+    eager = [verifier.verify(r) for r in records]
+    assert 1 < admitted <= replay_cache.game_tree(game).nodes
     monkeypatch.setattr(replay_cache, "MAX_NODES", 1)  # nothing remembered: every node from pyspiel
     replay_cache.clear()
     plain = [verifier.verify(r) for r in records]
-    assert cold == warm == plain
+    assert cold == warm == warmer == eager == plain
     assert any(v.reasons and v.reasons != ("score.below_threshold",) for v in plain)
 
 
@@ -176,3 +185,34 @@ def test_plain_texts_hold_the_roles_and_texts_of_the_plain_message_lists():
             else:
                 assert t == d and type(t) is not V.PlainTexts
     assert 0 < seen < len(records)
+
+
+@pytest.mark.parametrize("game_name", ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "chess"])
+def test_remembered_legal_action_lines_are_the_states_own(game_name):
+    """A game of STATELESS_ACTION_STRINGS reuses its legal-action texts by (player, legal actions): every
+    state met in random play must spell its actions that way. Any other game (chess names a move by
+    the position) is rendered from each state."""
+    import pyspiel
+
+    from orbit.games import prompts
+
+    game = pyspiel.load_game(game_name)
+    remembered = prompts._game_text(game).lines
+    assert (remembered is not None) == (game_name in prompts.STATELESS_ACTION_STRINGS)
+    rng = random.Random(11)
+    checked = 0
+    for _ in range(300 if game_name != "chess" else 4):
+        state = game.new_initial_state()
+        moves = 0
+        while not state.is_terminal() and moves < 40:
+            if state.is_chance_node():
+                state.apply_action(rng.choice([a for a, _ in state.chance_outcomes()]))
+                continue
+            player = state.current_player()
+            expected = "\n".join(f"{a} -> {state.action_to_string(player, a)}" for a in state.legal_actions(player))
+            assert prompts.legal_action_lines(state, player) == expected
+            assert prompts.turn_prompt(state, player).endswith(f"{prompts.LEGAL_HEADER}\n{expected}")
+            checked += 1
+            state.apply_action(rng.choice(state.legal_actions()))
+            moves += 1
+    assert checked > 100 and (remembered is None or 0 < len(remembered) < checked)
