@@ -9,9 +9,15 @@ opponent bots, workers=1; not timed), then verified in the same run by:
   * the bare replay baseline: batch -> dicts, parse the metadata JSON, fresh
     initial state from the cached pyspiel game, apply every action of the
     recorded history; no checks, no prompts, no output.
+The verifier is timed twice, interleaved with the baseline:
+  * fresh process: no replay tree remembered (``replay_cache.fresh_trees``), so the
+    pass builds what it remembers as it goes, as a step process verifying its
+    partition does. This is the figure the goal is about;
+  * tree remembered: the same records once more with every node and prompt of
+    theirs already remembered: what the checks alone cost.
 Figures are replays (records) per second, median over repeats; ratio = verifier
 / bare (the verifier's share of the bare replay speed; 1/ratio is its overhead).
-Goal: verify_batch >= 0.5x the bare replay for every game env.
+Goal: verify_batch in a fresh process >= 0.5x the bare replay for every game env.
 """
 
 import argparse
@@ -133,7 +139,8 @@ def main(argv=None) -> int:
         records = sum(b.num_rows for b in batches)
         verifier = family_of(spec).verifier(spec)
         counts = verify_all(batches, verifier, spec.pass_threshold)  # warm-up + correctness
-        verify_all(batches, verifier, spec.pass_threshold)  # a second pass remembers every node (ADMIT_VISITS)
+        with replay_cache.admit_every_node():  # the remembered-tree figure: every node of these records
+            verify_all(batches, verifier, spec.pass_threshold)
         actions = bare_replay(batches)
         t_ver, t_cold, t_bare = C.interleaved_medians(
             [lambda: verify_all(batches, verifier, spec.pass_threshold),
@@ -144,8 +151,8 @@ def main(argv=None) -> int:
                           note="the replay tree starts empty and is built in the pass, as in a step process "
                                "verifying its partition"))
         rows.append(C.Row(f"{env} verify_batch, tree remembered", r_ver, "replays/s", r_bare, r_ver / r_bare,
-                          f">= {GOAL_RATIO}x bare", r_ver / r_bare >= GOAL_RATIO,
-                          note="the same records again: every node and prompt already in the tree"))
+                          note="the same records again, every node and prompt of theirs already in the tree: "
+                               "the checks alone (a process that verified these records before)"))
         C.metric(f"{env}.replays_per_s", r_ver)
         C.metric(f"{env}.bare_replays_per_s", r_bare)
         C.metric(f"{env}.ratio_vs_bare", r_ver / r_bare)

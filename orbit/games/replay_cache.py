@@ -133,6 +133,17 @@ def clear() -> None:
 
 
 @contextmanager
+def admit_every_node() -> Iterator[None]:
+    """Remember every node replays reach while in this block (benchmarks: a tree that holds all of them)."""
+    global ADMIT_VISITS
+    admit, ADMIT_VISITS = ADMIT_VISITS, 0
+    try:
+        yield
+    finally:
+        ADMIT_VISITS = admit
+
+
+@contextmanager
 def fresh_trees() -> Iterator[None]:
     """Replay with no tree remembered (what a fresh process meets), then put the remembered trees back."""
     with _LOCK:
