@@ -70,22 +70,35 @@ def _system_prompt(game: str, seat: int) -> str:
 # game's lines are rendered from the state every time.
 STATELESS_ACTION_STRINGS = frozenset({"tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"})
 MAX_LEGAL_LINES = 4096  # remembered legal-action texts per game
+MAX_TURN_PROMPTS = 200_000  # remembered turn prompts per game
 
 
 class _GameText:
-    """What a game's prompts need to know once: where its observation comes from, and (for a game
-    of STATELESS_ACTION_STRINGS) its legal-action texts by (player, legal actions)."""
+    """What a game's prompts need to know once: where its observation comes from, (for a game of
+    STATELESS_ACTION_STRINGS) its legal-action texts by (player, legal actions), and the turn prompts
+    ``turn_prompt_at`` remembers by (player, history)."""
 
-    __slots__ = ("game", "observes", "lines")
+    __slots__ = ("game", "observes", "lines", "prompts")
 
     def __init__(self, game: pyspiel.Game):
         game_type = game.get_type()
         self.game = game  # held, so the id that keys this entry is not reused while it is remembered
         self.observes = game_type.provides_observation_string
         self.lines: dict[tuple, str] | None = {} if game_type.short_name in STATELESS_ACTION_STRINGS else None
+        self.prompts: dict[tuple, str] = {}
 
 
 _GAME_TEXT: dict[int, _GameText] = {}
+
+
+def _remember(texts: dict, key: tuple, limit: int, render, state: pyspiel.State, player: int) -> str:
+    """``texts[key]``, rendered as ``render(state, player)`` the first time; a full dict starts over."""
+    text = texts.get(key)
+    if text is None:
+        if len(texts) >= limit:
+            texts.clear()
+        text = texts[key] = render(state, player)
+    return text
 
 
 def _game_text(game: pyspiel.Game) -> _GameText:
@@ -98,9 +111,11 @@ def _game_text(game: pyspiel.Game) -> _GameText:
 
 
 def observation_text(state: pyspiel.State, player: int) -> str:
-    if _game_text(state.get_game()).observes:
-        return state.observation_string(player)
-    return state.information_state_string(player)
+    return _observation(_game_text(state.get_game()), state, player)
+
+
+def _observation(entry: _GameText, state: pyspiel.State, player: int) -> str:
+    return state.observation_string(player) if entry.observes else state.information_state_string(player)
 
 
 def render_legal_action_lines(state: pyspiel.State, player: int) -> str:
@@ -117,40 +132,21 @@ def _legal_lines(entry: _GameText, state: pyspiel.State, player: int) -> str:
     lines = entry.lines
     if lines is None:
         return render_legal_action_lines(state, player)
-    key = (player, tuple(state.legal_actions(player)))
-    text = lines.get(key)
-    if text is None:
-        if len(lines) >= MAX_LEGAL_LINES:
-            lines.clear()
-        text = lines[key] = render_legal_action_lines(state, player)
-    return text
+    return _remember(lines, (player, tuple(state.legal_actions(player))), MAX_LEGAL_LINES,
+                     render_legal_action_lines, state, player)
 
 
 def turn_prompt(state: pyspiel.State, player: int) -> str:
     entry = _game_text(state.get_game())
-    observation = state.observation_string(player) if entry.observes else state.information_state_string(player)
-    return f"Observation (player {player}):\n{observation}\n{LEGAL_HEADER}\n{_legal_lines(entry, state, player)}"
-
-
-_TURN_PROMPTS: dict[int, tuple[pyspiel.Game, dict]] = {}  # id(game) -> (game, {(player, history): prompt})
-MAX_TURN_PROMPTS = 200_000  # per game
+    return (f"Observation (player {player}):\n{_observation(entry, state, player)}\n"
+            f"{LEGAL_HEADER}\n{_legal_lines(entry, state, player)}")
 
 
 def turn_prompt_at(state: pyspiel.State, player: int, game: pyspiel.Game, history: tuple[int, ...]) -> str:
     """``turn_prompt(state, player)`` for the state ``history`` reaches in ``game``, remembered per
     process: a game's state is a function of its history, and self-play matches share their openings.
     The game is held with its prompts, so its id is never reused while they are remembered."""
-    entry = _TURN_PROMPTS.get(id(game))
-    if entry is None or entry[0] is not game:
-        entry = _TURN_PROMPTS[id(game)] = (game, {})
-    prompts = entry[1]
-    key = (player, history)
-    text = prompts.get(key)
-    if text is None:
-        if len(prompts) >= MAX_TURN_PROMPTS:
-            prompts.clear()
-        text = prompts[key] = turn_prompt(state, player)
-    return text
+    return _remember(_game_text(game).prompts, (player, history), MAX_TURN_PROMPTS, turn_prompt, state, player)
 
 
 def split_turn_prompt(content: str) -> tuple[str, str]:

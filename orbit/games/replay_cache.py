@@ -17,9 +17,9 @@ from typing import Iterator
 
 import pyspiel
 
+from orbit.games.match import CHANCE, TERMINAL
 from orbit.games.prompts import split_turn_prompt, turn_prompt
 
-TERMINAL, CHANCE = int(pyspiel.PlayerId.TERMINAL), int(pyspiel.PlayerId.CHANCE)
 MAX_NODES = 300_000  # remembered nodes per game; past it new nodes are computed but not stored
 # A new node is remembered once its parent has been gone through by this many replays: a line that
 # only one record ever plays (most of a cold partition's deep nodes) is computed, used and dropped,

@@ -273,7 +273,7 @@ def test_generated_rows_are_those_of_the_plain_record_functions(env):
     spec = env_spec(env)
     learner, opponent = dict(spec.options["learner"]), dict(spec.options["opponent"])
     rows = generate(env, n=9, samples=3, round_key="r0002")
-    prompts._TURN_PROMPTS.clear()
+    prompts._GAME_TEXT.clear()  # every turn prompt rendered afresh
     tasks = family_of(spec)._tasks(GenerationRequest(env=spec, round_key="r0002", num_tasks=9, samples_per_task=3))
     cfr = family_of(spec)._cfr_table(GenerationRequest(env=spec, round_key="r0002", num_tasks=9, samples_per_task=3),
                                      learner, opponent)
