@@ -86,14 +86,46 @@ def plain_message_lists(messages: pa.Array, plain: np.ndarray) -> list:
     return _with_full_rows(lists, messages, plain)
 
 
+_CHAT_ORDER: dict[int, list[str]] = {}  # length -> the roles of a chat in order (shared, never modified)
+MAX_SHARED_ORDER = 256  # longer role lists are made per row
+
+
+def chat_order(length: int) -> list[str]:
+    """``["system", "user", "assistant", "user", "assistant", ...]`` of ``length`` roles: a system
+    prompt, then user/assistant turns."""
+    roles = _CHAT_ORDER.get(length)
+    if roles is None:
+        roles = (["system"] + ["user", "assistant"] * length)[:length]
+        if length <= MAX_SHARED_ORDER:
+            _CHAT_ORDER[length] = roles
+    return roles
+
+
 def plain_text_lists(messages: pa.Array, plain: np.ndarray) -> list:
-    """The rows' message lists: ``PlainTexts`` where ``plain``, else every field (as ``plain_message_lists``)."""
-    values = messages.values  # the whole child array: a sliced batch's offsets point into it
-    roles = pc.struct_field(values, "role").to_pylist()
+    """The rows' message lists: ``PlainTexts`` where ``plain``, else every field (as ``plain_message_lists``).
+
+    A row whose roles are in chat order (``chat_order``: what every generated game record holds) shares
+    one list of roles with every row of its length; only the other rows' roles are read one by one."""
+    offsets = messages.offsets.to_numpy(zero_copy_only=False)
+    first, last = int(offsets[0]), int(offsets[-1])
+    values = messages.values.slice(first, last - first)  # a sliced batch's offsets point into the whole child
+    offsets = offsets - first
     texts = pc.struct_field(values, "content").to_pylist()
-    offsets = messages.offsets.to_numpy(zero_copy_only=False).tolist()
-    lists = [PlainTexts(roles[a:z], texts[a:z]) for a, z in zip(offsets, offsets[1:])]
+    role = pc.fill_null(pc.index_in(pc.struct_field(values, "role"), value_set=_ORDER_ROLES), -1)
+    lengths = np.diff(offsets)
+    position = np.arange(last - first) - np.repeat(offsets[:-1], lengths)
+    expected = np.where(position == 0, 0, 2 - position % 2)  # system, then user (odd) and assistant (even)
+    parent = np.repeat(np.arange(len(lengths)), lengths)
+    out_of_order = np.bincount(parent[role.to_numpy(zero_copy_only=False) != expected], minlength=len(lengths))
+    in_order = ((out_of_order == 0) & plain).tolist()  # rows not plain are replaced below
+    roles = None if all(in_order) else pc.struct_field(values, "role").to_pylist()
+    bounds = offsets.tolist()
+    lists = [PlainTexts(chat_order(z - a) if ordered else roles[a:z], texts[a:z])
+             for ordered, a, z in zip(in_order, bounds, bounds[1:])]
     return _with_full_rows(lists, messages, plain)
+
+
+_ORDER_ROLES = pa.array(["system", "user", "assistant"])
 
 
 def _with_full_rows(lists: list, messages: pa.Array, plain: np.ndarray) -> list:

@@ -73,7 +73,7 @@ MAX_LEGAL_LINES = 4096  # remembered legal-action texts per game
 MAX_TURN_PROMPTS = 200_000  # remembered turn prompts per game
 
 
-class _GameText:
+class GameText:
     """What a game's prompts need to know once: where its observation comes from, (for a game of
     STATELESS_ACTION_STRINGS) its legal-action texts by (player, legal actions), and the turn prompts
     ``turn_prompt_at`` remembers by (player, history)."""
@@ -88,7 +88,7 @@ class _GameText:
         self.prompts: dict[tuple, str] = {}
 
 
-_GAME_TEXT: dict[int, _GameText] = {}
+_GAME_TEXT: dict[int, GameText] = {}
 
 
 def _remember(texts: dict, key: tuple, limit: int, render, state: pyspiel.State, player: int) -> str:
@@ -101,20 +101,20 @@ def _remember(texts: dict, key: tuple, limit: int, render, state: pyspiel.State,
     return text
 
 
-def _game_text(game: pyspiel.Game) -> _GameText:
+def game_text(game: pyspiel.Game) -> GameText:
     entry = _GAME_TEXT.get(id(game))
     if entry is None or entry.game is not game:
         if len(_GAME_TEXT) >= 256:
             _GAME_TEXT.clear()
-        entry = _GAME_TEXT[id(game)] = _GameText(game)
+        entry = _GAME_TEXT[id(game)] = GameText(game)
     return entry
 
 
 def observation_text(state: pyspiel.State, player: int) -> str:
-    return _observation(_game_text(state.get_game()), state, player)
+    return _observation(game_text(state.get_game()), state, player)
 
 
-def _observation(entry: _GameText, state: pyspiel.State, player: int) -> str:
+def _observation(entry: GameText, state: pyspiel.State, player: int) -> str:
     return state.observation_string(player) if entry.observes else state.information_state_string(player)
 
 
@@ -125,28 +125,34 @@ def render_legal_action_lines(state: pyspiel.State, player: int) -> str:
 
 
 def legal_action_lines(state: pyspiel.State, player: int) -> str:
-    return _legal_lines(_game_text(state.get_game()), state, player)
+    return _legal_lines(game_text(state.get_game()), state, player)
 
 
-def _legal_lines(entry: _GameText, state: pyspiel.State, player: int) -> str:
+def _legal_lines(entry: GameText, state: pyspiel.State, player: int, legal: tuple[int, ...] | None = None) -> str:
+    """``legal``: ``state.legal_actions(player)`` as a tuple, when the caller has it."""
     lines = entry.lines
     if lines is None:
         return render_legal_action_lines(state, player)
-    return _remember(lines, (player, tuple(state.legal_actions(player))), MAX_LEGAL_LINES,
-                     render_legal_action_lines, state, player)
+    key = (player, tuple(state.legal_actions(player)) if legal is None else legal)
+    return _remember(lines, key, MAX_LEGAL_LINES, render_legal_action_lines, state, player)
 
 
 def turn_prompt(state: pyspiel.State, player: int) -> str:
-    entry = _game_text(state.get_game())
+    return prompt_for(game_text(state.get_game()), state, player)
+
+
+def prompt_for(entry: GameText, state: pyspiel.State, player: int, legal: tuple[int, ...] | None = None) -> str:
+    """``turn_prompt(state, player)`` given the game's entry (``game_text``) and, when the caller has
+    it, ``state.legal_actions(player)`` as a tuple."""
     return (f"Observation (player {player}):\n{_observation(entry, state, player)}\n"
-            f"{LEGAL_HEADER}\n{_legal_lines(entry, state, player)}")
+            f"{LEGAL_HEADER}\n{_legal_lines(entry, state, player, legal)}")
 
 
 def turn_prompt_at(state: pyspiel.State, player: int, game: pyspiel.Game, history: tuple[int, ...]) -> str:
     """``turn_prompt(state, player)`` for the state ``history`` reaches in ``game``, remembered per
     process: a game's state is a function of its history, and self-play matches share their openings.
     The game is held with its prompts, so its id is never reused while they are remembered."""
-    return _remember(_game_text(game).prompts, (player, history), MAX_TURN_PROMPTS, turn_prompt, state, player)
+    return _remember(game_text(game).prompts, (player, history), MAX_TURN_PROMPTS, turn_prompt, state, player)
 
 
 def split_turn_prompt(content: str) -> tuple[str, str]:

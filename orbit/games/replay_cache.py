@@ -1,14 +1,15 @@
 """What a replay learns about a game tree, remembered per process and keyed by history prefix.
 
 A game is a deterministic function of its action history (chance outcomes are in
-the history), so everything the replay verifier asks of a node — terminal or
-chance, whose turn, the legal actions or chance outcomes, the learner's turn
+the history), so everything the replay verifier asks of a node — whose turn (or
+terminal, or chance), the legal actions or chance outcomes, the learner's turn
 prompt, the returns — is the same for every record that reaches it. ``GameTree``
 keeps a trie of the nodes replays share per game (a node is remembered once a second
-replay goes through its parent: see ADMIT_VISITS); a ``Walker`` follows one record's
-history through it and builds a pyspiel state only when it reaches a node (or asks
-for a prompt) not remembered. Only legal actions ever become children, so
-a hostile history can add at most one computed node per record before it fails.
+replay goes through its parent: see ADMIT_VISITS). A replay follows its history
+through the trie without a pyspiel state; at the first child not remembered it
+builds the state from the path and goes on with the state alone (``facts``), making
+no node for a line no other record has played. Only legal actions ever become
+children, so a hostile history can add at most one node per record before it fails.
 """
 
 import threading
@@ -18,7 +19,7 @@ from typing import Iterator
 import pyspiel
 
 from orbit.games.match import CHANCE, TERMINAL
-from orbit.games.prompts import split_turn_prompt, turn_prompt
+from orbit.games.prompts import GameText, game_text
 
 MAX_NODES = 300_000  # remembered nodes per game; past it new nodes are computed but not stored
 # A new node is remembered once its parent has been gone through by this many replays: a line that
@@ -27,88 +28,59 @@ MAX_NODES = 300_000  # remembered nodes per game; past it new nodes are computed
 # again. A node two records reach is remembered from the second on.
 ADMIT_VISITS = 2
 
+Facts = tuple[int, tuple[int, ...], "tuple[float, ...] | None"]
+
+
+def facts(state: pyspiel.State) -> Facts:
+    """(player, actions, returns) of a state: the player to move (or TERMINAL, or CHANCE), its legal
+    actions (the chance outcomes at a chance node, none at a terminal), the returns at a terminal.
+    One ``current_player()`` call tells the three kinds apart."""
+    player = state.current_player()
+    if player == TERMINAL:
+        return player, (), tuple(map(float, state.returns()))
+    if player == CHANCE:
+        return player, tuple([a for a, _ in state.chance_outcomes()]), None
+    return player, tuple(state.legal_actions()), None
+
 
 class Node:
-    """A node's facts. The action sets are tuples of ints (a few, so ``in`` is as fast as a set's), which
-    the garbage collector stops tracking after one look: a set stays tracked, and the collector traced
-    every one of a growing tree again and again."""
+    """A remembered node's facts. The action sets are tuples of ints (a few, so ``in`` is as fast as a
+    set's), which the garbage collector stops tracking after one look. ``prompt`` is the turn prompt
+    of the player to move, once a replay asked for it."""
 
-    __slots__ = ("children", "terminal", "chance", "player", "legal", "prompts", "returns", "visits")
+    __slots__ = ("children", "player", "legal", "returns", "prompt", "visits")
 
-    def __init__(self, state: pyspiel.State):
+    def __init__(self, player: int, legal: tuple[int, ...], returns: "tuple[float, ...] | None"):
         self.children: dict[int, "Node"] = {}
-        self.visits = 0  # replays that went on from this node (the walk counts them)
-        self.prompts: dict[int, tuple[str, str, str]] | None = None
-        player = state.current_player()  # one call tells a terminal, a chance and a player's node apart
-        self.terminal = player == TERMINAL
-        self.chance: tuple[int, ...] | None = None
-        self.player = -1
-        self.legal: tuple[int, ...] = ()
-        self.returns: tuple[float, ...] | None = None
-        if self.terminal:
-            self.returns = tuple(map(float, state.returns()))
-        elif player == CHANCE:
-            self.chance = tuple([a for a, _ in state.chance_outcomes()])
-        else:
-            self.player = player
-            self.legal = tuple(state.legal_actions())
+        self.player = player
+        self.legal = legal
+        self.returns = returns
+        self.prompt: str | None = None
+        self.visits = 0  # replays that went on from this node (the replay counts them)
 
 
 class GameTree:
     def __init__(self, game: pyspiel.Game):
         self.game = game
-        self.root = Node(game.new_initial_state())
+        self.text: GameText = game_text(game)  # the game's prompt texts
+        self.root = Node(*facts(game.new_initial_state()))
         self.nodes = 1
 
-    def walker(self) -> "Walker":
-        return Walker(self)
-
-
-class Walker:
-    """One replay's position in the tree; its pyspiel state exists only while it is needed."""
-
-    __slots__ = ("tree", "node", "path", "state")
-
-    def __init__(self, tree: GameTree):
-        self.tree = tree
-        self.node = tree.root
-        self.path: list[int] = []
-        self.state: pyspiel.State | None = None
-
-    def _state(self) -> pyspiel.State:
-        if self.state is None:
-            state = self.tree.game.new_initial_state()
-            for action in self.path:
-                state.apply_action(action)
-            self.state = state
-        return self.state
-
-    def advance(self, action: int) -> None:
-        """Apply an action the current node allows (the caller checked it is legal)."""
-        child = self.node.children.get(action)
-        if child is None:
-            state = self._state()
+    def state_at(self, path: list[int]) -> pyspiel.State:
+        """The pyspiel state ``path`` reaches from the initial state (every action legal there)."""
+        state = self.game.new_initial_state()
+        for action in path:
             state.apply_action(action)
-            child = Node(state)
-            if self.node.visits >= ADMIT_VISITS and self.tree.nodes < MAX_NODES:
-                self.node.children[action] = child
-                self.tree.nodes += 1
-        else:
-            self.state = None  # rebuilt from the path only if a later node is new
-        self.node = child
-        self.path.append(action)
+        return state
 
-    def prompt(self, seat: int) -> tuple[str, str, str]:
-        """(turn prompt, its observation part, its legal-actions part) for ``seat`` at this node."""
-        prompts = self.node.prompts
-        cached = prompts.get(seat) if prompts else None
-        if cached is None:
-            text = turn_prompt(self._state(), seat)
-            cached = (text, *split_turn_prompt(text))
-            if prompts is None:
-                prompts = self.node.prompts = {}
-            prompts[seat] = cached
-        return cached
+    def admit(self, parent: Node, action: int, child_facts: Facts) -> "Node | None":
+        """The child of ``parent`` by ``action``, remembered when its parent has been gone through
+        by ADMIT_VISITS replays (and the tree has room); None when it is not."""
+        if parent.visits < ADMIT_VISITS or self.nodes >= MAX_NODES:
+            return None
+        child = parent.children[action] = Node(*child_facts)
+        self.nodes += 1
+        return child
 
 
 _TREES: dict[int, GameTree] = {}
@@ -155,4 +127,3 @@ def fresh_trees() -> Iterator[None]:
         with _LOCK:
             _TREES.clear()
             _TREES.update(saved)
-

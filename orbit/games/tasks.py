@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Mapping
 
 import pyspiel
@@ -41,7 +42,7 @@ class GameTask:
     seat: int
     params: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property  # a task is immutable, and the verifier compares it with every record's id
     def task_id(self) -> str:
         params = stable_hash("params", dict(self.params), length=8) if self.params else "default"
         return f"{self.game}-{params}-s{self.seed}-p{self.seat}"

@@ -19,9 +19,9 @@ from typing import Any, Mapping
 
 from orbit.envs.base import EnvSpec, Verdict
 from orbit.envs.registry import ENVS
-from orbit.games.match import learner_score
-from orbit.games.prompts import parse_answer, split_turn_prompt, system_prompt
-from orbit.games.replay_cache import game_tree
+from orbit.games.match import CHANCE, TERMINAL, learner_score
+from orbit.games.prompts import parse_answer, prompt_for, split_turn_prompt, system_prompt
+from orbit.games.replay_cache import facts, game_tree
 from orbit.jsonmemo import loads_shared
 from orbit.plain_messages import PlainTexts
 from orbit.games.tasks import GameTask, TaskEnvMismatch, TaskSpecError, load_game
@@ -41,6 +41,9 @@ CLAIM_INVALID = "score.claim_invalid"
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+_INT = frozenset({int})
 
 
 def _is_number(value: Any) -> bool:
@@ -118,7 +121,7 @@ class GameReplayVerifier:
             return Verdict(0.0, (TOOLS_MISMATCH,))
         history = meta.get("history")
         if not isinstance(history, list) or len(history) > MAX_HISTORY or not (
-                not set(map(type, history)) - {int} or all(_is_int(a) for a in history)):
+                _INT.issuperset(map(type, history)) or all(_is_int(a) for a in history)):
             return Verdict(0.0, ("history.invalid",))
         messages = record.get("messages")
         if type(messages) is not PlainTexts:  # plain chat needs none of these scans (see orbit.plain_messages)
@@ -134,19 +137,20 @@ class GameReplayVerifier:
         return self._replay(record, meta, task, history, messages)
 
     @staticmethod
-    def _check_turn(walk, seat: int, roles: list, texts: list, cursor: int, expected_action: int | None,
-                    reasons: list[str]) -> bool:
-        """Check the user/assistant pair at ``cursor`` against the replay; False stops the replay."""
+    def _check_turn(expected: str, legal: tuple[int, ...], roles: list, texts: list, cursor: int,
+                    expected_action: int | None, reasons: list[str]) -> bool:
+        """Check the user/assistant pair at ``cursor`` against the replay's turn prompt ``expected`` and
+        legal actions; False stops the replay."""
         if cursor >= len(roles):
             reasons.append("game.not_terminal")
             return False
         if roles[cursor] != "user" or cursor + 1 >= len(roles) or roles[cursor + 1] != "assistant":
             reasons.append("trajectory.turn_order")
             return False
-        expected, expected_obs, expected_legal = walk.prompt(seat)
         shown = texts[cursor] or ""
         if shown != expected:  # equal prompts have equal parts: split and compare only what differs
             shown_obs, shown_legal = split_turn_prompt(shown)
+            expected_obs, expected_legal = split_turn_prompt(expected)
             if shown_obs != expected_obs:
                 reasons.append("observation.mismatch")
             if shown_legal != expected_legal:
@@ -155,7 +159,7 @@ class GameReplayVerifier:
         if action is None:
             reasons.append("answer.unparseable")
             return False
-        if action not in walk.node.legal:  # the learner is to move here: its legal actions
+        if action not in legal:
             reasons.append("action.illegal")
             return False
         if expected_action is None:
@@ -179,60 +183,75 @@ class GameReplayVerifier:
         if roles[0] != "system" or system_text != system_prompt(task.game, task.seat):
             reasons.append("prompt.system_mismatch")
         n_messages = len(messages)
-        walk = game_tree(load_game(task)).walker()  # facts per history prefix, remembered across records
-        path = walk.path
         seat = task.seat
-        node = walk.node
         cursor = 1  # index of the next user message
+        tree = game_tree(load_game(task))  # facts per history prefix, remembered across records
+        # The position: its facts (player to move or TERMINAL or CHANCE, legal actions or chance
+        # outcomes, returns), its remembered node (None once the line leaves the tree) and its pyspiel
+        # state (made from ``path`` only when a prompt or a node not remembered needs it; off the
+        # tree it is always there and steps with the history).
+        node = tree.root
+        player, legal, returns = node.player, node.legal, node.returns
+        state = None
+        path: list[int] = []
         # One step per recorded action. A learner turn is checked against the replay: the next
-        # user/assistant pair must be in order, show this node's prompt, and answer the recorded
-        # action. The walk follows remembered children itself (keeping the walker's node and path
-        # current) and asks the walker only for a node seen for the first time.
+        # user/assistant pair must be in order, show this position's prompt, and answer the recorded action.
         for action in history:
-            if node.terminal:
+            if player == TERMINAL:
                 reasons.append("history.past_terminal")
                 break
-            if node.chance is not None:
-                if action not in node.chance:
+            if player == CHANCE:
+                if action not in legal:
                     reasons.append("history.illegal_chance")
                     break
-            elif node.player == seat:
-                prompts = node.prompts
-                known = prompts.get(seat) if prompts is not None else None
-                if not (known is not None and cursor + 1 < n_messages and roles[cursor] == "user"
-                        and roles[cursor + 1] == "assistant" and texts[cursor] == known[0]
-                        and _ANSWERS.get(texts[cursor + 1]) == action and action in node.legal):
-                    # anything but a turn whose prompt and answer were seen before goes the long way
-                    walk.node = node
-                    if not self._check_turn(walk, seat, roles, texts, cursor, action, reasons):
+            elif player == seat:
+                expected = node.prompt if node is not None else None
+                if expected is None:
+                    if state is None:
+                        state = tree.state_at(path)
+                    expected = prompt_for(tree.text, state, seat, legal)
+                    if node is not None:
+                        node.prompt = expected
+                if not (cursor + 1 < n_messages and roles[cursor] == "user" and roles[cursor + 1] == "assistant"
+                        and texts[cursor] == expected and _ANSWERS.get(texts[cursor + 1]) == action
+                        and action in legal):
+                    # anything but a turn whose answer was read before and whose prompt is the expected one
+                    if not self._check_turn(expected, legal, roles, texts, cursor, action, reasons):
                         break
                 cursor += 2
-            elif action not in node.legal:
+            elif action not in legal:
                 reasons.append("history.illegal_action")
                 break
+            if node is None:  # off the tree: the state steps alone
+                state.apply_action(action)
+                player, legal, returns = facts(state)
+                continue
             node.visits += 1
             child = node.children.get(action)
-            if child is None:
-                walk.node = node
-                walk.advance(action)
-                node = walk.node
-            else:
-                walk.state = None  # rebuilt from the path only if a later node is new
-                path.append(action)
+            if child is not None:
                 node = child
+                player, legal, returns = child.player, child.legal, child.returns
+                state = None  # made from the path only if a later prompt or node needs it
+            else:
+                if state is None:
+                    state = tree.state_at(path)
+                state.apply_action(action)
+                player, legal, returns = facts(state)
+                node = tree.admit(node, action, (player, legal, returns))
+            path.append(action)
         else:
-            if not node.terminal:
+            if player != TERMINAL:
                 # A forfeited match ends on the learner's invalid answer; anything else is truncated.
-                walk.node = node
-                if node.chance is None and node.player == seat and cursor < n_messages:
-                    self._check_turn(walk, seat, roles, texts, cursor, None, reasons)
+                if player == seat and cursor < n_messages:
+                    expected = (node.prompt if node is not None else None) or prompt_for(
+                        tree.text, tree.state_at(path) if state is None else state, seat, legal)
+                    self._check_turn(expected, legal, roles, texts, cursor, None, reasons)
                 else:
                     reasons.append("game.not_terminal")
         if reasons:
             return Verdict(0.0, tuple(dict.fromkeys(reasons)))
         if cursor != n_messages:  # every message after the system prompt was a checked turn
             return Verdict(0.0, ("trajectory.extra_messages",))
-        returns = node.returns  # finite floats
         score = learner_score(returns, task.seat)
         claimed_returns = meta.get("returns")
         if claimed_returns is not None and not (

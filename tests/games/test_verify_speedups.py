@@ -197,7 +197,7 @@ def test_remembered_legal_action_lines_are_the_states_own(game_name):
     from orbit.games import prompts
 
     game = pyspiel.load_game(game_name)
-    remembered = prompts._game_text(game).lines
+    remembered = prompts.game_text(game).lines
     assert (remembered is not None) == (game_name in prompts.STATELESS_ACTION_STRINGS)
     rng = random.Random(11)
     checked = 0
