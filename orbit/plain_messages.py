@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 MAX_CONTENT_CHARS = 200_000
 MAX_MESSAGES = 2_000
 PLAIN_ROLES = ("system", "user", "assistant")  # roles whose plain text messages no rule can fail
+_PLAIN_ROLES = pa.array(PLAIN_ROLES)
 
 
 class PlainMessages(list):
@@ -48,30 +49,60 @@ class PlainTexts:
         return len(self.roles)
 
 
-def plain_rows(messages: pa.Array | pa.ChunkedArray) -> np.ndarray:
+class FlatMessages:
+    """A ``list<MESSAGE_TYPE>`` column taken apart once: the messages its rows span (``values``), each
+    row's bounds in them (``bounds``, a list), each message's row (``parent``) and role code (``role``:
+    0 system, 1 user, 2 assistant, -1 anything else or null).
+
+    Fields are read with ``StructArray.field``, which keeps a field's values under a null message:
+    only the messages of plain rows (which hold no null message) are ever read from them."""
+
+    __slots__ = ("messages", "values", "bounds", "lengths", "parent", "role")
+
+    def __init__(self, messages: pa.Array | pa.ChunkedArray):
+        if isinstance(messages, pa.ChunkedArray):
+            messages = pa.concat_arrays(messages.chunks) if messages.num_chunks != 1 else messages.chunk(0)
+        self.messages = messages
+        offsets = messages.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        first, last = int(offsets[0]), int(offsets[-1])
+        self.values = messages.values.slice(first, last - first)  # a sliced column's offsets point into the whole child
+        offsets -= first
+        self.bounds = offsets.tolist()
+        self.lengths = np.diff(offsets)
+        self.parent = np.repeat(np.arange(len(self.lengths)), self.lengths)
+        codes = pc.index_in(self.values.field("role"), value_set=_PLAIN_ROLES)
+        self.role = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False) if codes.null_count else \
+            codes.to_numpy(zero_copy_only=False)
+
+    def per_row(self, mask: np.ndarray) -> np.ndarray:
+        """How many of each row's messages ``mask`` marks."""
+        return np.bincount(self.parent[mask], minlength=len(self.lengths))
+
+
+def _nulls(array: pa.Array) -> np.ndarray | bool:
+    """True when every value is null, else a bool per value: is it null?"""
+    return True if array.null_count == len(array) else array.is_null().to_numpy(zero_copy_only=False)
+
+
+def plain_rows(messages: pa.Array | pa.ChunkedArray, flat: FlatMessages | None = None) -> np.ndarray:
     """One bool per row: are the row's messages plain chat? (a ``list<MESSAGE_TYPE>`` column)."""
-    if isinstance(messages, pa.ChunkedArray):
-        messages = pa.concat_arrays(messages.chunks) if messages.num_chunks != 1 else messages.chunk(0)
-    rows = len(messages)
+    flat = FlatMessages(messages) if flat is None else flat
+    rows = len(flat.lengths)
     if rows == 0:
         return np.zeros(0, dtype=bool)
-    lengths = pc.fill_null(pc.list_value_length(messages), 0).to_numpy(zero_copy_only=False)
-    flat = messages.flatten()  # the messages of non-null rows, in order
-    parent = pc.list_parent_indices(messages).to_numpy(zero_copy_only=False)
-    role = pc.struct_field(flat, "role")
-    content = pc.struct_field(flat, "content")
-    ok = pc.and_kleene(
-        pc.and_kleene(flat.is_valid(), pc.is_in(role, value_set=pa.array(PLAIN_ROLES))),
-        pc.and_kleene(
-            pc.and_kleene(content.is_valid(), pc.less_equal(pc.utf8_length(content), MAX_CONTENT_CHARS)),
-            pc.and_kleene(pc.struct_field(flat, "tool_calls").is_null(),
-                          pc.and_kleene(pc.struct_field(flat, "tool_call_id").is_null(),
-                                        pc.struct_field(flat, "name").is_null()))))
-    ok = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
-    bad_per_row = np.bincount(parent[~ok], minlength=rows)
-    assistant = pc.fill_null(pc.equal(role, "assistant"), False).to_numpy(zero_copy_only=False)
-    assistants_per_row = np.bincount(parent[assistant], minlength=rows)
-    return (bad_per_row == 0) & (assistants_per_row > 0) & (lengths >= 1) & (lengths <= MAX_MESSAGES)
+    values = flat.values
+    ok = flat.role >= 0
+    if values.null_count:
+        ok &= values.is_valid().to_numpy(zero_copy_only=False)
+    # a null content has no length (NaN), which is not <= the limit
+    ok &= pc.utf8_length(values.field("content")).to_numpy(zero_copy_only=False) <= MAX_CONTENT_CHARS
+    for name in ("tool_calls", "tool_call_id", "name"):
+        ok &= _nulls(values.field(name))
+    plain = (flat.per_row(~ok) == 0) & (flat.per_row(flat.role == 2) > 0)  # no other message; an assistant turn
+    plain &= (flat.lengths >= 1) & (flat.lengths <= MAX_MESSAGES)
+    if flat.messages.null_count:
+        plain &= flat.messages.is_valid().to_numpy(zero_copy_only=False)
+    return plain
 
 
 PLAIN_MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -101,31 +132,21 @@ def chat_order(length: int) -> list[str]:
     return roles
 
 
-def plain_text_lists(messages: pa.Array, plain: np.ndarray) -> list:
+def plain_text_lists(messages: pa.Array, plain: np.ndarray, flat: FlatMessages | None = None) -> list:
     """The rows' message lists: ``PlainTexts`` where ``plain``, else every field (as ``plain_message_lists``).
 
     A row whose roles are in chat order (``chat_order``: what every generated game record holds) shares
     one list of roles with every row of its length; only the other rows' roles are read one by one."""
-    offsets = messages.offsets.to_numpy(zero_copy_only=False)
-    first, last = int(offsets[0]), int(offsets[-1])
-    values = messages.values.slice(first, last - first)  # a sliced batch's offsets point into the whole child
-    offsets = offsets - first
-    texts = pc.struct_field(values, "content").to_pylist()
-    role = pc.fill_null(pc.index_in(pc.struct_field(values, "role"), value_set=_ORDER_ROLES), -1)
-    lengths = np.diff(offsets)
-    position = np.arange(last - first) - np.repeat(offsets[:-1], lengths)
+    flat = FlatMessages(messages) if flat is None else flat
+    values, bounds = flat.values, flat.bounds
+    texts = values.field("content").to_pylist()
+    position = np.arange(len(values)) - np.repeat(np.asarray(bounds[:-1], dtype=np.int64), flat.lengths)
     expected = np.where(position == 0, 0, 2 - position % 2)  # system, then user (odd) and assistant (even)
-    parent = np.repeat(np.arange(len(lengths)), lengths)
-    out_of_order = np.bincount(parent[role.to_numpy(zero_copy_only=False) != expected], minlength=len(lengths))
-    in_order = ((out_of_order == 0) & plain).tolist()  # rows not plain are replaced below
-    roles = None if all(in_order) else pc.struct_field(values, "role").to_pylist()
-    bounds = offsets.tolist()
+    in_order = ((flat.per_row(flat.role != expected) == 0) & plain).tolist()  # rows not plain are replaced below
+    roles = None if all(in_order) else values.field("role").to_pylist()
     lists = [PlainTexts(chat_order(z - a) if ordered else roles[a:z], texts[a:z])
              for ordered, a, z in zip(in_order, bounds, bounds[1:])]
     return _with_full_rows(lists, messages, plain)
-
-
-_ORDER_ROLES = pa.array(["system", "user", "assistant"])
 
 
 def _with_full_rows(lists: list, messages: pa.Array, plain: np.ndarray) -> list:

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from orbit.envs.base import Verdict, Verifier
 from orbit.jsonmemo import loads_shared
-from orbit.plain_messages import (MAX_CONTENT_CHARS, MAX_MESSAGES, PLAIN_ROLES, PlainMessages, PlainTexts,
+from orbit.plain_messages import (MAX_CONTENT_CHARS, MAX_MESSAGES, PLAIN_ROLES, FlatMessages, PlainMessages, PlainTexts,
                                   plain_message_lists, plain_rows, plain_text_lists)
 from orbit.schema import RECORD_SCHEMA, ROLES, VERIFIED_SCHEMA
 
@@ -220,8 +220,11 @@ def _verdicts(batch: pa.RecordBatch, verifier: Verifier, threshold: float) -> tu
     """Recomputed scores, passed flags and reasons of a batch holding (at least) ``_read_columns``."""
     messages = batch.column("messages")
     rows = batch.select([n for n in _read_columns(verifier) if n != "messages"]).to_pylist()
-    lists = plain_text_lists if getattr(verifier, "reads_plain_texts", False) else plain_message_lists
-    for row, listed in zip(rows, lists(messages, plain_rows(messages))):
+    flat = FlatMessages(messages)
+    plain = plain_rows(messages, flat)
+    listed_rows = plain_text_lists(messages, plain, flat) if getattr(verifier, "reads_plain_texts", False) \
+        else plain_message_lists(messages, plain)
+    for row, listed in zip(rows, listed_rows):
         row["messages"] = listed
     scores, passed_col, reasons_col = [], [], []
     for row in rows:
@@ -238,7 +241,7 @@ def _verified(batch: pa.RecordBatch, verifier: Verifier, verdicts: tuple[list, l
     scores, passed, reasons = verdicts
     if counts is not None:
         counts.merge(_batch_counts(passed, reasons))
-    columns = [batch.column(name) for name in RECORD_SCHEMA.names]
+    columns = batch.columns if batch.schema.equals(RECORD_SCHEMA) else [batch.column(n) for n in RECORD_SCHEMA.names]
     score_idx = RECORD_SCHEMA.get_field_index("score")
     claimed = columns[score_idx]
     columns[score_idx] = pa.array(scores, pa.float64())
