@@ -78,12 +78,14 @@ class GameText:
     STATELESS_ACTION_STRINGS) its legal-action texts by (player, legal actions), and the turn prompts
     ``turn_prompt_at`` remembers by (player, history)."""
 
-    __slots__ = ("game", "observes", "lines", "prompts")
+    __slots__ = ("game", "observe", "lines", "prompts")
 
     def __init__(self, game: pyspiel.Game):
         game_type = game.get_type()
         self.game = game  # held, so the id that keys this entry is not reused while it is remembered
-        self.observes = game_type.provides_observation_string
+        # (state, player) -> the observation text: the observation string where the game has one
+        self.observe = pyspiel.State.observation_string if game_type.provides_observation_string \
+            else pyspiel.State.information_state_string
         self.lines: dict[tuple, str] | None = {} if game_type.short_name in STATELESS_ACTION_STRINGS else None
         self.prompts: dict[tuple, str] = {}
 
@@ -111,11 +113,7 @@ def game_text(game: pyspiel.Game) -> GameText:
 
 
 def observation_text(state: pyspiel.State, player: int) -> str:
-    return _observation(game_text(state.get_game()), state, player)
-
-
-def _observation(entry: GameText, state: pyspiel.State, player: int) -> str:
-    return state.observation_string(player) if entry.observes else state.information_state_string(player)
+    return game_text(state.get_game()).observe(state, player)
 
 
 def render_legal_action_lines(state: pyspiel.State, player: int) -> str:
@@ -134,7 +132,8 @@ def _legal_lines(entry: GameText, state: pyspiel.State, player: int, legal: tupl
     if lines is None:
         return render_legal_action_lines(state, player)
     key = (player, tuple(state.legal_actions(player)) if legal is None else legal)
-    return _remember(lines, key, MAX_LEGAL_LINES, render_legal_action_lines, state, player)
+    text = lines.get(key)
+    return _remember(lines, key, MAX_LEGAL_LINES, render_legal_action_lines, state, player) if text is None else text
 
 
 def turn_prompt(state: pyspiel.State, player: int) -> str:
@@ -144,7 +143,7 @@ def turn_prompt(state: pyspiel.State, player: int) -> str:
 def prompt_for(entry: GameText, state: pyspiel.State, player: int, legal: tuple[int, ...] | None = None) -> str:
     """``turn_prompt(state, player)`` given the game's entry (``game_text``) and, when the caller has
     it, ``state.legal_actions(player)`` as a tuple."""
-    return (f"Observation (player {player}):\n{_observation(entry, state, player)}\n"
+    return (f"Observation (player {player}):\n{entry.observe(state, player)}\n"
             f"{LEGAL_HEADER}\n{_legal_lines(entry, state, player, legal)}")
 
 

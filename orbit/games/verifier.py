@@ -44,6 +44,7 @@ def _is_int(value: Any) -> bool:
 
 
 _INT = frozenset({int})
+_FLOAT_INT = frozenset({float, int})
 
 
 def _is_number(value: Any) -> bool:
@@ -83,6 +84,15 @@ class GameReplayVerifier:
     def __init__(self, env: EnvSpec | None = None):
         """``env``: the partition's env; without it the env named by the record (which must be a game env)."""
         self.env = env
+        self._expected = None if env is None else self._spec_game(env)
+
+    @staticmethod
+    def _spec_game(spec: EnvSpec) -> tuple[str, dict] | str:
+        """(game, params) of a game env, or the reason id why it is none."""
+        game = spec.options.get("game")
+        if spec.family != "openspiel" or not isinstance(game, str):
+            return ENV_UNKNOWN
+        return game, dict(spec.options.get("params") or {})
 
     def _env_game(self, record: Mapping[str, Any]) -> tuple[str, dict] | str:
         """(game, params) the record's task must have, or the reason id why there is none."""
@@ -90,14 +100,10 @@ class GameReplayVerifier:
         if spec is None:
             name = record.get("env")
             spec = ENVS.get(name) if isinstance(name, str) else None
-            if spec is None:
-                return ENV_UNKNOWN
-        elif record.get("env") != spec.name:
+            return ENV_UNKNOWN if spec is None else self._spec_game(spec)
+        if record.get("env") != spec.name:
             return ENV_MISMATCH
-        game = spec.options.get("game")
-        if spec.family != "openspiel" or not isinstance(game, str):
-            return ENV_UNKNOWN
-        return game, dict(spec.options.get("params") or {})
+        return self._expected
 
     def verify(self, record: Mapping[str, Any]) -> Verdict:
         try:
@@ -254,10 +260,9 @@ class GameReplayVerifier:
             return Verdict(0.0, ("trajectory.extra_messages",))
         score = learner_score(returns, task.seat)
         claimed_returns = meta.get("returns")
-        if claimed_returns is not None and not (
-            type(claimed_returns) is list and len(claimed_returns) == len(returns)
-            and all(c == r and (type(c) is float or type(c) is int or _is_number(c))
-                    for c, r in zip(claimed_returns, returns))
+        if claimed_returns is not None and not (  # the same numbers (finite ones: the replay's are), no bools
+            type(claimed_returns) is list and claimed_returns == list(returns)
+            and (_FLOAT_INT.issuperset(map(type, claimed_returns)) or all(map(_is_number, claimed_returns)))
         ):
             reasons.append("outcome.mismatch")
         claimed = record.get("score")
