@@ -94,8 +94,14 @@ def plain_rows(messages: pa.Array | pa.ChunkedArray, flat: FlatMessages | None =
     ok = flat.role >= 0
     if values.null_count:
         ok &= values.is_valid().to_numpy(zero_copy_only=False)
-    # a null content has no length (NaN), which is not <= the limit
-    ok &= pc.utf8_length(values.field("content")).to_numpy(zero_copy_only=False) <= MAX_CONTENT_CHARS
+    # a null content has no length (NaN), which is not <= the limit; a text of no more bytes than the
+    # limit has no more characters either, so characters are counted only past it
+    content = values.field("content")
+    size = pc.binary_length(content).to_numpy(zero_copy_only=False)
+    long = size > MAX_CONTENT_CHARS
+    ok &= (size <= MAX_CONTENT_CHARS) | long
+    if long.any():
+        ok &= ~long | (pc.utf8_length(content).to_numpy(zero_copy_only=False) <= MAX_CONTENT_CHARS)
     for name in ("tool_calls", "tool_call_id", "name"):
         ok &= _nulls(values.field(name))
     plain = (flat.per_row(~ok) == 0) & (flat.per_row(flat.role == 2) > 0)  # no other message; an assistant turn

@@ -215,7 +215,7 @@ class GameReplayVerifier:
                 if expected is None:
                     if state is None:
                         state = tree.state_at(path)
-                    expected = prompt_for(tree.text, state, seat, legal)
+                    expected = prompt_for(tree.text, state, seat, tuple(legal))
                     if node is not None:
                         node.prompt = expected
                 if not (cursor + 1 < n_messages and roles[cursor] == "user" and roles[cursor + 1] == "assistant"
@@ -228,9 +228,15 @@ class GameReplayVerifier:
             elif action not in legal:
                 reasons.append("history.illegal_action")
                 break
-            if node is None:  # off the tree: the state steps alone
+            if node is None:  # off the tree: the state steps alone (``facts``, inline)
                 state.apply_action(action)
-                player, legal, returns = facts(state)
+                player = state.current_player()
+                if player >= 0:
+                    legal = state.legal_actions()
+                elif player == CHANCE:
+                    legal = tuple([a for a, _ in state.chance_outcomes()])
+                else:
+                    returns = tuple(map(float, state.returns()))
                 continue
             node.visits += 1
             child = node.children.get(action)
@@ -250,7 +256,7 @@ class GameReplayVerifier:
                 # A forfeited match ends on the learner's invalid answer; anything else is truncated.
                 if player == seat and cursor < n_messages:
                     expected = (node.prompt if node is not None else None) or prompt_for(
-                        tree.text, tree.state_at(path) if state is None else state, seat, legal)
+                        tree.text, tree.state_at(path) if state is None else state, seat, tuple(legal))
                     self._check_turn(expected, legal, roles, texts, cursor, None, reasons)
                 else:
                     reasons.append("game.not_terminal")

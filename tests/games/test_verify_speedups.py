@@ -14,6 +14,7 @@ from orbit import workers
 from orbit.envs import GenerationRequest, env_spec, family_of
 from orbit.games import replay_cache
 from orbit.games.tasks import load_game
+from orbit.plain_messages import chat_order
 from orbit.schema import RECORD_SCHEMA
 
 GAMES = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"]
@@ -127,6 +128,7 @@ def message_variants(records):
         lambda m: m.__setitem__(1, None),
         lambda m: m.__setitem__(slice(None), [x for x in m if x is None or x.get("role") != "assistant"]),
         lambda m: m[2].update(content="x" * (V.MAX_CONTENT_CHARS + 1)),
+        lambda m: m[1].update(content="\u00e9" * (V.MAX_CONTENT_CHARS + 1)),  # too many characters, not just bytes
         lambda m: m.__setitem__(slice(None), m * (V.MAX_MESSAGES // len(m) + 1)),
         lambda m: m.clear(),
     ]
@@ -139,12 +141,31 @@ def message_variants(records):
     return out
 
 
+def plain_variants(records):
+    """Records whose messages are still plain chat, but out of chat order or long in bytes only."""
+    edits = [
+        lambda m: m.__setitem__(slice(1, 3), [m[2], m[1]]),  # an assistant turn before the user's
+        lambda m: m[0].update(role="user"),  # no system prompt
+        lambda m: m.append({"role": "user", "content": "and now?"}),  # in order, ending on a user turn
+        lambda m: m.insert(3, {"role": "system", "content": "be brief"}),  # a second system prompt
+        lambda m: m.insert(2, {"role": "user", "content": "hm"}),  # two user turns in a row
+        lambda m: m[1].update(content="\u00e9" * (V.MAX_CONTENT_CHARS // 2 + 1)),  # over the limit in bytes only
+    ]
+    out = []
+    for i, rec in enumerate(records):
+        r = copy.deepcopy(rec)
+        edits[i % len(edits)](r["messages"])
+        out.append(r)
+    return out
+
+
 @pytest.mark.parametrize("env", GAMES)
 def test_column_checked_plain_rows_give_the_row_by_row_verdicts(env):
     """verify_batch (plain rows found column-wise, counts per batch) == verify_record row by row on plain lists."""
     spec = env_spec(env)
     records = generate(env, 30)
-    records += tampered(records) + message_variants(records)
+    variants = message_variants(records)
+    records += tampered(records) + plain_variants(records) + variants
     table = pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
     verifier = family_of(spec).verifier(spec)
     counts = V.VerifyCounts()
@@ -161,17 +182,18 @@ def test_column_checked_plain_rows_give_the_row_by_row_verdicts(env):
     assert counts == expected_counts and list(counts.reasons) == list(expected_counts.reasons)
     plain = V.plain_rows(table.column("messages"))
     assert 0 < plain.sum() < len(records)
-    assert not any(plain[-len(records) // 3:])  # every message variant is caught column-wise
+    assert not any(plain[-len(variants):])  # every message variant is caught column-wise
+    assert all(plain[-len(variants) - 30:-len(variants)])  # and no plain variant is
 
 
 def test_plain_texts_hold_the_roles_and_texts_of_the_plain_message_lists():
     """A verifier that reads only roles and texts gets PlainTexts for exactly the plain rows, with the
     roles and texts of the dicts every other verifier gets (sliced batches included)."""
     records = generate("tic_tac_toe", 20)
-    records += message_variants(records)
+    records += plain_variants(records) + message_variants(records)
     table = pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
     assert getattr(family_of(env_spec("tic_tac_toe")).verifier(env_spec("tic_tac_toe")), "reads_plain_texts", False)
-    seen = 0
+    seen = shared = 0
     for batch in table.to_batches(max_chunksize=7):
         messages = batch.column("messages")
         plain = V.plain_rows(messages)
@@ -182,9 +204,13 @@ def test_plain_texts_hold_the_roles_and_texts_of_the_plain_message_lists():
                 assert type(t) is V.PlainTexts and type(d) is V.PlainMessages
                 assert (t.roles, t.texts) == ([m["role"] for m in d], [m["content"] for m in d]) and len(t) == len(d)
                 seen += 1
+                shared += t.roles is chat_order(len(t))
             else:
                 assert t == d and type(t) is not V.PlainTexts
-    assert 0 < seen < len(records)
+    assert seen == 20 + 20  # the generated rows, and the plain variants
+    # rows in chat order share their roles (the generated ones, and the variants ending on a user turn or
+    # long in bytes only); the rows out of order have their own
+    assert shared == 20 + 3 + 3
 
 
 @pytest.mark.parametrize("game_name", ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "chess"])
