@@ -191,7 +191,8 @@ def verify_record(record: Mapping[str, Any], verifier: Verifier, threshold: floa
     if math.isnan(score) or not (0.0 <= score <= 1.0):
         reasons.append("score.out_of_range")
         score = 0.0 if math.isnan(score) else min(max(score, 0.0), 1.0)
-    reasons = [clean_reason(r) for r in reasons]
+    if reasons:
+        reasons = [clean_reason(r) for r in reasons]
     passed = not reasons and score >= threshold
     if not passed and not reasons:
         reasons.append(BELOW_THRESHOLD)

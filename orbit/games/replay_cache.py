@@ -69,8 +69,9 @@ class GameTree:
     def state_at(self, path: list[int]) -> pyspiel.State:
         """The pyspiel state ``path`` reaches from the initial state (every action legal there)."""
         state = self.game.new_initial_state()
+        apply = state.apply_action
         for action in path:
-            state.apply_action(action)
+            apply(action)
         return state
 
     def admit(self, parent: Node, action: int, child_facts: Facts) -> "Node | None":

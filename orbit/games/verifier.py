@@ -23,7 +23,7 @@ from orbit.games.match import CHANCE, TERMINAL, learner_score
 from orbit.games.prompts import parse_answer, prompt_for, split_turn_prompt, system_prompt
 from orbit.games.replay_cache import facts, game_tree
 from orbit.jsonmemo import loads_shared
-from orbit.plain_messages import PlainTexts
+from orbit.plain_messages import PlainTexts, chat_order
 from orbit.games.tasks import GameTask, TaskEnvMismatch, TaskSpecError, load_game
 
 SCORE_TOLERANCE = 1e-9
@@ -182,10 +182,12 @@ class GameReplayVerifier:
         if type(messages) is PlainTexts:  # plain chat as its roles and texts (every one a str)
             roles, texts = messages.roles, messages.texts
             system_text = texts[0]
+            in_order = roles is chat_order(len(roles))  # system, user, assistant, user, ... (shared list)
         else:
             roles = [m.get("role") for m in messages]
             texts = [_text(m) for m in messages]
             system_text = messages[0].get("content")
+            in_order = False
         if roles[0] != "system" or system_text != system_prompt(task.game, task.seat):
             reasons.append("prompt.system_mismatch")
         n_messages = len(messages)
@@ -218,7 +220,8 @@ class GameReplayVerifier:
                     expected = prompt_for(tree.text, state, seat, tuple(legal))
                     if node is not None:
                         node.prompt = expected
-                if not (cursor + 1 < n_messages and roles[cursor] == "user" and roles[cursor + 1] == "assistant"
+                if not (cursor + 1 < n_messages
+                        and (in_order or roles[cursor] == "user" and roles[cursor + 1] == "assistant")
                         and texts[cursor] == expected and _ANSWERS.get(texts[cursor + 1]) == action
                         and action in legal):
                     # anything but a turn whose answer was read before and whose prompt is the expected one
