@@ -15,7 +15,7 @@ the record's shape run first, in ``verify``.
 """
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from orbit.envs.base import EnvSpec, Verdict
 from orbit.envs.registry import ENVS
@@ -143,7 +143,7 @@ class GameReplayVerifier:
         return self._replay(record, meta, task, history, messages)
 
     @staticmethod
-    def _check_turn(expected: str, legal: tuple[int, ...], roles: list, texts: list, cursor: int,
+    def _check_turn(expected: str, legal: Sequence[int], roles: list, texts: list, cursor: int,
                     expected_action: int | None, reasons: list[str]) -> bool:
         """Check the user/assistant pair at ``cursor`` against the replay's turn prompt ``expected`` and
         legal actions; False stops the replay."""
