@@ -25,7 +25,8 @@ MAX_FAST_BRACKETS = 256  # a text with fewer opening brackets nests less deep th
 
 def loads(text: Any) -> Any:
     """``json.loads(text)``, faster for ordinary JSON text."""
-    if type(text) is str and text.count("[") + text.count("{") < MAX_FAST_BRACKETS:
+    if type(text) is str and (len(text) < MAX_FAST_BRACKETS  # too short to hold that many brackets
+                              or text.count("[") + text.count("{") < MAX_FAST_BRACKETS):
         try:
             return _DECODE(text)
         except (msgspec.DecodeError, UnicodeError):
