@@ -51,13 +51,13 @@ class PlainTexts:
 
 class FlatMessages:
     """A ``list<MESSAGE_TYPE>`` column taken apart once: the messages its rows span (``values``), each
-    row's bounds in them (``bounds``, a list), each message's row (``parent``) and role code (``role``:
-    0 system, 1 user, 2 assistant, -1 anything else or null).
+    row's bounds in them (``offsets``, and the same as a list, ``bounds``), each message's row
+    (``parent``) and role code (``role``: 0 system, 1 user, 2 assistant, -1 anything else or null).
 
     Fields are read with ``StructArray.field``, which keeps a field's values under a null message:
     only the messages of plain rows (which hold no null message) are ever read from them."""
 
-    __slots__ = ("messages", "values", "bounds", "lengths", "parent", "role")
+    __slots__ = ("messages", "values", "offsets", "bounds", "lengths", "parent", "role")
 
     def __init__(self, messages: pa.Array | pa.ChunkedArray):
         if isinstance(messages, pa.ChunkedArray):
@@ -67,6 +67,7 @@ class FlatMessages:
         first, last = int(offsets[0]), int(offsets[-1])
         self.values = messages.values.slice(first, last - first)  # a sliced column's offsets point into the whole child
         offsets -= first
+        self.offsets = offsets
         self.bounds = offsets.tolist()
         self.lengths = np.diff(offsets)
         self.parent = np.repeat(np.arange(len(self.lengths)), self.lengths)
@@ -146,7 +147,7 @@ def plain_text_lists(messages: pa.Array, plain: np.ndarray, flat: FlatMessages |
     flat = FlatMessages(messages) if flat is None else flat
     values, bounds = flat.values, flat.bounds
     texts = values.field("content").to_pylist()
-    position = np.arange(len(values)) - np.repeat(np.asarray(bounds[:-1], dtype=np.int64), flat.lengths)
+    position = np.arange(len(values)) - flat.offsets[flat.parent]  # each message's place in its row
     expected = np.where(position == 0, 0, 2 - position % 2)  # system, then user (odd) and assistant (even)
     in_order = ((flat.per_row(flat.role != expected) == 0) & plain).tolist()  # rows not plain are replaced below
     roles = None if all(in_order) else values.field("role").to_pylist()

@@ -143,11 +143,8 @@ def turn_prompt(state: pyspiel.State, player: int) -> str:
 def prompt_for(entry: GameText, state: pyspiel.State, player: int, legal: tuple[int, ...] | None = None) -> str:
     """``turn_prompt(state, player)`` given the game's entry (``game_text``) and, when the caller has
     it, ``state.legal_actions(player)`` as a tuple."""
-    lines = entry.lines
-    text = lines.get((player, legal)) if lines is not None and legal is not None else None
-    if text is None:
-        text = _legal_lines(entry, state, player, legal)
-    return f"Observation (player {player}):\n{entry.observe(state, player)}\n{LEGAL_HEADER}\n{text}"
+    return (f"Observation (player {player}):\n{entry.observe(state, player)}\n"
+            f"{LEGAL_HEADER}\n{_legal_lines(entry, state, player, legal)}")
 
 
 def turn_prompt_at(state: pyspiel.State, player: int, game: pyspiel.Game, history: tuple[int, ...]) -> str:
