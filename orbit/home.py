@@ -25,6 +25,7 @@ DEFAULT_HOME = ".orbit"
 YAML_MARKER = "# Written by Orbit."
 LOCK_FILE = ".orbit.lock"
 INIT_LOCK_FILE = ".init.lock"
+HOLDER_WAIT_S = 2.0  # how long a refused command waits for the holder to name itself
 
 
 class HomeBusy(RuntimeError):
@@ -146,19 +147,40 @@ def home_lock(command: str) -> Iterator[None]:
             fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
             fh.flush()
-            yield
+            try:
+                yield
+            finally:  # no stale holder line outlives the lock
+                fh.seek(0)
+                fh.truncate()
     except HomeBusy as exc:
-        holder = _describe_holder(str(exc))
+        holder = _describe_holder(str(exc)) or _await_holder(path)
         raise HomeBusy(f"ORBIT_HOME {orbit_home()} is in use by {holder}; wait for it to finish, "
                        f"or give this command its own ORBIT_HOME") from None
 
 
-def _describe_holder(text: str) -> str:
+def _await_holder(path: Path, wait_s: float = HOLDER_WAIT_S) -> str:
+    """The holder writes its line just after taking the lock: a loser that read in between waits a moment."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        try:
+            described = _describe_holder(path.read_text(encoding="utf-8", errors="replace").strip())
+        except OSError:
+            described = None
+        if described:
+            return described
+    return "another orbit command"
+
+
+def _describe_holder(text: str) -> str | None:
+    """The holder's line, or None while it is missing, half-written or left by a dead process."""
     try:
         info = json.loads(text)
+        if not process_alive(int(info["pid"]), info.get("host")):
+            return None
         return f"`orbit {info['command']}` (pid {info['pid']} since {info['since']})"
-    except (ValueError, KeyError, TypeError):
-        return "another orbit command"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def process_alive(pid: int, host: str | None = None) -> bool:

@@ -122,6 +122,41 @@ def test_two_orbit_runs_on_one_fresh_home_serialize_or_refuse(tmp_path):
         assert instance.get_runs() and all(r.is_success for r in instance.get_runs())
 
 
+def test_a_refused_command_names_a_holder_that_writes_its_line_late(tmp_path, monkeypatch):
+    """The holder takes the lock, then writes its line: a command refused in between still names it."""
+    import fcntl
+    import threading
+
+    from orbit.home import LOCK_FILE, HomeBusy, home_lock
+
+    monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
+    lock = tmp_path / LOCK_FILE
+    # a dead process's line is what a killed holder leaves: it must not be named
+    lock.write_text(json.dumps({"pid": 2 ** 22 + 1, "command": "round", "since": "then"}))
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+
+        def write_line():
+            time.sleep(0.3)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps({"pid": os.getpid(), "command": "run", "since": "now"}))
+            fh.flush()
+
+        writer = threading.Thread(target=write_line)
+        writer.start()
+        with pytest.raises(HomeBusy) as refused:
+            with home_lock("backfill"):
+                pass
+        writer.join()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    assert f"is in use by `orbit run` (pid {os.getpid()} since now)" in str(refused.value)
+    # a holder that finishes leaves no line behind
+    with home_lock("run"):
+        assert json.loads(lock.read_text())["command"] == "run"
+    assert lock.read_text() == ""
+
+
 def test_a_killed_run_is_marked_failed_and_its_temp_files_swept(tmp_path):
     home = tmp_path / "home"
     first = orbit(home, "run", "--envs", "kuhn_poker", "--tasks", "5", "--budget", "5")  # CFR + a small round
