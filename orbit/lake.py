@@ -173,8 +173,8 @@ def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Pa
 
     Batches are gathered into row groups of at least ``group_rows`` rows (a batch that big is a row
     group of its own), or fewer once they hold ``group_bytes`` of Arrow data. A generator hands over
-    a few hundred rows at a time: one row group per batch made files a third bigger and many times
-    slower to read, for DuckDB and pandas as much as for the next stage."""
+    a few hundred rows at a time: one row group per batch made its files half as big again (or more)
+    and two to many times slower to read, for DuckDB and pandas as much as for the next stage."""
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression=COMPRESSION) as writer:
         wrote = False
         pending: list[pa.RecordBatch] = []
