@@ -4,11 +4,13 @@ Headless commands run as real `orbit` processes on a fresh ORBIT_HOME; the UI pa
 tests/test_daemon.py against a real `dagster dev` (webserver, daemon, GraphQL).
 """
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 
 from orbit import lake
 from orbit.checkpoints import write_manifest
+from orbit.home import LOCK_FILE, HomeBusy, home_lock
 from orbit.rounds import RoundRegistry
 from orbit_assets.partitions import ROUNDS
 from orbit_assets.rounds import reconcile_rounds
@@ -126,11 +129,6 @@ def test_two_orbit_runs_on_one_fresh_home_serialize_or_refuse(tmp_path):
 
 def test_a_refused_command_names_a_holder_that_writes_its_line_late(tmp_path, monkeypatch):
     """The holder takes the lock, then writes its line: a command refused in between still names it."""
-    import fcntl
-    import threading
-
-    from orbit.home import LOCK_FILE, HomeBusy, home_lock
-
     monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
     lock = tmp_path / LOCK_FILE
     # a dead process's line is what a killed holder leaves: it must not be named
