@@ -89,7 +89,8 @@ def test_spilled_winners_give_the_same_file_as_in_memory(tmp_path, monkeypatch):
         for i in range(4000)
     ]
     src = tmp_path / "v.parquet"
-    lake.write_batches(verified_table(rows).to_batches(max_chunksize=300), verified_table(rows).schema, src)
+    lake.write_batches(verified_table(rows).to_batches(max_chunksize=300), verified_table(rows).schema, src,
+                       group_rows=300)  # 14 row groups: DuckDB reads them in parallel, in no order
     monkeypatch.setattr(F, "BATCH_ROWS", 48)  # several output row groups
     in_memory = filter_file(src, tmp_path / "a.parquet", in_memory=False)
     monkeypatch.setattr(F, "MEMORY_ROWS", 50)
@@ -150,7 +151,7 @@ def test_one_read_and_the_streamed_filter_write_the_same_file(tmp_path, monkeypa
     rows = _mixed_rows(unique_texts)
     src = tmp_path / "v.parquet"
     table = verified_table(rows)
-    lake.write_batches(table.to_batches(max_chunksize=97), table.schema, src)  # 16 row groups, 16 dictionaries
+    lake.write_batches(table.to_batches(max_chunksize=97), table.schema, src, group_rows=97)  # 16 row groups
     leaves = F._dictionary_leaves(pq.ParquetFile(src))
     assert ("messages.list.element.content" in leaves) is not unique_texts
     assert "messages.list.element.role" in leaves and "record_id" not in leaves
@@ -212,7 +213,7 @@ def test_empty_leaves_are_made_as_nulls_not_read(tmp_path):
     rows[7]["messages"] = []
     table = verified_table(rows)
     src = tmp_path / "v.parquet"
-    lake.write_batches(table.to_batches(max_chunksize=30), table.schema, src)
+    lake.write_batches(table.to_batches(max_chunksize=30), table.schema, src, group_rows=30)
     assert F._empty_leaves(pq.ParquetFile(src)) == PLAIN_CHAT_EMPTY_LEAVES
     for threads in (1, 2):
         assert _plain(F.read_whole(src, threads)) == table.to_pylist()
@@ -220,7 +221,7 @@ def test_empty_leaves_are_made_as_nulls_not_read(tmp_path):
     # one tool reply in one row group: its leaves are read (in every row group)
     rows[100]["messages"][2] = message("tool", "page", tool_call_id="c1", name="open")
     table = verified_table(rows)
-    lake.write_batches(table.to_batches(max_chunksize=30), table.schema, src)
+    lake.write_batches(table.to_batches(max_chunksize=30), table.schema, src, group_rows=30)
     assert F._empty_leaves(pq.ParquetFile(src)) == PLAIN_CHAT_EMPTY_LEAVES - {
         "messages.list.element.tool_call_id", "messages.list.element.name"}
     assert _plain(F.read_whole(src, 2)) == table.to_pylist()
@@ -229,6 +230,42 @@ def test_empty_leaves_are_made_as_nulls_not_read(tmp_path):
     pq.write_table(table, src, row_group_size=30, write_statistics=False)
     assert F._empty_leaves(pq.ParquetFile(src)) == set()
     assert _plain(F.read_whole(src, 2)) == table.to_pylist()
+
+
+FUNCTION_LEAVES = {"messages.list.element.tool_calls.list.element.function.name",
+                   "messages.list.element.tool_calls.list.element.function.arguments"}
+
+
+def test_a_tool_call_function_is_read_only_where_tool_calls_are(tmp_path, monkeypatch):
+    """A row group whose tool calls' ids hold no value (plain chat: no tool call at all) has its
+    tool calls' other leaves left unread; where the ids hide real tool calls (every id null, their
+    functions set), the row group is read again whole. Either way the rows read back as written."""
+    import orbit.filtering as F
+
+    rows = [verified_row(task_id=f"t{i % 7}", n_messages=3 + i % 3, sample_idx=i) for i in range(90)]
+    calls = [{"id": None, "type": None, "function": {"name": "open", "arguments": '{"url": "a"}'}}]
+    rows[40]["messages"][2] = message("assistant", None, tool_calls=calls)  # row group 1 of 3
+    table = verified_table(rows)
+    src = tmp_path / "v.parquet"
+    lake.write_batches(table.to_batches(max_chunksize=30), table.schema, src, group_rows=30)
+    pf = pq.ParquetFile(src)
+    leaf_chunks = list(F._leaf_chunks(pf))
+    empty = F._empty_leaves(pf, leaf_chunks)
+    leaves = [p for p, _, _ in leaf_chunks if p not in empty and p.startswith("messages.")]
+    unread = F._unread_in_empty_lists(pf, leaf_chunks, leaves, F._dictionary_leaves(pf, leaf_chunks))
+    assert [skipped & FUNCTION_LEAVES for skipped, _ in unread] == [FUNCTION_LEAVES & set(leaves)] * 3
+    assert all(lists == [("messages", "tool_calls")] for _, lists in unread)
+    read_again = []
+    real_read = pq.ParquetFile.read_row_group
+    def read_row_group(self, g, columns=None, **kw):
+        read_again.append((g, set(columns) >= FUNCTION_LEAVES & set(leaves)))
+        return real_read(self, g, columns=columns, **kw)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", read_row_group)
+    assert _plain(F.read_whole(src, 1)) == table.to_pylist()
+    assert sorted(read_again) == [(0, False), (1, False), (1, True), (2, False)]
+    monkeypatch.undo()
+    filter_file(src, tmp_path / "a.parquet")
+    assert lake.read_table(tmp_path / "a.parquet").to_pylist() == filter_table(table).to_pylist()
 
 
 _TEXT = st.sampled_from(["", "a", "é✓", "{}"])
