@@ -326,7 +326,7 @@ def test_one_read_gives_every_message_shape_as_written(message_lists, fields, gr
 
 def test_filters_share_one_ranking_database_per_process(tmp_path, monkeypatch):
     """The ranking database is opened once per process (opening one costs more than ranking a small
-    partition); calls in threads get connections of their own; a forked child opens its own."""
+    partition); calls in threads get connections of their own."""
     import concurrent.futures
     import os
 
@@ -352,14 +352,36 @@ def test_filters_share_one_ranking_database_per_process(tmp_path, monkeypatch):
     assert [k for k in opened if "memory_limit" in k.get("config", {})] == []  # filter_table opens its own
     assert (os.getpid(), 2) in F._DATABASES
 
-    pid = os.fork()
-    if pid == 0:  # the child: its own database, then a normal exit's handlers
-        code = 1
-        try:
-            code = 0 if run(0, True) and (os.getpid(), 2) in F._DATABASES else 1
-            import atexit
-            atexit._run_exitfuncs()
-        finally:
-            os._exit(code)
-    assert os.waitpid(pid, 0)[1] == 0
-    assert run(1, True) and run(2, False)  # the parent's database still answers
+    assert run(1, True) and run(2, False)
+
+
+def test_another_process_opens_a_ranking_database_of_its_own(tmp_path, monkeypatch):
+    """The database is keyed by process id: a forked child (whose pid differs) opens its own, and at
+    exit a process closes only the database it opened, never its parent's. Checked by giving this
+    process another pid rather than by forking it: pytest's process runs threads (DuckDB's
+    allocator starts one at import), and a fork of a threaded process is not safe; the engine's own
+    pools start from a forkserver."""
+    import os
+
+    import orbit.filtering as F
+
+    rows = [verified_row(task_id=f"t{i % 7}", score=(i % 3) / 2, n_messages=3 + i % 3, sample_idx=i) for i in range(90)]
+    src = lake.write_table(verified_table(rows), tmp_path / "v.parquet")
+    expected = filter_table(verified_table(rows)).to_pylist()
+    real = os.getpid()
+    filter_file(src, tmp_path / "parent.parquet")
+    parent = F._DATABASES[(real, 2)]
+    with monkeypatch.context() as m:
+        m.setattr(os, "getpid", lambda: real + 1)  # as a forked child sees itself
+        m.setitem(F._DATABASES, (real + 1, 2), None)  # so that the child's entry is removed afterwards
+        del F._DATABASES[(real + 1, 2)]
+        filter_file(src, tmp_path / "child.parquet")
+        child = F._DATABASES[(real + 1, 2)]
+        assert child is not parent
+        F._close_at_exit(parent, real)  # the child's exit leaves its parent's database open...
+        F._close_at_exit(child, real + 1)  # ...and closes its own
+    with pytest.raises(Exception, match="closed"):
+        child.sql("SELECT 1")
+    filter_file(src, tmp_path / "after.parquet")  # the parent's database still answers
+    for name in ("parent", "child", "after"):
+        assert lake.read_table(tmp_path / f"{name}.parquet").to_pylist() == expected
