@@ -257,9 +257,11 @@ def test_a_tool_call_function_is_read_only_where_tool_calls_are(tmp_path, monkey
     assert all(lists == [("messages", "tool_calls")] for _, lists in unread)
     read_again = []
     real_read = pq.ParquetFile.read_row_group
+
     def read_row_group(self, g, columns=None, **kw):
         read_again.append((g, set(columns) >= FUNCTION_LEAVES & set(leaves)))
         return real_read(self, g, columns=columns, **kw)
+
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", read_row_group)
     assert _plain(F.read_whole(src, 1)) == table.to_pylist()
     assert sorted(read_again) == [(0, False), (1, False), (1, True), (2, False)]
