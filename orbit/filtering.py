@@ -300,74 +300,13 @@ def _with_nulls(array: pa.Array, t: pa.DataType, nulls: _Nulls) -> pa.Array:
     return pa.StructArray.from_arrays(children, fields=[f.with_type(c.type) for f, c in zip(t, children)], mask=mask)
 
 
-def _list_paths(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
-    """Every list in the schema: the Parquet path prefix of its element's leaves (written with
-    compliant nested names, ``messages.list.element.``) -> the Arrow field names that lead to it
-    from its top-level column (``("messages", "tool_calls")``: flatten, then field, per step)."""
-    found: dict[str, tuple[str, ...]] = {}
-
-    def walk(t: pa.DataType, prefix: str, names: tuple[str, ...]) -> None:
-        if pa.types.is_list(t):
-            found[prefix + "list.element."] = names
-            walk(t.value_type, prefix + "list.element.", names)
-        elif pa.types.is_struct(t):
-            for f in t:
-                walk(f.type, prefix + f.name + ".", names + (f.name,))
-
-    for f in schema:
-        walk(f.type, f.name + ".", (f.name,))
-    return found
-
-
-def _unread_in_empty_lists(pf: pq.ParquetFile, leaf_chunks: list, leaves: list[str],
-                           dictionary: list[str]) -> list[tuple[set[str], list[tuple[str, ...]]]]:
-    """Per row group: the leaves not read there, and the lists that must then prove empty.
-
-    A list whose first leaf holds no value in a row group (by its statistics) most likely has no
-    element there: a plain chat message's tool_calls. Its other leaves (a tool call's function)
-    need not be read then; they are made as nulls of length zero. Whether the list holds no
-    element is checked on the read itself: if it does hold some (tool calls whose every id is
-    null), the row group is read again with every leaf. Leaves read as dictionaries are always
-    read (their nulls would be of another type than their other row groups')."""
-    chunks = {path: c for path, _, c in leaf_chunks}
-    skips: list[tuple[set[str], list[tuple[str, ...]]]] = [(set(), []) for _ in range(pf.metadata.num_row_groups)]
-    if not _lists_and_structs(pa.struct(list(pf.schema_arrow))):
-        return skips
-    for prefix, names in _list_paths(pf.schema_arrow).items():
-        under = [leaf for leaf in leaves if leaf.startswith(prefix)]
-        if len(under) < 2 or any(leaf in dictionary for leaf in under[1:]):
-            continue
-        for g, c in enumerate(chunks[under[0]]):
-            if c.is_stats_set and c.statistics.has_null_count and c.statistics.null_count == c.num_values:
-                skips[g][0].update(under[1:])
-                skips[g][1].append(names)
-    return skips
-
-
-def _holds_no_element(table: pa.Table, names: tuple[str, ...]) -> bool:
-    """Whether the list at ``names`` (``_list_paths``) holds no element anywhere in ``table``. A list
-    inside one that was not read (an outer list thought empty, checked itself) holds none."""
-    for array in table.column(names[0]).chunks:
-        for name in names[1:]:
-            if pa.types.is_list(array.type):
-                array = array.flatten()
-            if array.type.get_field_index(name) < 0:
-                return True
-            array = array.field(name)
-        if len(array.flatten()):
-            return False
-    return True
-
-
 def read_whole(path: Path | str, threads: int) -> pa.Table:
     """Every row of the file, read once over ``threads``, repeated strings as dictionaries.
 
     Flat columns are read whole: one array each (one per row group when read as dictionaries), so
     they are taken from without being concatenated. Nested columns are read row group by row group,
     in parts that whichever thread is free takes; their leaves that are empty everywhere
-    (``_empty_leaves``) are not read but made as nulls, and neither are, in a row group, the
-    leaves of a list that holds no element there (``_unread_in_empty_lists``: a plain chat
-    message's tool calls)."""
+    (``_empty_leaves``) are not read but made as nulls."""
     pf = pq.ParquetFile(path)
     schema = pf.schema_arrow
     groups = pf.metadata.num_row_groups
@@ -378,7 +317,6 @@ def read_whole(path: Path | str, threads: int) -> pa.Table:
     nested = [f.name for f in schema if pa.types.is_nested(f.type)]
     flat = [f.name for f in schema if f.name not in nested]
     leaves = [p for p, _, _ in leaf_chunks if p not in empty and p.split(".", 1)[0] in nested]
-    unread = _unread_in_empty_lists(pf, leaf_chunks, leaves, dictionary)
     parts = min(groups, 2 * threads)
 
     def read_flat() -> pa.Table:
@@ -387,14 +325,7 @@ def read_whole(path: Path | str, threads: int) -> pa.Table:
 
     def read_nested(first: int) -> list[pa.Table]:
         f = pq.ParquetFile(path, metadata=pf.metadata, read_dictionary=dictionary)  # one reader per part
-        tables = []
-        for g in range(first, groups, parts):
-            skipped, lists = unread[g]
-            table = f.read_row_group(g, columns=[p for p in leaves if p not in skipped], use_threads=False)
-            if not all(_holds_no_element(table, names) for names in lists):
-                table = f.read_row_group(g, columns=leaves, use_threads=False)
-            tables.append(table)
-        return tables
+        return [f.read_row_group(g, columns=leaves, use_threads=False) for g in range(first, groups, parts)]
 
     with ThreadPoolExecutor(threads) as pool:
         whole = pool.submit(read_flat) if flat else None

@@ -232,44 +232,6 @@ def test_empty_leaves_are_made_as_nulls_not_read(tmp_path):
     assert _plain(F.read_whole(src, 2)) == table.to_pylist()
 
 
-FUNCTION_LEAVES = {"messages.list.element.tool_calls.list.element.function.name",
-                   "messages.list.element.tool_calls.list.element.function.arguments"}
-
-
-def test_a_tool_call_function_is_read_only_where_tool_calls_are(tmp_path, monkeypatch):
-    """A row group whose tool calls' ids hold no value (plain chat: no tool call at all) has its
-    tool calls' other leaves left unread; where the ids hide real tool calls (every id null, their
-    functions set), the row group is read again whole. Either way the rows read back as written."""
-    import orbit.filtering as F
-
-    rows = [verified_row(task_id=f"t{i % 7}", n_messages=3 + i % 3, sample_idx=i) for i in range(90)]
-    calls = [{"id": None, "type": None, "function": {"name": "open", "arguments": '{"url": "a"}'}}]
-    rows[40]["messages"][2] = message("assistant", None, tool_calls=calls)  # row group 1 of 3
-    table = verified_table(rows)
-    src = tmp_path / "v.parquet"
-    lake.write_batches(table.to_batches(max_chunksize=30), table.schema, src, group_rows=30)
-    pf = pq.ParquetFile(src)
-    leaf_chunks = list(F._leaf_chunks(pf))
-    empty = F._empty_leaves(pf, leaf_chunks)
-    leaves = [p for p, _, _ in leaf_chunks if p not in empty and p.startswith("messages.")]
-    unread = F._unread_in_empty_lists(pf, leaf_chunks, leaves, F._dictionary_leaves(pf, leaf_chunks))
-    assert [skipped & FUNCTION_LEAVES for skipped, _ in unread] == [FUNCTION_LEAVES & set(leaves)] * 3
-    assert all(lists == [("messages", "tool_calls")] for _, lists in unread)
-    read_again = []
-    real_read = pq.ParquetFile.read_row_group
-
-    def read_row_group(self, g, columns=None, **kw):
-        read_again.append((g, set(columns) >= FUNCTION_LEAVES & set(leaves)))
-        return real_read(self, g, columns=columns, **kw)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", read_row_group)
-    assert _plain(F.read_whole(src, 1)) == table.to_pylist()
-    assert sorted(read_again) == [(0, False), (1, False), (1, True), (2, False)]
-    monkeypatch.undo()
-    filter_file(src, tmp_path / "a.parquet")
-    assert lake.read_table(tmp_path / "a.parquet").to_pylist() == filter_table(table).to_pylist()
-
-
 _TEXT = st.sampled_from(["", "a", "é✓", "{}"])
 _FUNCTION = st.none() | st.fixed_dictionaries({"name": st.none() | _TEXT, "arguments": st.none() | _TEXT})
 _CALL = st.fixed_dictionaries({"id": st.none() | _TEXT, "type": st.none() | _TEXT, "function": _FUNCTION})
