@@ -10,6 +10,8 @@ duplicate of a better row of the same task.
 """
 
 import atexit
+import collections
+import itertools
 import os
 import secrets
 import tempfile
@@ -28,7 +30,7 @@ import pyarrow.parquet as pq
 from orbit import lake
 from orbit.schema import VERIFIED_SCHEMA
 
-BATCH_ROWS = 8192
+BATCH_ROWS = lake.BATCH_ROWS  # winners per output batch
 
 RANKING = "score DESC, len(messages) ASC, record_id ASC"
 RANKING_KEY = "(-score, len(messages), record_id)"  # the same order as one comparable key (verified scores are never null)
@@ -440,8 +442,8 @@ def _sources(table: pa.Table) -> tuple[pa.Schema, list[_Gather]]:
 def _one_read(path: Path | str, threads: int, counts: "FilterCounts") -> Iterator[pa.Table]:
     """The winners of a file that fits in memory, from one read of it, BATCH_ROWS at a time.
 
-    The columns are made ready to gather from while DuckDB ranks, and each output batch is
-    gathered while the one before it is being written."""
+    The columns are made ready to gather from while DuckDB ranks, and the output batches are
+    gathered a row group ahead of the writer."""
     table = read_whole(path, threads)
     counts.rows_in = table.num_rows
     passed = pc.sum(table.column("passed")).as_py() or 0
@@ -458,11 +460,14 @@ def _one_read(path: Path | str, threads: int, counts: "FilterCounts") -> Iterato
             rows = winners[lo:lo + BATCH_ROWS]
             return pa.Table.from_batches([pa.RecordBatch.from_arrays([c.take(rows) for c in columns], schema=schema)])
 
-        ahead = pool.submit(batch, 0)
-        for lo in range(0, len(winners), BATCH_ROWS):
-            current = ahead.result()
-            if lo + BATCH_ROWS < len(winners):
-                ahead = pool.submit(batch, lo + BATCH_ROWS)
+        # a row group's worth of batches is gathered ahead: the writer holds them until its row group is full
+        starts = iter(range(0, len(winners), BATCH_ROWS))
+        ahead = collections.deque(pool.submit(batch, lo)
+                                  for lo in itertools.islice(starts, max(1, lake.ROW_GROUP_ROWS // BATCH_ROWS)))
+        while ahead:
+            current = ahead.popleft().result()
+            for lo in itertools.islice(starts, 1):
+                ahead.append(pool.submit(batch, lo))
             yield current
 
 

@@ -36,8 +36,12 @@ from orbit.keys import validate_env, validate_round
 PART_NAME = "part-0.parquet"
 ASSET_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 COMPRESSION = "zstd"
-ROW_GROUP_ROWS = 8192
+# A row group of a lake file holds at least ROW_GROUP_ROWS rows: reading a file costs a fixed amount
+# per column chunk (its pages, a zstd context each), which at 8,192 rows a group was most of the
+# read of a verified partition's short columns. Stages still stream BATCH_ROWS rows at a time.
+ROW_GROUP_ROWS = 32_768
 ROW_GROUP_BYTES = 64 * 2**20  # a row group of wide rows closes at this much Arrow data (bounded memory)
+BATCH_ROWS = 8192  # rows per batch a stage reads (``iter_batches``) and hands on
 
 
 def partition_dir(lake: Path | str, asset: str, round_key: str | None = None, env: str | None = None) -> Path:
@@ -168,13 +172,16 @@ def write_table(table: pa.Table, path: Path | str) -> Path:
 
 
 def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path | str,
-                  group_rows: int = ROW_GROUP_ROWS, group_bytes: int = ROW_GROUP_BYTES) -> Path:
+                  group_rows: int | None = None, group_bytes: int | None = None) -> Path:
     """Stream record batches into one Parquet file, then rename it into place.
 
     Batches are gathered into row groups of at least ``group_rows`` rows (a batch that big is a row
     group of its own), or fewer once they hold ``group_bytes`` of Arrow data. A generator hands over
     a few hundred rows at a time: one row group per batch made its files half as big again (or more)
-    and two to many times slower to read, for DuckDB and pandas as much as for the next stage."""
+    and two to many times slower to read, for DuckDB and pandas as much as for the next stage.
+    ``group_rows`` and ``group_bytes`` default to ROW_GROUP_ROWS and ROW_GROUP_BYTES."""
+    group_rows = ROW_GROUP_ROWS if group_rows is None else group_rows
+    group_bytes = ROW_GROUP_BYTES if group_bytes is None else group_bytes
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression=COMPRESSION) as writer:
         wrote = False
         pending: list[pa.RecordBatch] = []
@@ -212,7 +219,7 @@ def read_table(path: Path | str, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 
-def iter_batches(path: Path | str, batch_size: int = ROW_GROUP_ROWS, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def iter_batches(path: Path | str, batch_size: int = BATCH_ROWS, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Stream a partition file batch by batch (bounded memory)."""
     pf = pq.ParquetFile(path)
     yield from pf.iter_batches(batch_size=batch_size, columns=columns)

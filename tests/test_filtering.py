@@ -78,6 +78,16 @@ def test_imported_records_without_task_id_are_not_collapsed():
     assert filter_table(verified_table(rows)).num_rows == 3
 
 
+def _group_rows(path) -> list[int]:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+
+
+def _full_groups(rows: int, size: int) -> list[int]:
+    """Row groups of ``size`` rows and the rest in a last one."""
+    return [size] * (rows // size) + ([rows % size] if rows % size else [])
+
+
 def test_spilled_winners_give_the_same_file_as_in_memory(tmp_path, monkeypatch):
     """Past MEMORY_ROWS the winners go through on-disk buckets; the output file is byte-for-byte the same."""
     import orbit.filtering as F
@@ -91,12 +101,14 @@ def test_spilled_winners_give_the_same_file_as_in_memory(tmp_path, monkeypatch):
     src = tmp_path / "v.parquet"
     lake.write_batches(verified_table(rows).to_batches(max_chunksize=300), verified_table(rows).schema, src,
                        group_rows=300)  # 14 row groups: DuckDB reads them in parallel, in no order
-    monkeypatch.setattr(F, "BATCH_ROWS", 48)  # several output row groups
+    monkeypatch.setattr(F, "BATCH_ROWS", 48)
+    monkeypatch.setattr(lake, "ROW_GROUP_ROWS", 96)  # several output row groups, two batches each
     in_memory = filter_file(src, tmp_path / "a.parquet", in_memory=False)
     monkeypatch.setattr(F, "MEMORY_ROWS", 50)
     monkeypatch.setattr(F, "BUCKET_ROWS", 100)  # rounded up to whole batches
     spilled = filter_file(src, tmp_path / "b.parquet", in_memory=False)
     assert spilled == in_memory and spilled.kept > 64 * 3
+    assert _group_rows(tmp_path / "b.parquet") == _full_groups(spilled.kept, 96)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     out = lake.read_table(tmp_path / "b.parquet")
     assert sorted(out.column("record_id").to_pylist()) == python_reference(rows)
@@ -155,11 +167,13 @@ def test_one_read_and_the_streamed_filter_write_the_same_file(tmp_path, monkeypa
     leaves = F._dictionary_leaves(pq.ParquetFile(src))
     assert ("messages.list.element.content" in leaves) is not unique_texts
     assert "messages.list.element.role" in leaves and "record_id" not in leaves
-    monkeypatch.setattr(F, "BATCH_ROWS", 64)  # several output row groups, each gathered ahead of its write
+    monkeypatch.setattr(F, "BATCH_ROWS", 64)
+    monkeypatch.setattr(lake, "ROW_GROUP_ROWS", 192)  # several output row groups of three batches, gathered ahead
     assert F.fits_in_memory(src)
     one_read = filter_file(src, tmp_path / "a.parquet")
     streamed = filter_file(src, tmp_path / "b.parquet", in_memory=False)
     assert one_read == streamed and one_read.kept > 64 * 3
+    assert _group_rows(tmp_path / "a.parquet") == _full_groups(one_read.kept, 192)
     assert one_read.kept + one_read.duplicates + one_read.failed == one_read.rows_in == len(rows)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     out = lake.read_table(tmp_path / "a.parquet")

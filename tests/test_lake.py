@@ -34,12 +34,13 @@ def test_a_generators_small_batches_make_full_row_groups(tmp_path):
         return pa.record_batch([pa.array(range(start, start + n)), pa.array([f"v{i % 7}" for i in range(n)])],
                                schema=schema)
 
-    sizes = [187] * 50 + [lake.ROW_GROUP_ROWS, lake.ROW_GROUP_ROWS, 5]
+    full = -(-lake.ROW_GROUP_ROWS // 187)  # small batches that fill a row group
+    sizes = [187] * (full + 6) + [lake.ROW_GROUP_ROWS, lake.ROW_GROUP_ROWS, 5]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     path = lake.write_batches((batch(a, n) for a, n in zip(starts, sizes)), schema, tmp_path / "part-0.parquet")
     meta = pq.ParquetFile(path).metadata
     groups = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    assert groups == [187 * 44, 187 * 6 + lake.ROW_GROUP_ROWS, lake.ROW_GROUP_ROWS, 5]
+    assert groups == [187 * full, 187 * 6 + lake.ROW_GROUP_ROWS, lake.ROW_GROUP_ROWS, 5]
     assert pq.read_table(path).column("x").to_pylist() == list(range(sum(sizes)))
 
 
