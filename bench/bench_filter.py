@@ -411,6 +411,8 @@ def run(root: Path, rows: int, tasks: int, pass_rate: float, repeat: int, what_i
             f"filter_file: median of {2 * repeat} runs after one warm-up, {repeat} before the seed step and "
             f"{repeat} right after it; the loop: median of {repeat}; the load and the seed step ran once; "
             "page cache warm for both sides",
+            "filter_file runs: " + ", ".join(f"{t:.2f}" for t in duck_before) + " s before the seed step, "
+            + ", ".join(f"{t:.2f}" for t in duck_after) + " s after it",
             f"peak RSS of this process after to_pylist: {rss_loaded:,.0f} MiB",
             C.environment_note(),
         ],
