@@ -466,7 +466,8 @@ def _one_read(path: Path | str, threads: int, counts: "FilterCounts") -> Iterato
                                   for lo in itertools.islice(starts, max(1, lake.ROW_GROUP_ROWS // BATCH_ROWS)))
         while ahead:
             current = ahead.popleft().result()
-            for lo in itertools.islice(starts, 1):
+            lo = next(starts, None)
+            if lo is not None:
                 ahead.append(pool.submit(batch, lo))
             yield current
 

@@ -3,6 +3,7 @@
 import json
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from orbit.schema import VERIFIED_SCHEMA, make_record, message
 
@@ -25,3 +26,9 @@ def verified_table(rows: list[dict]) -> pa.Table:
 
 def metadata(record: dict) -> dict:
     return json.loads(record["metadata"])
+
+
+def row_group_sizes(path) -> list[int]:
+    """The rows of each row group of a Parquet file, in order."""
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]

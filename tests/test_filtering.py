@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import verified_row, verified_table
+from helpers import row_group_sizes, verified_row, verified_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,11 +78,6 @@ def test_imported_records_without_task_id_are_not_collapsed():
     assert filter_table(verified_table(rows)).num_rows == 3
 
 
-def _group_rows(path) -> list[int]:
-    meta = pq.ParquetFile(path).metadata
-    return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-
-
 def _full_groups(rows: int, size: int) -> list[int]:
     """Row groups of ``size`` rows and the rest in a last one."""
     return [size] * (rows // size) + ([rows % size] if rows % size else [])
@@ -108,7 +103,7 @@ def test_spilled_winners_give_the_same_file_as_in_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(F, "BUCKET_ROWS", 100)  # rounded up to whole batches
     spilled = filter_file(src, tmp_path / "b.parquet", in_memory=False)
     assert spilled == in_memory and spilled.kept > 64 * 3
-    assert _group_rows(tmp_path / "b.parquet") == _full_groups(spilled.kept, 96)
+    assert row_group_sizes(tmp_path / "b.parquet") == _full_groups(spilled.kept, 96)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     out = lake.read_table(tmp_path / "b.parquet")
     assert sorted(out.column("record_id").to_pylist()) == python_reference(rows)
@@ -173,7 +168,7 @@ def test_one_read_and_the_streamed_filter_write_the_same_file(tmp_path, monkeypa
     one_read = filter_file(src, tmp_path / "a.parquet")
     streamed = filter_file(src, tmp_path / "b.parquet", in_memory=False)
     assert one_read == streamed and one_read.kept > 64 * 3
-    assert _group_rows(tmp_path / "a.parquet") == _full_groups(one_read.kept, 192)
+    assert row_group_sizes(tmp_path / "a.parquet") == _full_groups(one_read.kept, 192)
     assert one_read.kept + one_read.duplicates + one_read.failed == one_read.rows_in == len(rows)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     out = lake.read_table(tmp_path / "a.parquet")

@@ -3,6 +3,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import row_group_sizes
 
 from orbit import lake
 
@@ -20,7 +21,7 @@ def test_write_streams_row_groups_and_uses_zstd(tmp_path):
     path = lake.write_batches(batches, schema, tmp_path / "a" / "part-0.parquet", group_rows=25)
     meta = pq.ParquetFile(path).metadata
     # small batches gather into row groups of at least group_rows rows; the rest closes the file
-    assert meta.num_rows == 50 and [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [30, 20]
+    assert meta.num_rows == 50 and row_group_sizes(path) == [30, 20]
     assert meta.row_group(0).column(0).compression == "ZSTD"
     assert pq.read_table(path).column("x").to_pylist() == list(range(50))
 
@@ -38,9 +39,7 @@ def test_a_generators_small_batches_make_full_row_groups(tmp_path):
     sizes = [187] * (full + 6) + [lake.ROW_GROUP_ROWS, lake.ROW_GROUP_ROWS, 5]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     path = lake.write_batches((batch(a, n) for a, n in zip(starts, sizes)), schema, tmp_path / "part-0.parquet")
-    meta = pq.ParquetFile(path).metadata
-    groups = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    assert groups == [187 * full, 187 * 6 + lake.ROW_GROUP_ROWS, lake.ROW_GROUP_ROWS, 5]
+    assert row_group_sizes(path) == [187 * full, 187 * 6 + lake.ROW_GROUP_ROWS, lake.ROW_GROUP_ROWS, 5]
     assert pq.read_table(path).column("x").to_pylist() == list(range(sum(sizes)))
 
 
@@ -48,8 +47,7 @@ def test_wide_rows_close_a_row_group_at_its_byte_limit(tmp_path):
     schema = pa.schema([("text", pa.string())])
     wide = pa.record_batch([pa.array(["y" * 1000] * 10)], schema=schema)  # ~10 KB a batch
     path = lake.write_batches(iter([wide] * 7), schema, tmp_path / "part-0.parquet", group_bytes=25_000)
-    meta = pq.ParquetFile(path).metadata
-    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [30, 30, 10]
+    assert row_group_sizes(path) == [30, 30, 10]
 
 
 def test_empty_stream_writes_empty_file_with_schema(tmp_path):
