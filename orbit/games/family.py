@@ -24,7 +24,7 @@ from orbit import lake
 from orbit.envs.base import EnvSpec, GenerationRequest
 from orbit.games.bots import bot_label, make_bot
 from orbit.games.cfr import PolicyTable, params_key, policy_table, solve_cfr
-from orbit.games.match import MatchResult, learner_score, play_bot_match
+from orbit.games.match import BotMatch, MatchResult, bot_chat, chat_roles, learner_score, play_bots
 from orbit.games.rollout import play_policy_match
 from orbit.games.tasks import GameTask, load_game, match_seeds
 from orbit.games.verifier import GameReplayVerifier
@@ -118,13 +118,14 @@ def task_metadata(task: GameTask) -> str:
 class SelfplayColumns:
     """The records of a chunk of matches, gathered match by match and made into columns at the end.
 
-    ``add`` keeps what each match decided as flat values: its messages' roles and contents, its
-    history and returns as tuples (which the garbage collector stops tracking), so the match's
-    lists, dicts and result die with it and nothing per game waits for the batch to be traced by
-    the collector again and again. ``batch`` then makes the ids, scores and metadata texts in one
-    pass: run between searches, that work found its code and data evicted by the search every time,
-    and cost several times as much. It equals ``records_to_batch`` of the rows ``make_record``
-    makes from the same results."""
+    ``add_bot`` keeps what each bot match decided as flat values: its history, returns, learner
+    turns and answers as tuples (which the garbage collector stops tracking), so the match's lists
+    and result die with it and nothing per game waits for the batch to be traced by the collector
+    again and again. ``batch`` then writes the messages (``bot_chat``), ids, scores and metadata
+    texts in one pass: run between searches, that work found its code and data evicted by the search
+    every time, and cost several times as much. ``add`` takes a match whose messages are written
+    already. The batch equals ``records_to_batch`` of the rows ``make_record`` makes from the same
+    matches."""
 
     def __init__(self, env_name: str, round_key: str, learner: Mapping, opponent: Mapping):
         self.env_name, self.round_key = env_name, round_key
@@ -135,37 +136,61 @@ class SelfplayColumns:
         self.history: list[tuple[int, ...]] = []
         self.returns: list[tuple[float, ...] | None] = []
         self.terminated: list[str | None] = []
-        self.roles: list = []
-        self.contents: list = []
-        self.offsets = [0]
-        self.messages: list[list] | None = None  # each row's messages, once one is not plain chat
+        self.chats: list = []  # per row: a bot match's (turns, answers), or the row's messages
 
-    def add(self, task: GameTask, sample_idx: int, seed: int, result: MatchResult) -> None:
+    def _add(self, task: GameTask, sample_idx: int, seed: int, history, returns, terminated) -> None:
         self.tasks.append(task)
         self.sample_idx.append(sample_idx)
         self.seed.append(seed)
-        self.history.append(tuple(result.history))
-        self.returns.append(None if result.returns is None else tuple(result.returns))
-        self.terminated.append(result.terminated)
-        if self.messages is None:
-            roles, contents = self.roles, self.contents
-            for m in result.messages:
-                if m["tool_calls"] is not None or m["tool_call_id"] is not None or m["name"] is not None:
-                    del roles[self.offsets[-1]:], contents[self.offsets[-1]:]
-                    self._keep_rows_messages()
-                    break
-                roles.append(m["role"])
-                contents.append(m["content"])
-            else:
-                self.offsets.append(len(roles))
-                return
-        self.messages.append(result.messages)
+        self.history.append(tuple(history))
+        self.returns.append(None if returns is None else tuple(returns))
+        self.terminated.append(terminated)
 
-    def _keep_rows_messages(self) -> None:
-        """From now on each row's messages are kept as they are; the rows so far get theirs back."""
-        roles, contents, offsets = self.roles, self.contents, self.offsets
-        self.messages = [[message(roles[i], contents[i]) for i in range(start, end)]
-                         for start, end in zip(offsets, offsets[1:])]
+    def add_bot(self, task: GameTask, sample_idx: int, seed: int, match: BotMatch) -> None:
+        self._add(task, sample_idx, seed, match.history, match.returns, match.terminated)
+        self.chats.append((tuple(match.turns), tuple(match.answers)))
+
+    def add(self, task: GameTask, sample_idx: int, seed: int, result: MatchResult) -> None:
+        self._add(task, sample_idx, seed, result.history, result.returns, result.terminated)
+        self.chats.append(result.messages)
+
+    def messages(self) -> pa.Array:
+        """The messages column: plain chat given flat (``plain_chat_array``) unless a row's messages are
+        not plain chat (never a bot match's), then built from the rows."""
+        roles: list = []
+        contents: list = []
+        offsets = [0]
+        rows: list[list] | None = None  # each row's messages, once one is not plain chat
+        task = game = None
+        for job_task, history, chat in zip(self.tasks, self.history, self.chats):
+            if type(chat) is tuple:
+                if job_task is not task:
+                    if game is None or job_task.game != task.game or job_task.params != task.params:
+                        game = load_game(job_task)
+                    task = job_task
+                turns, answers = chat
+                texts = bot_chat(task, game, history, turns, answers)
+                if rows is None:
+                    roles += chat_roles(len(turns))
+                    contents += texts
+                    offsets.append(len(roles))
+                    continue
+                chat = [message(role, text) for role, text in zip(chat_roles(len(turns)), texts)]
+            elif rows is None:
+                if not any(m["tool_calls"] is not None or m["tool_call_id"] is not None or m["name"] is not None
+                           for m in chat):
+                    roles += [m["role"] for m in chat]
+                    contents += [m["content"] for m in chat]
+                    offsets.append(len(roles))
+                    continue
+                rows = _rows_messages(roles, contents, offsets)
+            rows.append(chat)
+        if rows is None:
+            array = plain_chat_array(roles, contents, offsets)
+            if array is not None:
+                return array
+            rows = _rows_messages(roles, contents, offsets)  # a role or content that is not a string
+        return records_to_batch([{"messages": m} for m in rows], pa.schema([RECORD_SCHEMA.field("messages")])).column(0)
 
     def batch(self) -> pa.RecordBatch:
         policy = bot_label(self.learner)
@@ -182,17 +207,16 @@ class SelfplayColumns:
             task_ids.append(task_id)
             scores.append(learner_score(returns, task.seat))
             metadata.append(selfplay_metadata(task_json, learner_json, opponent_json, history, returns, terminated))
-        messages = None if self.messages is not None else plain_chat_array(self.roles, self.contents, self.offsets)
-        if messages is None:  # never for a bot match (its messages are plain chat): built from the rows then
-            if self.messages is None:
-                self._keep_rows_messages()
-            messages = records_to_batch([{"messages": m} for m in self.messages],
-                                        pa.schema([RECORD_SCHEMA.field("messages")])).column(0)
         columns = {"record_id": record_id, "env": self.env_name, "task_id": task_ids, "round": self.round_key,
                    "sample_idx": self.sample_idx, "source": "selfplay", "policy": policy, "seed": self.seed,
-                   "messages": messages, "tools": None, "score": scores, "metadata": metadata,
+                   "messages": self.messages(), "tools": None, "score": scores, "metadata": metadata,
                    "schema_version": SCHEMA_VERSION}
         return batch_from_columns(columns, len(record_id))
+
+
+def _rows_messages(roles: list, contents: list, offsets: list[int]) -> list[list[dict]]:
+    """Each row's messages from the flat roles and contents (``offsets``: each row's end)."""
+    return [[message(roles[i], contents[i]) for i in range(start, end)] for start, end in zip(offsets, offsets[1:])]
 
 
 def _play_into(columns: SelfplayColumns, env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
@@ -206,7 +230,7 @@ def _play_into(columns: SelfplayColumns, env_name: str, round_key: str, learner:
             task = job_task
             seed_of = match_seeds(round_key, env_name, task.seed)
         seed = seed_of(sample_idx)
-        columns.add(task, sample_idx, seed, play_bot_match(
+        columns.add_bot(task, sample_idx, seed, play_bots(
             task, make_bot(learner, game, seed + 1, cfr_table), make_bot(opponent, game, seed + 2, cfr_table),
             seed, game))
     return columns

@@ -1,10 +1,15 @@
 """One match, seen from the learner's seat, as a chat trajectory.
 
 ``match_steps`` is a generator: it yields a ``LearnerTurn`` whenever the learner
-must move and receives the assistant's answer text, so the same loop serves a
-C++ bot (which reads ``turn.state``) and a chat policy (which reads
-``turn.messages``). An unparseable or illegal answer ends the match as a loss
+must move and receives the assistant's answer text; a chat policy reads
+``turn.messages``. An unparseable or illegal answer ends the match as a loss
 with a named reason.
+
+A bot in the learner's seat needs no text to move: ``play_bots`` plays its match
+the way ``match_steps`` would, keeping only the history and where and what the
+learner answered, and ``bot_chat`` writes the same messages from those afterwards
+(a self-play chunk writes them all after its matches, between which the searches
+evict this code and its data).
 """
 
 import random
@@ -14,7 +19,7 @@ from typing import Generator
 import pyspiel
 
 from orbit.games.bots import Bot
-from orbit.games.prompts import parse_answer, system_prompt, turn_prompt_at
+from orbit.games.prompts import game_text, parse_answer, system_prompt, turn_prompt_at
 from orbit.games.tasks import GameTask, load_game
 from orbit.schema import message
 
@@ -88,13 +93,102 @@ def match_steps(task: GameTask, opponent: Bot, seed: int,
     return MatchResult(messages=messages, history=history, returns=returns, terminated=terminated)
 
 
+@dataclass(slots=True)
+class BotMatch:
+    """A match with a bot in the learner's seat, as played. ``turns``: the length of the history at
+    each learner turn; ``answers``: the learner's answer at each (its action, or the answer's text
+    when the bot gave something other than an int); after a forfeit the last answer is not in the
+    history."""
+    history: list[int]
+    turns: list[int]
+    answers: list
+    returns: list[float] | None
+    terminated: str | None
+
+
+def play_bots(task: GameTask, learner: Bot, opponent: Bot, seed: int, game: pyspiel.Game | None = None) -> BotMatch:
+    """``match_steps`` driven by a bot that answers ``str(learner(state))``, without the text: the
+    same moves, chance draws, returns and reasons (``bot_chat`` writes the messages)."""
+    game = game or load_game(task)
+    state = game.new_initial_state()
+    seat = task.seat
+    history: list[int] = []
+    turns: list[int] = []
+    answers: list = []
+    chance_rng = None
+    terminated = None
+    while True:
+        player = state.current_player()
+        if player == TERMINAL:
+            break
+        if player == CHANCE:
+            if chance_rng is None:
+                chance_rng = random.Random(seed)
+            action = sample_chance(state, chance_rng)
+        elif player < 0:
+            raise ValueError(f"{task.game}: a node of player {player} (simultaneous moves are not supported)")
+        elif player == seat:
+            action = learner(state)
+            turns.append(len(history))
+            if type(action) is not int:  # read back from its text, as a chat answer is
+                answers.append(str(action))
+                action = parse_answer(answers[-1])
+                if action is None:
+                    terminated = "answer.unparseable"
+                    break
+            else:
+                answers.append(action)
+            if action not in state.legal_actions(player):
+                terminated = "action.illegal"
+                break
+        else:
+            action = opponent(state)
+        state.apply_action(action)
+        history.append(action)
+    returns = None if terminated else [float(r) for r in state.returns()]
+    return BotMatch(history, turns, answers, returns, terminated)
+
+
+def bot_chat(task: GameTask, game: pyspiel.Game, history: tuple[int, ...], turns: "tuple[int, ...] | list[int]",
+             answers: "tuple | list") -> list[str]:
+    """The contents of a bot match's messages, whose roles are ``chat_roles(len(turns))``: the system
+    prompt, then each learner turn's prompt and answer, as ``match_steps`` writes them. A turn prompt
+    this process remembers is looked up; another is rendered from a replay of the history."""
+    seat = task.seat
+    prompts = game_text(game).prompts
+    contents = [system_prompt(task.game, seat)]
+    state, applied = None, 0
+    for at, answer in zip(turns, answers):
+        prefix = history[:at]
+        text = prompts.get((seat, prefix))
+        if text is None:
+            if state is None:
+                state = game.new_initial_state()
+            for action in history[applied:at]:
+                state.apply_action(action)
+            applied = at
+            text = turn_prompt_at(state, seat, game, prefix)
+        contents.append(text)
+        contents.append(answer if type(answer) is str else str(answer))
+    return contents
+
+
+_CHAT_ROLES: list[list[str]] = []
+
+
+def chat_roles(turns: int) -> list[str]:
+    """The roles of a bot match's messages with ``turns`` learner turns: system, then user and assistant
+    per turn (the list is shared: do not change it)."""
+    while len(_CHAT_ROLES) <= turns:
+        _CHAT_ROLES.append(["system"] + ["user", "assistant"] * len(_CHAT_ROLES))
+    return _CHAT_ROLES[turns]
+
+
 def play_bot_match(task: GameTask, learner: Bot, opponent: Bot, seed: int,
                    game: pyspiel.Game | None = None) -> MatchResult:
-    """Drive ``match_steps`` with a bot in the learner's seat."""
-    steps = match_steps(task, opponent, seed, game)
-    try:
-        turn = next(steps)
-        while True:
-            turn = steps.send(str(learner(turn.state)))
-    except StopIteration as stop:
-        return stop.value
+    """A match with a bot in the learner's seat, messages and all."""
+    game = game or load_game(task)
+    played = play_bots(task, learner, opponent, seed, game)
+    contents = bot_chat(task, game, tuple(played.history), played.turns, played.answers)
+    return MatchResult(messages=[message(role, content) for role, content in zip(chat_roles(len(played.turns)), contents)],
+                       history=played.history, returns=played.returns, terminated=played.terminated)

@@ -260,13 +260,26 @@ def test_bad_task_spec_is_named():
     assert _reasons(rec)[0].startswith("task.spec_invalid")
 
 
+def chat_match(task, learner, opponent, seed, game):
+    """The chat path: ``match_steps`` answered with the text ``str(learner(state))``, as a chat policy answers."""
+    from orbit.games.match import match_steps
+
+    steps = match_steps(task, opponent, seed, game)
+    try:
+        turn = next(steps)
+        while True:
+            turn = steps.send(str(learner(turn.state)))
+    except StopIteration as stop:
+        return stop.value
+
+
 @pytest.mark.parametrize("env", GAMES)
 def test_generated_rows_are_those_of_the_plain_record_functions(env):
-    """The generator's per-task shortcuts (record ids, match seeds, metadata text, remembered prompts)
-    write exactly the rows the plain functions write: make_record_id, match_seed, json.dumps, turn_prompt."""
+    """The generator's per-task shortcuts (record ids, match seeds, metadata text, remembered prompts, bot
+    matches played without text and their messages written afterwards) write exactly the rows the plain
+    functions write: make_record_id, match_seed, json.dumps, turn_prompt, the chat path's match_steps."""
     from orbit.games import prompts
     from orbit.games.bots import bot_label, make_bot
-    from orbit.games.match import play_bot_match
     from orbit.games.tasks import load_game, match_seed
     from orbit.schema import make_record, records_to_batch
 
@@ -282,8 +295,8 @@ def test_generated_rows_are_those_of_the_plain_record_functions(env):
         for sample_idx in range(3):
             seed = match_seed("r0002", env, task.seed, sample_idx)
             game = load_game(task)
-            result = play_bot_match(task, make_bot(learner, game, seed + 1, cfr), make_bot(opponent, game, seed + 2, cfr),
-                                    seed, game)
+            result = chat_match(task, make_bot(learner, game, seed + 1, cfr), make_bot(opponent, game, seed + 2, cfr),
+                                seed, game)
             state = game.new_initial_state()  # every user turn is the prompt of a fresh replay's state
             shown = iter(m["content"] for m in result.messages if m["role"] == "user")
             for action in result.history:
@@ -360,3 +373,41 @@ def test_the_columns_write_the_metadata_text_make_record_writes_whatever_the_ret
     batch = columns.batch()
     assert batch.column("metadata").to_pylist() == [r["metadata"] for r in expected]
     assert batch.equals(records_to_batch(expected))
+
+
+@pytest.mark.parametrize("env", GAMES)
+def test_a_bot_match_without_text_is_the_chat_paths_match_forfeits_and_all(env):
+    """``play_bot_match`` (played without text, messages written afterwards, remembered prompts or not)
+    gives the chat path's result: the same messages, history, returns and reason, also when the learner
+    answers an illegal move, something other than an int, or text that names no move."""
+    from orbit.games import prompts
+    from orbit.games.bots import make_bot
+    from orbit.games.match import play_bot_match
+    from orbit.games.tasks import GameTask, load_game
+
+    game = load_game(env)
+
+    def spoiled(bot, at, answer):  # the bot's own move until its ``at``-th turn, then ``answer``
+        turns = iter(range(10**6))
+
+        def step(state):
+            move = bot(state)
+            return answer(move) if next(turns) == at else move
+        return step
+
+    answers = [lambda move: move, lambda move: 99, lambda move: -1, lambda move: float(move), lambda move: str(move),
+               lambda move: f"{move}.", lambda move: "pass", lambda move: True, lambda move: move + 0]
+    reasons = set()
+    for seed in range(24):
+        task = GameTask(game=env, seed=seed, seat=seed % game.num_players())
+        for at, answer in [(0, answers[seed % len(answers)]), (1, answers[(seed + 3) % len(answers)])]:
+            for fresh in (True, False):  # the turn prompts rendered from a replay, then remembered
+                if fresh:
+                    prompts._GAME_TEXT.clear()
+                bots = [(spoiled(make_bot({"kind": "random"}, game, seed + 1), at, answer),
+                         make_bot({"kind": "random"}, game, seed + 2)) for _ in range(2)]
+                fast = play_bot_match(task, *bots[0], seed, game)
+                chat = chat_match(task, *bots[1], seed, game)
+                assert fast == chat, (env, seed, at)
+                reasons.add(fast.terminated)
+    assert reasons == {None, "action.illegal", "answer.unparseable"}
