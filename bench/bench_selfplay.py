@@ -54,7 +54,7 @@ from orbit.games.bots import MCTS_MAX_MEMORY_MB, MCTS_UCT_C  # noqa: E402
 GAME = "tic_tac_toe"
 GOAL_W1 = 0.9
 GOAL_W2 = 1.7
-MIN_BLOCK_S = 20.0  # a warm block keeps adding rounds until it has run this long (at most 4x --repeat)
+MIN_BLOCK_S = 40.0  # a warm block keeps adding rounds until it has run this long (at most 4x --repeat)
 GOAL_FRESH = 0.9  # a fresh process: workers=2 must not slow a partition too small to pay for starting the pool
 FRESH_PAIRS = 3  # fresh-process pairs (workers=1, then workers=2): one pair is one sample of a noisy host
 METRIC_W2 = float("nan")
@@ -237,13 +237,15 @@ def main(argv=None) -> int:
                        "included): what the host gives this work on two cores at that moment"),
         ]
         # the same ratios round by round (the calls of one round run within seconds of each other)
+        paired_w1 = statistics.median(a / b for a, b in zip(samples[0], samples[1]))
         paired_w2 = statistics.median(a / b for a, b in zip(samples[1], samples[2]))
         paired_bare2 = statistics.median(a / b for a, b in zip(samples[0], samples[3]))
+        C.metric(f"s{sims}.games_{games}.w1_over_bare_paired", paired_w1)
         C.metric(f"s{sims}.games_{games}.w2_over_w1_paired", paired_w2)
         C.metric(f"s{sims}.games_{games}.bare_2proc_over_bare_paired", paired_bare2)
         notes.append(f"S={sims}: bare {t_bare:.2f}s, workers=1 {t_w1:.2f}s, workers=2 {t_w2:.2f}s for {games} games; "
-                     f"median of the per-round ratios: workers=2/workers=1 {paired_w2:.2f}x, bare in 2 processes/"
-                     f"bare {paired_bare2:.2f}x")
+                     f"median of the per-round ratios: workers=1/bare {paired_w1:.2f}x, workers=2/workers=1 "
+                     f"{paired_w2:.2f}x, bare in 2 processes/bare {paired_bare2:.2f}x")
     if large:
         w1, w2 = Generation(large, args.large_sims, 1), Generation(large, args.large_sims, 2)
         t_w1, t_w2 = C.interleaved_medians([w1, w2], repeat, rotate=True)
