@@ -24,10 +24,11 @@ from orbit import lake
 from orbit.envs.base import EnvSpec, GenerationRequest
 from orbit.games.bots import bot_label, make_bot
 from orbit.games.cfr import PolicyTable, params_key, policy_table, solve_cfr
-from orbit.games.match import BotMatch, MatchResult, bot_chat, chat_roles, learner_score, play_bots
+from orbit.games.match import BotMatch, MatchResult, bot_chat, learner_score, play_bots
 from orbit.games.rollout import play_policy_match
 from orbit.games.tasks import GameTask, load_game, match_seeds
 from orbit.games.verifier import GameReplayVerifier
+from orbit.plain_messages import chat_order
 from orbit.schema import (RECORD_SCHEMA, SCHEMA_VERSION, batch_from_columns, encode_metadata, message,
                           plain_chat_array, record_ids, records_to_batch)
 from orbit.workers import POOL_STATS, batch_ipc, ipc_batch, pool_running, shutdown_pool, start_pool
@@ -171,11 +172,11 @@ class SelfplayColumns:
                 turns, answers = chat
                 texts = bot_chat(task, game, history, turns, answers)
                 if rows is None:
-                    roles += chat_roles(len(turns))
+                    roles += chat_order(len(texts))
                     contents += texts
                     offsets.append(len(roles))
                     continue
-                chat = [message(role, text) for role, text in zip(chat_roles(len(turns)), texts)]
+                chat = [message(role, text) for role, text in zip(chat_order(len(texts)), texts)]
             elif rows is None:
                 if not any(m["tool_calls"] is not None or m["tool_call_id"] is not None or m["name"] is not None
                            for m in chat):

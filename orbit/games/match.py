@@ -21,6 +21,7 @@ import pyspiel
 from orbit.games.bots import Bot
 from orbit.games.prompts import game_text, parse_answer, system_prompt, turn_prompt_at
 from orbit.games.tasks import GameTask, load_game
+from orbit.plain_messages import chat_order
 from orbit.schema import message
 
 TERMINAL, CHANCE = int(pyspiel.PlayerId.TERMINAL), int(pyspiel.PlayerId.CHANCE)
@@ -151,7 +152,7 @@ def play_bots(task: GameTask, learner: Bot, opponent: Bot, seed: int, game: pysp
 
 def bot_chat(task: GameTask, game: pyspiel.Game, history: tuple[int, ...], turns: "tuple[int, ...] | list[int]",
              answers: "tuple | list") -> list[str]:
-    """The contents of a bot match's messages, whose roles are ``chat_roles(len(turns))``: the system
+    """The contents of a bot match's messages, whose roles are ``chat_order`` of as many: the system
     prompt, then each learner turn's prompt and answer, as ``match_steps`` writes them. A turn prompt
     this process remembers is looked up; another is rendered from a replay of the history."""
     seat = task.seat
@@ -173,22 +174,11 @@ def bot_chat(task: GameTask, game: pyspiel.Game, history: tuple[int, ...], turns
     return contents
 
 
-_CHAT_ROLES: list[list[str]] = []
-
-
-def chat_roles(turns: int) -> list[str]:
-    """The roles of a bot match's messages with ``turns`` learner turns: system, then user and assistant
-    per turn (the list is shared: do not change it)."""
-    while len(_CHAT_ROLES) <= turns:
-        _CHAT_ROLES.append(["system"] + ["user", "assistant"] * len(_CHAT_ROLES))
-    return _CHAT_ROLES[turns]
-
-
 def play_bot_match(task: GameTask, learner: Bot, opponent: Bot, seed: int,
                    game: pyspiel.Game | None = None) -> MatchResult:
     """A match with a bot in the learner's seat, messages and all."""
     game = game or load_game(task)
     played = play_bots(task, learner, opponent, seed, game)
     contents = bot_chat(task, game, tuple(played.history), played.turns, played.answers)
-    return MatchResult(messages=[message(role, content) for role, content in zip(chat_roles(len(played.turns)), contents)],
-                       history=played.history, returns=played.returns, terminated=played.terminated)
+    messages = [message(role, content) for role, content in zip(chat_order(len(contents)), contents)]
+    return MatchResult(messages=messages, history=played.history, returns=played.returns, terminated=played.terminated)
