@@ -56,25 +56,33 @@ def sample_chance(state: pyspiel.State, rng: random.Random) -> int:
     return rng.choices(actions, weights=probs, k=1)[0]
 
 
+def no_player_action(task: GameTask, state: pyspiel.State, player: int, rng: random.Random | None,
+                     seed: int) -> tuple[int, random.Random]:
+    """(action, rng) at a node where no player moves (``player`` < 0, not terminal): a chance outcome
+    drawn with ``rng``, which is seeded with ``seed`` at the match's first chance node (games without
+    chance never pay for it). A simultaneous-move node is refused."""
+    if player != CHANCE:
+        raise ValueError(f"{task.game}: a node of player {player} (simultaneous moves are not supported)")
+    if rng is None:
+        rng = random.Random(seed)
+    return sample_chance(state, rng), rng
+
+
 def match_steps(task: GameTask, opponent: Bot, seed: int,
                 game: pyspiel.Game | None = None) -> Generator[LearnerTurn, str, MatchResult]:
     """``game`` is the task's loaded game when the caller has it (it is loaded here otherwise)."""
     game = game or load_game(task)
     state = game.new_initial_state()
     history: list[int] = []  # every action applied here, to key the remembered turn prompts
-    chance_rng = None  # seeded at the first chance node: games without chance never pay for it
+    chance_rng = None  # made at the first chance node (no_player_action)
     messages = [message("system", system_prompt(task.game, task.seat))]
     terminated = None
     while True:
         player = state.current_player()  # one call tells a terminal, a chance and a player's node apart
         if player == TERMINAL:
             break
-        if player == CHANCE:
-            if chance_rng is None:
-                chance_rng = random.Random(seed)
-            action = sample_chance(state, chance_rng)
-        elif player < 0:
-            raise ValueError(f"{task.game}: a node of player {player} (simultaneous moves are not supported)")
+        if player < 0:
+            action, chance_rng = no_player_action(task, state, player, chance_rng, seed)
         elif player == task.seat:
             messages.append(message("user", turn_prompt_at(state, player, game, tuple(history))))
             answer = yield LearnerTurn(state, messages)
@@ -122,12 +130,8 @@ def play_bots(task: GameTask, learner: Bot, opponent: Bot, seed: int, game: pysp
         player = state.current_player()
         if player == TERMINAL:
             break
-        if player == CHANCE:
-            if chance_rng is None:
-                chance_rng = random.Random(seed)
-            action = sample_chance(state, chance_rng)
-        elif player < 0:
-            raise ValueError(f"{task.game}: a node of player {player} (simultaneous moves are not supported)")
+        if player < 0:
+            action, chance_rng = no_player_action(task, state, player, chance_rng, seed)
         elif player == seat:
             action = learner(state)
             turns.append(len(history))

@@ -411,3 +411,18 @@ def test_a_bot_match_without_text_is_the_chat_paths_match_forfeits_and_all(env):
                 assert fast == chat, (env, seed, at)
                 reasons.add(fast.terminated)
     assert reasons == {None, "action.illegal", "answer.unparseable"}
+
+
+def test_a_simultaneous_move_node_is_refused_by_both_match_loops(monkeypatch):
+    """Neither loop draws a chance outcome or asks a bot at a node of simultaneous moves: both name it."""
+    from orbit.games import prompts
+    from orbit.games.bots import random_bot
+    from orbit.games.match import play_bot_match
+    from orbit.games.tasks import GameTask
+
+    monkeypatch.setitem(prompts.RULES, "matrix_rps", "Rock, paper, scissors.")  # so the chat loop gets to its moves
+    task = GameTask(game="matrix_rps", seed=0, seat=0)
+    with pytest.raises(ValueError, match="simultaneous moves are not supported"):
+        play_bot_match(task, random_bot(1), random_bot(2), 0)
+    with pytest.raises(ValueError, match="simultaneous moves are not supported"):
+        chat_match(task, random_bot(1), random_bot(2), 0, None)
