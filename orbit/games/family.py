@@ -165,10 +165,8 @@ class SelfplayColumns:
         task = game = None
         for job_task, history, chat in zip(self.tasks, self.history, self.chats):
             if type(chat) is tuple:
-                if job_task is not task:
-                    if game is None or job_task.game != task.game or job_task.params != task.params:
-                        game = load_game(job_task)
-                    task = job_task
+                if job_task is not task:  # rows come task by task
+                    task, game = job_task, load_game(job_task)
                 turns, answers = chat
                 texts = bot_chat(task, game, history, turns, answers)
                 if rows is None:
