@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orbit.policies.best_of_n import BestOfNStats, Sampler, adaptive, fixed_n  # noqa: E402
-from orbit.schema import stable_hash  # noqa: E402
+from orbit.io.schema import stable_hash  # noqa: E402
 
 TASKS = 1000
 N = 8
@@ -72,7 +72,7 @@ def game_sampler(env: str, tasks: int, options: dict, round_key: str = "r0000", 
     """An embedded policy (uniform by default) playing ``env``: a real rollout and the replay verifier per attempt."""
     from orbit.envs import GenerationRequest, env_spec, family_of
     from orbit.policies.table_policy import TablePolicy
-    from orbit.verification import verify_record
+    from orbit.stages.verify import verify_record
 
     spec = env_spec(env)
     family = family_of(spec)
@@ -110,7 +110,7 @@ def main() -> None:
     for name, (a, b, never) in POPULATIONS.items():
         rates = beta_population(a, b, never)
         rows += asyncio.run(compare(name, list(rates), simulated_sampler(rates)))
-    from orbit.noise_study import run_flywheel
+    from orbit.flywheel.noise_study import run_flywheel
 
     opponent = {"opponent": {"kind": "mcts", "simulations": 30}}
     task_ids, sampler = game_sampler("tic_tac_toe", 200, opponent, round_key="r0100")

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from orbit.policies.endpoint import EndpointPolicy, Request, run_many  # noqa: E402
 from orbit.policies.server import Faults, start_server  # noqa: E402
 from orbit.policies.table_policy import TablePolicy  # noqa: E402
-from orbit.schema import message  # noqa: E402
+from orbit.io.schema import message  # noqa: E402
 
 LATENCY_S = 0.05
 CONCURRENCY = (16, 32)

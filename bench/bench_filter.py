@@ -1,8 +1,8 @@
-"""Filter + dedup at scale: ``orbit.filtering.filter_file`` (DuckDB) vs the seed project's Python loop.
+"""Filter + dedup at scale: ``orbit.stages.filter.filter_file`` (DuckDB) vs the seed project's Python loop.
 
 A realistic verified partition (VERIFIED_SCHEMA, default 1M rows over ~200k
 distinct (env, task_id), ~60% passed, 2-8 short chat messages each) is
-synthesised with numpy/Arrow and written with ``orbit.lake.write_table``.
+synthesised with numpy/Arrow and written with ``orbit.io.lake.write_table``.
 
 Measured, same run, same file:
   * ``filter_file``: Parquet file in -> filtered Parquet file out (read, filter,
@@ -38,10 +38,10 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from orbit import lake  # noqa: E402
-from orbit.filtering import (RANKING_KEY, best_per_task_sql, filter_file, fits_in_memory,  # noqa: E402
+from orbit.io import lake  # noqa: E402
+from orbit.stages.filter import (RANKING_KEY, best_per_task_sql, filter_file, fits_in_memory,  # noqa: E402
                              read_whole)
-from orbit.schema import MESSAGE_TYPE, TOOL_CALL_TYPE, VERIFIED_SCHEMA  # noqa: E402
+from orbit.io.schema import MESSAGE_TYPE, TOOL_CALL_TYPE, VERIFIED_SCHEMA  # noqa: E402
 
 ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb"]
 GOAL_SPEEDUP = 30.0
@@ -158,7 +158,7 @@ PREVIOUS_ENGINE_SQL = (
 def python_filter(records: list[dict]) -> list[dict]:
     """The seed project's filter: passed rows, best per (env, task_id), ordered by (env, task_id).
 
-    Same semantics as ``orbit.filtering``: score desc, fewer messages, record_id asc;
+    Same semantics as ``orbit.stages.filter``: score desc, fewer messages, record_id asc;
     NULL score / messages rank last as in DuckDB.
     """
     filtered = [r for r in records if r["passed"]]
@@ -263,7 +263,7 @@ def run_rss(root: Path, rows: int, pass_rate: float) -> None:
         f"filter_file peak memory, {rows:,} verified rows (fresh child process)",
         [
             C.Row("peak RSS of filter_file", rss, "MiB", floor["peak_rss_mb"], rss / floor["peak_rss_mb"],
-                  "< 1024 MiB", rss < 1024, note="baseline = a child that only imports orbit.filtering"),
+                  "< 1024 MiB", rss < 1024, note="baseline = a child that only imports orbit.stages.filter"),
             C.Row("filter_file wall time", seconds, "s"),
         ],
         notes=[f"input {src.stat().st_size / 2**20:,.0f} MiB zstd Parquet, synthesised in {t_synth:.0f}s "

@@ -25,7 +25,7 @@ GAME_ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"]
 
 
 def noise_rows(rounds: int, tasks: int) -> list[Row]:
-    from orbit.noise_study import run_flywheel
+    from orbit.flywheel.noise_study import run_flywheel
 
     rows, g0 = [], None
     for eps in (0.0, 0.1, 0.3):
@@ -48,7 +48,7 @@ def noise_rows(rounds: int, tasks: int) -> list[Row]:
 def dagster_round_rows(rounds: int, tasks: int) -> list[Row]:
     import dagster as dg
 
-    from orbit.noise_study import run_flywheel as engine_flywheel
+    from orbit.flywheel.noise_study import run_flywheel as engine_flywheel
     from orbit_assets.runner import raw_samples_config, run_flywheel
     from resources import resources_for
 

@@ -27,9 +27,9 @@ import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from orbit import lake  # noqa: E402
+from orbit.io import lake  # noqa: E402
 from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
-from orbit.schema import RECORD_SCHEMA  # noqa: E402
+from orbit.io.schema import RECORD_SCHEMA  # noqa: E402
 
 ENV = "tic_tac_toe"
 MIN_SECONDS = 5.0  # the reads keep going, in rotated rounds, until the block has run this long

@@ -5,7 +5,7 @@
 Generation goes through ``FAMILY.generate`` (which, with 2 workers, builds chunks
 in this process and in one forkserver pool process); verification runs the verify
 stage's ``verify_batch`` over the generated batches the same way
-(``orbit.liveweb.parallel.ordered_map``). A fresh demo cache in a temporary folder
+(``orbit.envs.liveweb.parallel.ordered_map``). A fresh demo cache in a temporary folder
 is used, so the lake and ORBIT_HOME stay untouched. Process start-up is included
 in the timings.
 """
@@ -21,10 +21,10 @@ import pyarrow as pa
 
 from orbit.envs.base import GenerationRequest
 from orbit.envs.registry import env_spec
-from orbit.liveweb.demo_sites import ensure_demo_cache
-from orbit.liveweb.family import FAMILY
-from orbit.liveweb.parallel import ordered_map
-from orbit.verification import VerifyCounts, verify_batch
+from orbit.envs.liveweb.demo_sites import ensure_demo_cache
+from orbit.envs.liveweb.family import FAMILY
+from orbit.envs.liveweb.parallel import ordered_map
+from orbit.stages.verify import VerifyCounts, verify_batch
 
 SPEC = env_spec("liveweb")
 _worker_verifier = None

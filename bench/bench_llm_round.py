@@ -48,13 +48,13 @@ def main() -> int:
     import pyarrow as pa
 
     from orbit.envs import GenerationRequest, env_spec, family_of
-    from orbit.keys import round_base_seed
+    from orbit.io.keys import round_base_seed
     from orbit.policies.table_policy import TablePolicy
     from orbit.policies.uri import load_policy
-    from orbit.sampling import SamplingPlan, run_sampling
+    from orbit.stages.generate import SamplingPlan, run_sampling
     from orbit.training.llm import (LLMTrainSettings, prepare_examples, run_trainer, serve_base, serve_gguf,
                                     stop_all_servers)
-    from orbit.verification import verify_record
+    from orbit.stages.verify import verify_record
 
     spec = env_spec(args.env)
     family = family_of(spec)

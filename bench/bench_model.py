@@ -37,9 +37,9 @@ MAX_TOKENS = 48
 def game_prompts(count: int) -> list[list[dict]]:
     """First-move prompts of ``count`` tic-tac-toe / kuhn poker tasks."""
     from orbit.envs import GenerationRequest, env_spec, family_of
-    from orbit.games.bots import make_bot
-    from orbit.games.match import match_steps
-    from orbit.games.tasks import load_game
+    from orbit.envs.openspiel.bots import make_bot
+    from orbit.envs.openspiel.match import match_steps
+    from orbit.envs.openspiel.tasks import load_game
 
     prompts = []
     for env in ("tic_tac_toe", "kuhn_poker"):
@@ -110,8 +110,8 @@ def throughput(url: str, requests: int, blocks: int) -> list[C.Row]:
 def pass_rates(url: str, tasks: int, games: list[str]) -> tuple[list[C.Row], list[str]]:
     from orbit.envs import GenerationRequest, env_spec, family_of
     from orbit.policies.endpoint import EndpointPolicy
-    from orbit.sampling import SamplingPlan, run_sampling
-    from orbit.verification import verify_record
+    from orbit.stages.generate import SamplingPlan, run_sampling
+    from orbit.stages.verify import verify_record
 
     rows, notes = [], []
     for env in games:

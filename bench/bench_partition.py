@@ -4,12 +4,12 @@ Raw data: a few thousand real tic_tac_toe games (``FAMILY.generate`` with random
 learner and random opponent, several samples per task) replicated up to N rows
 by giving each copy a new ``sample_idx`` and its ``record_id`` (task spec,
 history and messages untouched, so every copy replays and verifies like the
-original). Written with ``orbit.lake`` as the partition's raw file.
+original). Written with ``orbit.io.lake`` as the partition's raw file.
 
 The pipeline runs in a fresh child process, as the Dagster assets do it:
   verify : ``lake.write_batches(verify_batches(lake.iter_batches(raw), ...))``
-  filter : ``orbit.filtering.filter_file(verified, filtered)``
-  yields : ``orbit.yields.partition_yields(verified, filtered, ...)`` + ``lake.write_table``
+  filter : ``orbit.stages.filter.filter_file(verified, filtered)``
+  yields : ``orbit.stages.yields.partition_yields(verified, filtered, ...)`` + ``lake.write_table``
 and reports wall time per stage and its peak RSS (``RUSAGE_SELF.ru_maxrss``;
 cross-checked with the parent's ``RUSAGE_CHILDREN``).
 
@@ -33,9 +33,9 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from orbit import lake  # noqa: E402
+from orbit.io import lake  # noqa: E402
 from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
-from orbit.schema import RECORD_SCHEMA, VERIFIED_SCHEMA, make_record_id  # noqa: E402
+from orbit.io.schema import RECORD_SCHEMA, VERIFIED_SCHEMA, make_record_id  # noqa: E402
 
 ENV = "tic_tac_toe"
 ROUND = "r0000"
@@ -87,9 +87,9 @@ def build_raw(root: Path, rows: int, tasks: int, samples: int) -> dict:
 
 
 def child_pipeline(root: Path) -> dict:
-    from orbit.filtering import filter_file
-    from orbit.verification import VerifyCounts, verify_batches
-    from orbit.yields import partition_yields
+    from orbit.stages.filter import filter_file
+    from orbit.stages.verify import VerifyCounts, verify_batches
+    from orbit.stages.yields import partition_yields
 
     p = paths(root)
     spec = env_spec(ENV)
@@ -123,9 +123,9 @@ def child_pipeline(root: Path) -> dict:
 
 
 def child_floor(root: Path) -> dict:
-    from orbit.filtering import filter_file  # noqa: F401
-    from orbit.verification import verify_batches  # noqa: F401
-    from orbit.yields import partition_yields  # noqa: F401
+    from orbit.stages.filter import filter_file  # noqa: F401
+    from orbit.stages.verify import verify_batches  # noqa: F401
+    from orbit.stages.yields import partition_yields  # noqa: F401
 
     spec = env_spec(ENV)
     family_of(spec).verifier(spec)

@@ -24,13 +24,13 @@ ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb"]
 
 
 def engine_round(lake_root: Path, round_key: str, tasks: int) -> None:
-    from orbit import lake
+    from orbit.io import lake
     from orbit.envs import GenerationRequest, env_spec, family_of
-    from orbit.filtering import filter_file
-    from orbit.keys import round_base_seed, round_index
-    from orbit.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
-    from orbit.verification import VerifyCounts, verify_batches
-    from orbit.yields import partition_yields
+    from orbit.stages.filter import filter_file
+    from orbit.io.keys import round_base_seed, round_index
+    from orbit.io.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
+    from orbit.stages.verify import VerifyCounts, verify_batches
+    from orbit.stages.yields import partition_yields
 
     for env in ENVS:
         spec = env_spec(env)

@@ -1,7 +1,7 @@
 """Self-play generation throughput: ``FAMILY.generate`` vs a bare pyspiel MCTS loop.
 
 Game: tic_tac_toe; learner = C++ MCTS with S simulations (``pyspiel.MCTSBot`` +
-``RandomRolloutEvaluator``, as ``orbit.games.bots.mcts_bot`` builds it), opponent
+``RandomRolloutEvaluator``, as ``orbit.envs.openspiel.bots.mcts_bot`` builds it), opponent
 = uniform random; the learner seat alternates per task.
 
 Measured in the same run, in interleaved rounds, each round starting one figure
@@ -48,8 +48,8 @@ import _common as C  # noqa: E402
 import pyspiel  # noqa: E402
 
 from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
-from orbit import workers as workers_module  # noqa: E402
-from orbit.games.bots import MCTS_MAX_MEMORY_MB, MCTS_UCT_C  # noqa: E402
+from orbit.compute import workers as workers_module  # noqa: E402
+from orbit.envs.openspiel.bots import MCTS_MAX_MEMORY_MB, MCTS_UCT_C  # noqa: E402
 
 GAME = "tic_tac_toe"
 GOAL_W1 = 0.9

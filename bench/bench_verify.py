@@ -3,7 +3,7 @@
 For each game env (tic_tac_toe, connect_four, kuhn_poker, leduc_poker) raw
 records are generated with the env's registry settings (its learner and
 opponent bots, workers=1; not timed), then verified in the same run by:
-  * ``orbit.verification.verify_batch(batch, GameReplayVerifier(), threshold)``:
+  * ``orbit.stages.verify.verify_batch(batch, GameReplayVerifier(), threshold)``:
     batch -> dicts, structural rules, full replay with observation / legal-action /
     answer checks, recomputed score, output batch in VERIFIED_SCHEMA;
   * the bare replay baseline: batch -> dicts, parse the metadata JSON, fresh
@@ -32,11 +32,11 @@ import _common as C  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
 
-from orbit import lake  # noqa: E402
+from orbit.io import lake  # noqa: E402
 from orbit.envs import GenerationRequest, env_spec, family_of  # noqa: E402
-from orbit.games import replay_cache  # noqa: E402
-from orbit.games.tasks import load_game  # noqa: E402
-from orbit.verification import VerifyCounts, verify_batch, verify_batches  # noqa: E402
+from orbit.envs.openspiel import replay_cache  # noqa: E402
+from orbit.envs.openspiel.tasks import load_game  # noqa: E402
+from orbit.stages.verify import VerifyCounts, verify_batch, verify_batches  # noqa: E402
 
 GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
 GOAL_RATIO = 0.5

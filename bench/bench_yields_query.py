@@ -1,13 +1,13 @@
 """The cross-round yields query over a lake of many yield_metrics partitions.
 
 A lake with ROUNDS x 5 envs ``yield_metrics`` partitions (default 200 x 5 =
-1,000 files) is written with ``orbit.lake.write_table`` at
+1,000 files) is written with ``orbit.io.lake.write_table`` at
 ``lake.partition_file(root, "yield_metrics", round, env)``, each file holding the
 rows ``partition_yields`` produces (source 'all' + one per source) in
 ``YIELD_SCHEMA``. Then, in the same run:
   * index build: the first query finds no compact yields index and reads every
     file once to write it (what ``yield_report`` does after a round);
-  * query: ``orbit.report.connect(root)`` + ``SUMMARY_SQL`` fetched whole + a
+  * query: ``orbit.query.connect(root)`` + ``SUMMARY_SQL`` fetched whole + a
     per-env aggregate, with the index up to date (first run and median; the
     figure held to the goal), and the ``orbit yields`` path (no lake views);
   * incremental: one partition rewritten before each query (only it is re-read);
@@ -33,10 +33,10 @@ import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from orbit import lake  # noqa: E402
-from orbit.keys import round_key  # noqa: E402
-from orbit.report import SUMMARY_SQL, YIELD_TABLE, connect  # noqa: E402
-from orbit.yields import YIELD_SCHEMA, index_file, odds, odds_ratio, wilson_interval  # noqa: E402
+from orbit.io import lake  # noqa: E402
+from orbit.io.keys import round_key  # noqa: E402
+from orbit.query import SUMMARY_SQL, YIELD_TABLE, connect  # noqa: E402
+from orbit.stages.yields import YIELD_SCHEMA, index_file, odds, odds_ratio, wilson_interval  # noqa: E402
 
 ENVS = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb")
 SOURCES = ("selfplay", "teacher")
@@ -129,7 +129,7 @@ def run_query_whatif(root: Path) -> tuple[int, int]:
 
 
 def cli_walls(root: Path, repeat: int) -> tuple[float, float]:
-    """Median wall of ``orbit yields`` (``python -m orbit.cli yields``) in a fresh process, and of a fresh
+    """Median wall of ``orbit yields`` (``python -m orbit_cli.main yields``) in a fresh process, and of a fresh
     process that only imports the code location's CLI module (what every command paid before)."""
     env = dict(os.environ, ORBIT_LAKE=str(root), ORBIT_HOME=str(root.parent / (root.name + "-home")))
 
@@ -138,8 +138,8 @@ def cli_walls(root: Path, repeat: int) -> tuple[float, float]:
         subprocess.run([sys.executable, *args], env=env, check=True, capture_output=True, timeout=600)
         return C.now() - t0
 
-    t_cli = statistics.median(run(["-m", "orbit.cli", "yields"]) for _ in range(repeat))
-    t_base = statistics.median(run(["-c", "import orbit_assets.cli"]) for _ in range(repeat))
+    t_cli = statistics.median(run(["-m", "orbit_cli.main", "yields"]) for _ in range(repeat))
+    t_base = statistics.median(run(["-c", "import orbit_cli.commands"]) for _ in range(repeat))
     return t_cli, t_base
 
 
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
                 C.Row("read the files one by one (pyarrow + concat), median", t_read, "s", t_warm, t_read / t_warm),
                 C.Row(f"`orbit yields` in a fresh process, median of {repeat}", t_cli, "s", t_cli_base,
                       t_cli_base / t_cli,
-                      note="baseline = a fresh process that only imports orbit_assets.cli (Dagster's import)"),
+                      note="baseline = a fresh process that only imports orbit_cli.commands (Dagster's import)"),
             ],
             notes=[
                 "baseline of the query rows = the previous engine in the same run: every yield file scanned into a "

@@ -15,7 +15,7 @@ One scorer, two trainer entry points:
 Both need the GRPO export's columns ``env``, ``task_spec`` (the task as the generator recorded it),
 ``task_id`` and ``task_history`` (for games: the chance and opponent actions before the learner's
 first turn). The trajectory (prompt + completion) is rebuilt as a record and goes through
-``orbit.verification.verify_record`` with the env's own verifier, the one the verify stage uses.
+``orbit.stages.verify.verify_record`` with the env's own verifier, the one the verify stage uses.
 
 What a completion can be scored on. A finished episode (a LiveWeb trajectory ending in ``stop``, a
 game played to the end) gets the verifier's score in [0, 1]. A one-turn completion of a multi-turn
@@ -36,33 +36,11 @@ import re
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
-from orbit.schema import message, tool_call
+from orbit.io.schema import message, tool_call
 
 UNFINISHED_REWARD = float(os.environ.get("ORBIT_REWARD_UNFINISHED", "0.1"))
 UNFINISHED_REASONS = ("game.not_terminal", "trajectory.missing_stop", "observation.missing")
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
-
-
-def history_before_first_turn(env: str, metadata: Mapping[str, Any]) -> list[int]:
-    """For games, the recorded actions before the learner's first turn (chance and opponent moves):
-    what a reward needs to rebuild the state the prompt shows. Other envs: []."""
-    history = metadata.get("history")
-    if not isinstance(history, list) or not metadata.get("task"):
-        return []
-    from orbit.games.tasks import GameTask, TaskSpecError, load_game
-
-    try:
-        task = GameTask.from_json(metadata["task"])
-    except TaskSpecError:
-        return []
-    state = load_game(task).new_initial_state()
-    prefix = []
-    for action in history:
-        if state.is_terminal() or (not state.is_chance_node() and state.current_player() == task.seat):
-            break
-        prefix.append(int(action))
-        state.apply_action(int(action))
-    return prefix
 
 
 @lru_cache(maxsize=None)
@@ -118,7 +96,7 @@ def score(env: str, task_spec: str | Mapping[str, Any], trajectory: Sequence[Map
           task_id: str | None = None, task_history: str | Sequence[int] | None = None,
           tools: str | None = None, cache_dir: str | None = None) -> tuple[float, list[str]]:
     """The reward of one trajectory (prompt + completion) and the verifier's reasons."""
-    from orbit.verification import verify_record
+    from orbit.stages.verify import verify_record
 
     spec = json.loads(task_spec) if isinstance(task_spec, str) else dict(task_spec or {})
     history = json.loads(task_history) if isinstance(task_history, str) else list(task_history or [])

@@ -9,8 +9,8 @@ import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 
-from orbit import lake
-from orbit.schema import RECORD_SCHEMA, VERIFIED_SCHEMA, check_schema
+from orbit.io import lake
+from orbit.io.schema import RECORD_SCHEMA, VERIFIED_SCHEMA, check_schema
 from orbit_assets.filter import filtered_dataset
 from orbit_assets.generate import raw_samples
 from orbit_assets.partitions import round_and_env, round_env_partitions

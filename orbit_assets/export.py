@@ -8,10 +8,10 @@ from typing import Optional
 
 import dagster as dg
 
-from orbit import lake
-from orbit.exports import TRAINER_CONTRACT, TRAIN_COMMANDS, ExportOptions, export_round, cumulative_training_set
-from orbit.keys import validate_round
-from orbit.lake import ArrowStream
+from orbit.io import lake
+from orbit.stages.export import TRAINER_CONTRACT, TRAIN_COMMANDS, ExportOptions, export_round, cumulative_training_set
+from orbit.io.keys import validate_round
+from orbit.io.lake import ArrowStream
 from orbit_assets.automation import round_settled_updated
 from orbit_assets.filter import filtered_dataset
 from orbit_assets.partitions import all_envs_of_round, round_partitions

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from orbit.filtering import filtered_stream
-from orbit.lake import ArrowStream
+from orbit.stages.filter import filtered_stream
+from orbit.io.lake import ArrowStream
 from orbit_assets.automation import upstream_updated
 from orbit_assets.partitions import round_env_partitions
 

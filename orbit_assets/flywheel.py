@@ -7,12 +7,12 @@ from typing import List
 import dagster as dg
 import pyarrow as pa
 
-from orbit import lake
-from orbit.checkpoints import train_embedded
-from orbit.flywheel_report import chart_png, fits, per_round
-from orbit.keys import round_index, round_key, validate_round
-from orbit.noise_study import run_flywheel
-from orbit.yields import markdown_table
+from orbit.io import lake
+from orbit.flywheel.checkpoints import train_embedded
+from orbit.flywheel.report import chart_png, fits, per_round
+from orbit.io.keys import round_index, round_key, validate_round
+from orbit.flywheel.noise_study import run_flywheel
+from orbit.stages.yields import markdown_table
 from orbit_assets.automation import any_upstream_updated, round_settled_updated
 from orbit_assets.export import training_set
 from orbit_assets.partitions import round_partitions

@@ -10,15 +10,15 @@ import pyarrow as pa
 from orbit.envs import ENVS, GenerationRequest, env_spec, family_of
 from orbit.policies.base import PolicyUnavailable
 from orbit.policies.uri import InvalidPolicyURI, parse_policy_uri
-from orbit.rounds import RoundEntry
-from orbit.sampling import SamplingPlan, run_sampling
-from orbit import lake
-from orbit.games.cfr import CFR_SCHEMA, solve_cfr
-from orbit.games.family import cfr_table_file, unsolved_cfr_configs
-from orbit.importer import ImportCounts, import_jsonl
-from orbit.keys import round_base_seed, round_index
-from orbit.lake import ArrowStream
-from orbit.schema import RECORD_SCHEMA, records_to_batch
+from orbit.flywheel.rounds import RoundEntry
+from orbit.stages.generate import SamplingPlan, run_sampling
+from orbit.io import lake
+from orbit.envs.openspiel.cfr import CFR_SCHEMA, solve_cfr
+from orbit.envs.openspiel.family import cfr_table_file, unsolved_cfr_configs
+from orbit.io.importer import ImportCounts, import_jsonl
+from orbit.io.keys import round_base_seed, round_index
+from orbit.io.lake import ArrowStream
+from orbit.io.schema import RECORD_SCHEMA, records_to_batch
 from orbit_assets.automation import new_partition
 from orbit_assets.key_checks import refuse_invalid_partition
 from orbit_assets.partitions import round_and_env, round_env_partitions

@@ -4,13 +4,13 @@ Anything can add a dynamic partition (the UI's "add partition", the instance API
 the keys are checked where they are used: ``refuse_invalid_partition`` at the start of
 a partitioned materialization raises ``dg.Failure`` before any path is built, and the
 ``round_key_sensor`` lists the invalid keys of the ``rounds`` partitions on every tick
-(its skip reason, shown in the UI, names them). Keys are validated by ``orbit.keys``:
+(its skip reason, shown in the UI, names them). Keys are validated by ``orbit.io.keys``:
 ASCII ``r[0-9]{4}`` rounds and ASCII identifier env names, matched in full.
 """
 
 import dagster as dg
 
-from orbit.keys import InvalidKey, is_round_key, validate_env, validate_round
+from orbit.io.keys import InvalidKey, is_round_key, validate_env, validate_round
 from orbit_assets.partitions import ROUNDS
 
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from orbit.envs import ENV_NAMES
-from orbit.keys import validate_env, validate_round
+from orbit.io.keys import validate_env, validate_round
 
 ROUNDS = "rounds"
 

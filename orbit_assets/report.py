@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from orbit.report import SUMMARY_SQL, YIELD_TABLE, build_report_db
-from orbit.yields import markdown_table
+from orbit.query import SUMMARY_SQL, YIELD_TABLE, build_report_db
+from orbit.stages.yields import markdown_table
 from orbit_assets.automation import any_upstream_updated
 from orbit_assets.yields import yield_metrics
 from resources.settings import OrbitSettings

@@ -18,10 +18,10 @@ instance's partitions, so a new checkpoint never lands on an existing round. Par
 
 import dagster as dg
 
-from orbit.checkpoints import MANIFEST, scan_checkpoints
-from orbit.keys import is_round_key
+from orbit.flywheel.checkpoints import MANIFEST, scan_checkpoints
+from orbit.io.keys import is_round_key
 from orbit.policies.uri import parse_policy_uri
-from orbit.rounds import RoundEntry, RoundRegistry
+from orbit.flywheel.rounds import RoundEntry, RoundRegistry
 from orbit_assets.partitions import ROUNDS
 from resources.settings import OrbitSettings
 

@@ -3,7 +3,7 @@
 Runs go through the jobs of the code location on the instance in
 ``DAGSTER_HOME``, so the Dagster UI shows them afterwards. Rounds are
 registered through ``register_round`` like every other path. A headless command
-holds the home lock (see ``orbit.home.home_lock``, taken by the CLI) and refuses
+holds the home lock (see ``orbit.io.home.home_lock``, taken by the CLI) and refuses
 to run beside a live Dagster daemon on the same instance, whose automation would
 materialize the same partitions: with ``make ui`` running, add rounds with
 ``orbit round add`` and let the daemon run them.
@@ -15,11 +15,11 @@ from typing import Any, Iterable, Mapping
 
 import dagster as dg
 
-from orbit.checkpoints import read_checkpoint
+from orbit.flywheel.checkpoints import read_checkpoint
 from orbit.envs import ENV_NAMES
-from orbit.home import ensure_home
-from orbit.keys import round_index, round_key, validate_env
-from orbit.rounds import RoundRegistry
+from orbit.io.home import ensure_home
+from orbit.io.keys import round_index, round_key, validate_env
+from orbit.flywheel.rounds import RoundRegistry
 from orbit_assets.partitions import round_env_key
 from orbit_assets.rounds import register_round
 from orbit_assets.runs import sweep
@@ -104,7 +104,7 @@ class Runner:
     def ensure_cfr(self, envs: list[str]) -> None:
         """Solve the CFR bots of these envs unless the table already has them."""
         from orbit.envs import env_spec
-        from orbit.games.family import unsolved_cfr_configs
+        from orbit.envs.openspiel.family import unsolved_cfr_configs
 
         if not unsolved_cfr_configs([env_spec(e) for e in envs], self.settings.lake_path()):
             return

@@ -10,8 +10,8 @@ run retries pick it up. Run monitoring in ``dagster.yaml`` covers runs stuck sta
 
 import dagster as dg
 
-from orbit import lake
-from orbit.home import process_alive
+from orbit.io import lake
+from orbit.io.home import process_alive
 
 IN_PROGRESS = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.CANCELING]
 

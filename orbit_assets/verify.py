@@ -4,12 +4,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from orbit import lake
+from orbit.io import lake
 from orbit.envs import env_spec, family_of
-from orbit.flywheel import NoisyVerifier
-from orbit.lake import ArrowStream
-from orbit.schema import VERIFIED_SCHEMA
-from orbit.verification import VerifyCounts, verify_batches
+from orbit.flywheel.growth import NoisyVerifier
+from orbit.io.lake import ArrowStream
+from orbit.io.schema import VERIFIED_SCHEMA
+from orbit.stages.verify import VerifyCounts, verify_batches
 from orbit_assets.automation import upstream_updated
 from orbit_assets.partitions import round_and_env, round_env_partitions
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from orbit import lake
-from orbit.keys import previous_round
-from orbit.yields import markdown_table, partition_yields
+from orbit.io import lake
+from orbit.io.keys import previous_round
+from orbit.stages.yields import markdown_table, partition_yields
 from orbit_assets.automation import upstream_updated
 from orbit_assets.partitions import round_and_env, round_env_partitions
 from resources.settings import OrbitSettings

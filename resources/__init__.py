@@ -7,7 +7,7 @@ from resources.lake import LakeIOManager
 from resources.policies import PolicyResource
 from resources.settings import UNIFORM_POLICY, OrbitSettings
 
-from orbit.home import lake_root, orbit_home
+from orbit.io.home import lake_root, orbit_home
 
 # Settings of the deployment the Dagster UI and daemon load, read from the environment.
 SIZE_ENV = {"round_num_tasks": "ORBIT_ROUND_TASKS", "round_samples_per_task": "ORBIT_ROUND_SAMPLES_PER_TASK",

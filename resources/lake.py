@@ -1,6 +1,6 @@
 """The lake as Dagster sees it: an IO manager writing Parquet partitions atomically.
 
-Outputs may be an Arrow table or an ``orbit.lake.ArrowStream`` (streamed row
+Outputs may be an Arrow table or an ``orbit.io.lake.ArrowStream`` (streamed row
 group by row group; its summary becomes output metadata once written). Inputs
 are loaded as the ``Path`` of the upstream partition file: readers stream it or
 query it with DuckDB instead of holding it in memory.
@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from orbit import lake
-from orbit.home import lake_root
-from orbit.keys import validate_env, validate_round
+from orbit.io import lake
+from orbit.io.home import lake_root
+from orbit.io.keys import validate_env, validate_round
 
 
 def _partition_parts(context) -> tuple[str | None, str | None]:

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import dagster as dg
 
-from orbit.home import orbit_home
+from orbit.io.home import orbit_home
 from orbit.policies.base import Policy
 from orbit.policies.request_cache import RequestCache, partition_cache_path
 from orbit.policies.uri import load_policy, parse_policy_uri

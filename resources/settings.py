@@ -6,7 +6,7 @@ from typing import List, Optional
 import dagster as dg
 
 from orbit.envs import ENV_NAMES
-from orbit.home import lake_root, orbit_home
+from orbit.io.home import lake_root, orbit_home
 
 UNIFORM_POLICY = "embedded:uniform"
 

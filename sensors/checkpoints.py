@@ -14,8 +14,8 @@ import json
 
 import dagster as dg
 
-from orbit.checkpoints import scan_checkpoints
-from orbit.rounds import RoundRegistry
+from orbit.flywheel.checkpoints import scan_checkpoints
+from orbit.flywheel.rounds import RoundRegistry
 from orbit_assets.rounds import register_round
 from resources.settings import OrbitSettings
 

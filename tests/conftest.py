@@ -13,7 +13,7 @@ def orbit_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("ORBIT_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     monkeypatch.delenv("ORBIT_LAKE", raising=False)
-    from orbit.home import ensure_home
+    from orbit.io.home import ensure_home
 
     ensure_home()
     return home

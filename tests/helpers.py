@@ -5,7 +5,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orbit.schema import VERIFIED_SCHEMA, make_record, message
+from orbit.envs import GenerationRequest, env_spec, family_of
+from orbit.io.schema import VERIFIED_SCHEMA, make_record, message
 
 
 def verified_row(env="tic_tac_toe", task_id="t0", score=1.0, passed=True, n_messages=3, sample_idx=0,
@@ -32,3 +33,11 @@ def row_group_sizes(path) -> list[int]:
     """The rows of each row group of a Parquet file, in order."""
     meta = pq.ParquetFile(path).metadata
     return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+
+
+def generate(env, n=12, workers=1, round_key="r0000", samples=1, **options) -> list[dict]:
+    """The records an env's family generates for one small request, as dicts."""
+    spec = env_spec(env)
+    req = GenerationRequest(env=spec, round_key=round_key, num_tasks=n, samples_per_task=samples,
+                            workers=workers, options=options)
+    return pa.Table.from_batches(list(family_of(spec).generate(req))).to_pylist()

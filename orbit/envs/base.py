@@ -1,7 +1,7 @@
 """What an environment family provides: a generator of raw records and a verifier.
 
 A family (OpenSpiel self-play, LiveWeb, ...) turns a ``GenerationRequest`` into
-record batches of ``orbit.schema.RECORD_SCHEMA`` and builds a ``Verifier`` that
+record batches of ``orbit.io.schema.RECORD_SCHEMA`` and builds a ``Verifier`` that
 recomputes each record's score from the trajectory alone.
 """
 

@@ -9,12 +9,12 @@ import importlib
 from typing import Mapping
 
 from orbit.envs.base import EnvFamily, EnvSpec
-from orbit.keys import validate_env
+from orbit.io.keys import validate_env
 
 # family name -> module exposing ``FAMILY: EnvFamily``
 FAMILIES: Mapping[str, str] = {
-    "openspiel": "orbit.games.family",
-    "liveweb": "orbit.liveweb.family",
+    "openspiel": "orbit.envs.openspiel.family",
+    "liveweb": "orbit.envs.liveweb.family",
 }
 
 _SPECS = [

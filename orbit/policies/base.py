@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from orbit.schema import message
+from orbit.io.schema import message
 
 Messages = Sequence[Mapping[str, Any]]
 Tools = Sequence[Mapping[str, Any]]

@@ -54,7 +54,7 @@ import openai
 from orbit.policies.base import Decoding, Messages, Policy, PolicyUnavailable, Tools, Turn, accepts_decoding
 from orbit.policies.bounded import map_bounded
 from orbit.policies.slots import EndpointSlots
-from orbit.schema import message, tool_call
+from orbit.io.schema import message, tool_call
 
 DEFAULT_API_KEY_ENV = "ORBIT_API_KEY"
 PLACEHOLDER_API_KEY = "EMPTY"

@@ -19,9 +19,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from orbit.keys import validate_env, validate_round
+from orbit.io.keys import validate_env, validate_round
 from orbit.policies.base import Decoding, Messages, Policy, Tools, Turn, accepts_decoding
-from orbit.schema import stable_hash
+from orbit.io.schema import stable_hash
 
 CACHE_FILE = "requests.sqlite"
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import AsyncIterator
 
-from orbit.schema import stable_hash
+from orbit.io.schema import stable_hash
 
 POLL_S = 0.02
 

@@ -25,9 +25,9 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
-from orbit.lake import read_table, write_table
+from orbit.io.lake import read_table, write_table
 from orbit.policies.base import Decoding, Messages, Tools, Turn
-from orbit.schema import message, stable_hash
+from orbit.io.schema import message, stable_hash
 
 UNIFORM = "uniform"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -118,7 +118,7 @@ class TablePolicy:
         Records carrying ``passed=False`` are skipped; an answer that is not one of
         the prompt's legal action IDs is not counted.
         """
-        from orbit.games.prompts import parse_answer  # the games' answer format (bare ID, {"move": ID}, <answer>)
+        from orbit.policies.answers import parse_answer  # the games' answer format (bare ID, {"move": ID}, <answer>)
 
         if validate_name(name) == UNIFORM:
             raise ValueError(f"{UNIFORM!r} names the untrained policy; pick another name")

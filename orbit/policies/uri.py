@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from orbit.lake import from_home
+from orbit.io.lake import from_home
 from orbit.policies.base import Policy
 from orbit.policies.endpoint import EndpointPolicy
 from orbit.policies.table_policy import UNIFORM, TablePolicy

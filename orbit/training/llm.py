@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from orbit import lake
-from orbit.checkpoints import Checkpoint, read_checkpoint, write_manifest
-from orbit.keys import round_index, round_key, validate_round
+from orbit.io import lake
+from orbit.flywheel.checkpoints import Checkpoint, read_checkpoint, write_manifest
+from orbit.io.keys import round_index, round_key, validate_round
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_PYTHON_ENV = "ORBIT_TRAIN_PYTHON"

@@ -4,9 +4,9 @@ import pyarrow as pa
 import pytest
 
 from orbit.envs import ENV_NAMES, GenerationRequest, env_spec, family_of
-from orbit.liveweb.cache import PageCache
-from orbit.liveweb.demo_sites import ensure_demo_cache
-from orbit.liveweb.teacher import Teacher, teacher_records
+from orbit.envs.liveweb.cache import PageCache
+from orbit.envs.liveweb.demo_sites import ensure_demo_cache
+from orbit.envs.liveweb.teacher import Teacher, teacher_records
 
 GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
 

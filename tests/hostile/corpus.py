@@ -9,8 +9,8 @@ not blind.
 import copy
 import json
 
-from orbit.importer import MAX_DEPTH, MAX_ID_CHARS
-from orbit.verification import MAX_CONTENT_CHARS, MAX_MESSAGES
+from orbit.io.importer import MAX_DEPTH, MAX_ID_CHARS
+from orbit.stages.verify import MAX_CONTENT_CHARS, MAX_MESSAGES
 
 USER = {"role": "user", "content": "hello"}
 ANSWER = {"role": "assistant", "content": "4"}

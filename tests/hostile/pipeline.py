@@ -7,9 +7,9 @@ import json
 import pyarrow as pa
 
 from orbit.envs import env_spec
-from orbit.importer import ImportCounts, import_stream
-from orbit.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
-from orbit.verification import VerifyCounts, verify_batches
+from orbit.io.importer import ImportCounts, import_stream
+from orbit.io.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
+from orbit.stages.verify import VerifyCounts, verify_batches
 
 ROUND = "r0000"
 

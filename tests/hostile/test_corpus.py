@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from orbit.importer import MAX_LINE_BYTES, import_stream
-from orbit.verification import verify_record
+from orbit.io.importer import MAX_LINE_BYTES, import_stream
+from orbit.stages.verify import verify_record
 
 from hostile.corpus import BENIGN, CROSS_ENV, GAME_MUTATIONS, LIVEWEB_MUTATIONS, RAW
 from hostile.pipeline import as_line, dumps, reason_ids, run
@@ -128,7 +128,7 @@ def test_a_verifier_that_raises_fails_only_that_record(winners):
 
 
 def test_over_long_lines_are_one_failed_record_each(verifiers, monkeypatch):
-    import orbit.importer as importer
+    import orbit.io.importer as importer
 
     big = b'{"messages": [' + b" " * MAX_LINE_BYTES + b"]}"
     _, _, rows = run(big + b"\n" + big, "tic_tac_toe", verifiers["tic_tac_toe"])  # the last one without a newline
@@ -143,7 +143,7 @@ def test_over_long_lines_are_one_failed_record_each(verifiers, monkeypatch):
 def test_blank_lines_are_counted_and_line_numbers_kept(verifiers):
     import io
 
-    from orbit.importer import ImportCounts
+    from orbit.io.importer import ImportCounts
 
     counts = ImportCounts()
     data = b"\xef\xbb\xbf\n{}\n\n \t\r\n{}\r\n\x0c\n"

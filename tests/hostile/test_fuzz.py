@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orbit.envs import ENV_NAMES
-from orbit.verification import verify_record
+from orbit.stages.verify import verify_record
 
 from hostile.pipeline import as_line, run
 

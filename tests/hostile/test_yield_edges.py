@@ -4,10 +4,10 @@ import pyarrow as pa
 import pytest
 from helpers import verified_row, verified_table
 
-from orbit import lake
-from orbit.filtering import filter_file
-from orbit.flywheel_report import chart_png, fits, per_round
-from orbit.yields import markdown_table, partition_yields, wilson_interval
+from orbit.io import lake
+from orbit.stages.filter import filter_file
+from orbit.flywheel.report import chart_png, fits, per_round
+from orbit.stages.yields import markdown_table, partition_yields, wilson_interval
 
 
 @pytest.mark.parametrize("n", list(range(1, 400)) + [10**6, 10**9])

@@ -12,13 +12,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orbit import lake
+from orbit.io import lake
 from orbit.envs import GenerationRequest, env_spec, family_of
-from orbit.games.prompts import parse_answer
-from orbit.liveweb.demo_sites import ensure_demo_cache
+from orbit.envs.openspiel.prompts import parse_answer
+from orbit.envs.liveweb.demo_sites import ensure_demo_cache
 from orbit.policies.endpoint import EndpointPolicy
-from orbit.sampling import SamplingPlan, run_sampling
-from orbit.verification import verify_record
+from orbit.stages.generate import SamplingPlan, run_sampling
+from orbit.stages.verify import verify_record
 from orbit_assets.runner import raw_samples_config, run_rounds
 from resources import PolicyResource, resources_for
 

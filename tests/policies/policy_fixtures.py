@@ -3,7 +3,7 @@
 import asyncio
 
 from orbit.policies.endpoint import EndpointPolicy
-from orbit.schema import message
+from orbit.io.schema import message
 
 GAME_PROMPT = """Tic-tac-toe. You play x.
 ...

@@ -7,8 +7,8 @@ from orbit.policies.endpoint import EndpointPolicy
 from orbit.policies.request_cache import RequestCache
 from orbit.policies.server import LLAMA_CPP, start_server
 from orbit.policies.table_policy import TablePolicy
-from orbit.sampling import SamplingPlan, run_sampling
-from orbit.verification import verify_record
+from orbit.stages.generate import SamplingPlan, run_sampling
+from orbit.stages.verify import verify_record
 
 
 def sample(policy, cache=None, env="tic_tac_toe", n_tasks=6):

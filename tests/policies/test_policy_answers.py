@@ -2,8 +2,8 @@
 
 import pytest
 
-from orbit.games.prompts import ANSWER_FORMAT, parse_answer, system_prompt
-from orbit.games.verifier import GameReplayVerifier
+from orbit.envs.openspiel.prompts import ANSWER_FORMAT, parse_answer, system_prompt
+from orbit.envs.openspiel.verifier import GameReplayVerifier
 
 
 @pytest.mark.parametrize(("content", "expected"), [

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from orbit.policies.best_of_n import adaptive, fixed_n
-from orbit.schema import stable_hash
+from orbit.io.schema import stable_hash
 
 
 def synthetic_sampler(pass_rates: dict[str, float], *, jitter_s: float = 0.0):

@@ -10,7 +10,7 @@ from orbit.policies.base import Decoding, PolicyUnavailable, Turn
 from orbit.policies.endpoint import EndpointPolicy, response_format
 from orbit.policies.server import LLAMA_CPP, OPENAI, start_server
 from orbit.policies.table_policy import TablePolicy
-from orbit.schema import message, tool_call
+from orbit.io.schema import message, tool_call
 
 from policy_fixtures import LEGAL, endpoint, game_messages
 from test_policy_server import http

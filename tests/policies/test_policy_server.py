@@ -10,7 +10,7 @@ import pytest
 from orbit.policies.base import Turn
 from orbit.policies.endpoint import EndpointPolicy
 from orbit.policies.server import start_server
-from orbit.schema import message, tool_call
+from orbit.io.schema import message, tool_call
 
 from policy_fixtures import game_messages
 

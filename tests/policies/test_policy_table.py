@@ -10,7 +10,7 @@ from orbit.policies.endpoint import Request, run_many
 from orbit.policies.server import start_server
 from orbit.policies.table_policy import NO_LEGAL_ACTIONS, TablePolicy, legal_actions
 from orbit.policies.uri import load_policy
-from orbit.schema import RECORD_SCHEMA, make_record, message
+from orbit.io.schema import RECORD_SCHEMA, make_record, message
 
 from policy_fixtures import GAME_PROMPT, LEGAL, game_messages, run
 

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from orbit import lake
+from orbit.io import lake
 from orbit.envs import env_spec, family_of
 from orbit.envs.base import GenerationRequest
-from orbit.filtering import filter_table
-from orbit.liveweb.demo_sites import ensure_demo_cache
-from orbit.liveweb.environment import LiveWebEnvironment
-from orbit.liveweb.family import open_cache
-from orbit.schema import RECORD_SCHEMA, make_record, message, tool_call
-from orbit.verification import verify_batch
+from orbit.stages.filter import filter_table
+from orbit.envs.liveweb.demo_sites import ensure_demo_cache
+from orbit.envs.liveweb.environment import LiveWebEnvironment
+from orbit.envs.liveweb.family import open_cache
+from orbit.io.schema import RECORD_SCHEMA, make_record, message, tool_call
+from orbit.stages.verify import verify_batch
 
 ROUND = "r0000"
 
@@ -88,7 +88,7 @@ def build_lake(root: Path, liveweb_tasks: int = 6, game_tasks: int = 8) -> Path:
 
 
 def main(out: str) -> None:
-    from orbit.exports import ExportOptions, export_round
+    from orbit.stages.export import ExportOptions, export_round
 
     out_dir = Path(out)
     lake_root = build_lake(out_dir)

@@ -1,0 +1,108 @@
+"""One long-lived worker pool per process, shared by generation and verification.
+
+It is started by the first request that is worth it (a big self-play partition,
+a big verify partition) and reused by every later one in the same process (a
+Dagster step, a bench, a CLI run), so the start-up is paid once. ``start_pool``
+starts it in the background, so the caller keeps working until every worker is up.
+Workers come from a forkserver (never a fork of a process that may hold threads)
+that has already imported what they need.
+"""
+
+import atexit
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import pyarrow as pa
+
+PRELOAD = ["pandas", "orbit.envs.openspiel.family", "orbit.stages.verify"]  # pyarrow imports pandas lazily
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_WORKERS = 0
+_POOL_LOCK = threading.Lock()
+POOL_STATS = {"requests": 0}  # requests that ran on the pool (read by the benches)
+
+
+def batch_ipc(batch: pa.RecordBatch) -> bytes:
+    """A record batch as one Arrow IPC stream, the way a worker hands a batch back: writing it is one
+    copy of its buffers, where pickling a nested batch rebuilds every child array on both sides."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def ipc_batch(data: bytes) -> pa.RecordBatch:
+    """The record batch of ``batch_ipc``: read in place, its arrays are views of ``data``."""
+    return pa.ipc.open_stream(data).read_next_batch()
+
+
+def pool_running(workers: int) -> bool:
+    return _POOL is not None and _POOL_WORKERS >= workers
+
+
+def pool_workers() -> int:
+    return _POOL_WORKERS if _POOL is not None else 0
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """This process's worker pool with at least ``workers`` processes (started once, then reused)."""
+    global _POOL, _POOL_WORKERS
+    with _POOL_LOCK:
+        if _POOL is not None and _POOL_WORKERS >= workers:
+            return _POOL
+        if _POOL is not None:
+            _POOL.shutdown(wait=True, cancel_futures=True)
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        _POOL, _POOL_WORKERS = ProcessPoolExecutor(max_workers=workers, mp_context=ctx), workers
+        return _POOL
+
+
+def _ready() -> None:
+    """A no-op run on each worker: its result means the worker is up."""
+
+
+_READY: "tuple[ProcessPoolExecutor, Future] | None" = None  # the pool and its future from start_pool
+_READY_LOCK = threading.Lock()
+
+
+def start_pool(workers: int) -> "Future[ProcessPoolExecutor]":
+    """This process's pool with at least ``workers`` processes, started in the background: the future
+    resolves once every worker is up, so the caller keeps working meanwhile. The same future for every
+    caller of the same pool (resolved long ago once it runs)."""
+    global _READY
+    with _READY_LOCK:
+        pool = worker_pool(workers)  # made here, its processes spawned by the first submits
+        if _READY is not None and _READY[0] is pool:
+            return _READY[1]
+        done: Future = Future()
+        _READY = (pool, done)
+        count = _POOL_WORKERS
+
+    def start() -> None:
+        try:
+            for ready in [pool.submit(_ready) for _ in range(count)]:  # a submit spawns a worker when none is idle
+                ready.result()
+        except BaseException as exc:  # handed to the caller; the next request starts a fresh pool
+            shutdown_pool(only=pool, wait=False)
+            done.set_exception(exc)
+        else:
+            done.set_result(pool)
+
+    threading.Thread(target=start, name="orbit-pool-start", daemon=True).start()
+    return done
+
+
+def shutdown_pool(only: ProcessPoolExecutor | None = None, wait: bool = True) -> None:
+    """Stop the pool (after a worker died, or at exit); the next request starts a fresh one.
+    With ``only``: stop it only if it is still that pool (one that failed to start)."""
+    global _POOL, _POOL_WORKERS
+    with _POOL_LOCK:
+        if _POOL is None or (only is not None and _POOL is not only):
+            return
+        pool, _POOL, _POOL_WORKERS = _POOL, None, 0
+    pool.shutdown(wait=wait, cancel_futures=True)
+
+
+atexit.register(shutdown_pool)

@@ -1,0 +1,561 @@
+"""Training-set exports that ms-swift 4.x and TRL train on without conversion.
+
+Checked against the trainer contract ``TRAINER_CONTRACT`` (ms-swift 4.6.0, TRL 1.16.0; ``make
+test-trainers`` loads every export with their own loaders and trains two steps). Messages keep the
+OpenAI chat shape, which both read natively: an assistant turn carries ``tool_calls``
+(``[{"id", "type": "function", "function": {"name", "arguments": "<JSON>"}}]``), a tool result is
+``{"role": "tool", "content", "tool_call_id", "name"}``; ``tools`` is the JSON string of the
+OpenAI function schemas (both trainers parse it; a string keeps Arrow from padding schemas with
+nulls).
+
+Every export folder has two flavours, ``swift/`` and ``trl/``, each ``train.jsonl`` +
+``validation.jsonl``:
+
+- SFT (both flavours): ``{"messages", "tools"?}``: the whole episode; a closing tool message (the
+  reply to LiveWeb's ``stop`` call) is cut, so the last trained turn is the assistant's ``stop`` call.
+- DPO: a passed and a failed sample of one task, cut at the first assistant turn where they
+  differ. ms-swift: ``{"messages": [... chosen turn], "rejected_response": [messages]}`` where
+  ``rejected_response`` is everything the failed sample says after the last user message (ms-swift
+  rebuilds the rejected side as ``messages[:last user + 1] + rejected_response``, so the shared
+  tool-call prefix is repeated there). TRL: ``{"prompt": [shared prefix], "chosen": [turn],
+  "rejected": [turn]}``.
+- GRPO: the prompt plus ``env``, ``task_id``, ``task_spec`` and ``task_history`` for the reward
+  function (``orbit.rewards``). ms-swift: ``messages``; TRL: ``prompt``.
+
+Every row also has ``env``, ``task_id`` and ``num_tokens``. Nothing is dropped silently: a row
+that cannot be exported, or that is longer than ``max_tokens``, is counted with its reason.
+"""
+
+import glob
+import hashlib
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import duckdb
+import pyarrow as pa
+
+from orbit.io import lake
+from orbit.stages.filter import RANKING
+from orbit.io.schema import VERIFIED_SCHEMA, prompt_of
+
+TRAINER_CONTRACT = {"ms-swift": "4.6.0", "trl": "1.16.0"}
+FLAVOURS = ("swift", "trl")
+SPLITS = ("train", "validation")
+OVER_MAX_TOKENS = "export.over_max_tokens"
+# The length estimate when no tokenizer is named: UTF-8 bytes / 1.8 (rounded up), plus 4 tokens per
+# message and 64 for the chat template. Measured with SmolLM2's tokenizer on Orbit's exports, text
+# takes 1.95-3.7 bytes per token (LiveWeb pages full of numbers and link ids are the densest), so the
+# estimate over-counts: a max_tokens cut on it never keeps a row the trainer finds too long.
+ESTIMATE_BYTES_PER_TOKEN = 1.8
+ESTIMATE_TOKENS_PER_MESSAGE = 4
+ESTIMATE_TEMPLATE_TOKENS = 64
+
+
+class NotExportable(ValueError):
+    """A row that cannot become a training example; ``reason`` is its named reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ExportCounts:
+    rows_in: int = 0
+    exported: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    splits: dict = field(default_factory=dict)
+    lengths: list = field(default_factory=list)
+    envs: Counter = field(default_factory=Counter)
+    rounds: set = field(default_factory=set)
+    verifiers: set = field(default_factory=set)
+    closing_tool_messages_cut: int = 0
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] += n
+
+    def length_stats(self) -> dict:
+        values = sorted(self.lengths)
+        if not values:
+            return {"rows": 0}
+
+        def pct(q: float) -> int:
+            return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+        return {"rows": len(values), "min": values[0], "mean": round(sum(values) / len(values), 1),
+                "p50": pct(0.5), "p95": pct(0.95), "max": values[-1],
+                **{f"over_{n}": sum(v > n for v in values) for n in (2048, 4096, 8192, 16384)}}
+
+    def as_metadata(self) -> dict:
+        return {"rows_in": self.rows_in, "exported": self.exported,
+                "skipped": sum(self.skipped.values()), "skipped_reasons": dict(sorted(self.skipped.items())),
+                "splits": dict(self.splits), "envs": dict(sorted(self.envs.items())),
+                "verifiers": sorted(self.verifiers), "num_tokens": self.length_stats(),
+                "closing_tool_messages_cut": self.closing_tool_messages_cut}
+
+
+# ---------------------------------------------------------------------------------------------- lengths
+
+class TokenCounter:
+    """Counts a row's tokens: with a named tokenizer, or the documented estimate otherwise.
+
+    ``tokenizer`` is a ``tokenizer.json`` file (or a folder holding one) read with the
+    ``tokenizers`` package, or any name ``transformers.AutoTokenizer`` loads (then the model's chat
+    template renders the row exactly as a trainer would). Without one, ``estimate`` is used.
+    """
+
+    def __init__(self, tokenizer: str | None = None):
+        self.name = tokenizer or "estimate"
+        self._encode: Callable[[str], int] | None = None
+        self._chat = None
+        if tokenizer:
+            path = Path(tokenizer)
+            if path.is_dir() and (path / "tokenizer.json").is_file():
+                path = path / "tokenizer.json"
+            if path.is_file() and path.suffix == ".json":
+                from tokenizers import Tokenizer  # optional: pip install tokenizers
+
+                tok = Tokenizer.from_file(str(path))
+                self._encode = lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+            else:
+                from transformers import AutoTokenizer  # optional: pip install transformers
+
+                kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
+                source = str(path.parent) if kwargs else tokenizer
+                self._chat = AutoTokenizer.from_pretrained(source, **kwargs)
+
+    def count(self, messages: list[Mapping[str, Any]], tools: str | None = None) -> int:
+        if self._chat is not None and getattr(self._chat, "chat_template", None):
+            ids = self._chat.apply_chat_template(list(messages), tools=json.loads(tools) if tools else None,
+                                                 tokenize=True)
+            return len(ids["input_ids"] if isinstance(ids, Mapping) else ids)
+        text = [tools or ""] + [_message_text(m) for m in messages]
+        if self._chat is not None:
+            return len(self._chat.encode("".join(text), add_special_tokens=False)) + \
+                ESTIMATE_TOKENS_PER_MESSAGE * len(messages)
+        if self._encode is not None:
+            return self._encode("".join(text)) + ESTIMATE_TOKENS_PER_MESSAGE * len(messages)
+        return estimate_tokens(messages, tools)
+
+
+def _message_text(m: Mapping[str, Any]) -> str:
+    parts = [m.get("role") or "", m.get("content") or ""]
+    for call in m.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        parts += [fn.get("name") or "", fn.get("arguments") or ""]
+    return "\n".join(parts)
+
+
+def estimate_tokens(messages: Iterable[Mapping[str, Any]], tools: str | None = None) -> int:
+    messages = list(messages)
+    size = len((tools or "").encode()) + sum(len(_message_text(m).encode()) for m in messages)
+    return (math.ceil(size / ESTIMATE_BYTES_PER_TOKEN) + ESTIMATE_TOKENS_PER_MESSAGE * len(messages)
+            + ESTIMATE_TEMPLATE_TOKENS)
+
+
+# --------------------------------------------------------------------------------------------- messages
+
+def openai_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Record messages as clean OpenAI chat messages (no null fields), validated for training."""
+    out: list[dict] = []
+    for i, m in enumerate(messages):
+        role = m.get("role")
+        if role in ("system", "user"):
+            out.append({"role": role, "content": m.get("content") or ""})
+        elif role == "assistant":
+            calls = []
+            for k, call in enumerate(m.get("tool_calls") or []):
+                fn = call.get("function") or {}
+                arguments = fn.get("arguments") or ""
+                try:
+                    parsed = json.loads(arguments)
+                except ValueError:
+                    raise NotExportable(f"export.tool_arguments_not_json:{i}") from None
+                if not isinstance(parsed, dict):
+                    raise NotExportable(f"export.tool_arguments_not_object:{i}")
+                if not fn.get("name"):
+                    raise NotExportable(f"export.tool_call_without_name:{i}")
+                calls.append({"id": call.get("id") or f"call_{i}_{k}", "type": "function",
+                              "function": {"name": fn["name"], "arguments": arguments}})
+            if not m.get("content") and not calls:
+                raise NotExportable(f"export.empty_assistant_turn:{i}")
+            message = {"role": "assistant", "content": m.get("content") or ""}
+            if calls:
+                message["tool_calls"] = calls
+            out.append(message)
+        elif role == "tool":
+            message = {"role": "tool", "content": m.get("content") or ""}
+            if m.get("tool_call_id"):
+                message["tool_call_id"] = m["tool_call_id"]
+            if m.get("name"):
+                message["name"] = m["name"]
+            out.append(message)
+        else:
+            raise NotExportable(f"export.unknown_role:{i}")
+    return out
+
+
+def trained_episode(messages: Iterable[Mapping[str, Any]]) -> tuple[list[dict], int]:
+    """The whole episode up to its last assistant turn, and how many closing tool messages were cut.
+
+    A LiveWeb episode ends with the ``stop`` call and the environment's reply to it
+    ("Episode finished with 2 answer(s)."): nothing to learn from, and trainers want the
+    assistant to speak last.
+    """
+    out = openai_messages(messages)
+    cut = 0
+    while out and out[-1]["role"] == "tool":
+        out.pop()
+        cut += 1
+    if not out or out[-1]["role"] != "assistant":
+        raise NotExportable("export.no_final_assistant_turn")
+    return out, cut
+
+
+def _same_turn(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return a == b
+
+
+def _split_for(env: str, task_id: str, validation_fraction: float) -> str:
+    """The split of a task: a hash of (env, task_id), so a task never straddles splits and keeps its
+    split across rounds and re-exports."""
+    digest = hashlib.sha256(f"{env}\x00{task_id}".encode()).digest()
+    return "validation" if int.from_bytes(digest[:8], "big") / 2**64 < validation_fraction else "train"
+
+
+# --------------------------------------------------------------------------------------------- examples
+
+def sft_example(record: Mapping[str, Any]) -> dict:
+    messages, _ = trained_episode(record.get("messages") or [])
+    example: dict[str, Any] = {"messages": messages}
+    if record.get("tools"):
+        example["tools"] = record["tools"]
+    return example
+
+
+def dpo_pair(chosen: Mapping[str, Any], rejected: Mapping[str, Any]) -> tuple[list[dict], dict, dict]:
+    """(shared prefix, chosen turn, rejected turn) at the first assistant turn where two samples differ."""
+    a, _ = trained_episode(chosen.get("messages") or [])
+    b = openai_messages(rejected.get("messages") or [])
+    for i, (ma, mb) in enumerate(zip(a, b)):
+        if _same_turn(ma, mb):
+            continue
+        if ma["role"] != "assistant" or mb["role"] != "assistant":
+            raise NotExportable("dpo.observation_divergence")  # the env answered differently first
+        return a[:i], ma, mb
+    raise NotExportable("dpo.no_divergence")
+
+
+def _last_user(messages: list[dict]) -> int:
+    return max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+
+
+def dpo_example(chosen: Mapping[str, Any], rejected: Mapping[str, Any]) -> dict:
+    """The ms-swift DPO row: ``messages`` ending in the chosen turn, ``rejected_response`` as messages."""
+    prefix, good, bad = dpo_pair(chosen, rejected)
+    cut = _last_user(prefix) + 1
+    example: dict[str, Any] = {"messages": prefix + [good], "rejected_response": prefix[cut:] + [bad]}
+    if chosen.get("tools"):
+        example["tools"] = chosen["tools"]
+    return example
+
+
+def trl_dpo_example(chosen: Mapping[str, Any], rejected: Mapping[str, Any]) -> dict:
+    prefix, good, bad = dpo_pair(chosen, rejected)
+    example: dict[str, Any] = {"prompt": prefix, "chosen": [good], "rejected": [bad]}
+    if chosen.get("tools"):
+        example["tools"] = chosen["tools"]
+    return example
+
+
+def grpo_fields(record: Mapping[str, Any]) -> dict:
+    """What a reward function needs to replay the task: env, task id, task spec, replay history."""
+    prompt = list(prompt_of(record.get("messages") or []))
+    if not prompt or prompt[-1].get("role") != "user":
+        raise NotExportable("grpo.no_user_prompt")
+    meta = json.loads(record.get("metadata") or "{}")
+    from orbit.envs.openspiel.tasks import history_before_first_turn
+
+    fields = {
+        "prompt": openai_messages(prompt),
+        "env": record["env"],
+        "task_id": record["task_id"],
+        "task_spec": json.dumps(meta.get("task", {}), sort_keys=True, ensure_ascii=False),
+        "task_history": json.dumps(history_before_first_turn(record["env"], meta), ensure_ascii=False),
+    }
+    if record.get("tools"):
+        fields["tools"] = record["tools"]
+    return fields
+
+
+def grpo_example(record: Mapping[str, Any]) -> dict:
+    fields = grpo_fields(record)
+    return {"messages": fields.pop("prompt"), **fields}
+
+
+def trl_grpo_example(record: Mapping[str, Any]) -> dict:
+    return grpo_fields(record)
+
+
+# ------------------------------------------------------------------------------------------------ round
+
+@dataclass
+class ExportOptions:
+    max_tokens: int | None = None
+    tokenizer: str | None = None
+    validation_fraction: float = 0.05
+    license: str = "other"
+
+
+@dataclass
+class Export:
+    """One export as written: both flavours' rows per split, and the counts."""
+    kind: str
+    round: str
+    counts: ExportCounts
+    rows: dict  # flavour -> split -> list of rows
+    counter: str = "estimate"
+
+    def files(self, folder: Path) -> dict[str, Path]:
+        return {f"{flavour}/{split}": folder / flavour / f"{split}.jsonl" for flavour in FLAVOURS for split in SPLITS}
+
+
+def _jsonl(examples: Iterable[dict]) -> str:
+    return "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in examples)
+
+
+def write_jsonl(examples: list[dict], path: Path) -> Path:
+    return lake.write_text(_jsonl(examples), path)
+
+
+def _round_query(lake_root: Path, asset: str, round_key: str, *queries: str) -> list[list[dict]] | None:
+    """Run queries over every env's partition of a round (``{src}`` names them); None when there are none."""
+    files = str(lake.partition_dir(lake_root, asset, round_key) / "*" / lake.PART_NAME)
+    if not glob.glob(files):
+        return None
+    con = duckdb.connect()
+    try:
+        src = f"read_parquet({lake.sql_literal(files)}, hive_partitioning = false)"
+        return [con.sql(q.format(src=src)).to_arrow_table().to_pylist() for q in queries]
+    finally:
+        con.close()
+
+
+def _build(kind: str, round_key: str, items: Iterable[tuple], makers: dict, length_of, options: ExportOptions,
+           counts: ExportCounts) -> Export:
+    """Turn source rows into both flavours' rows, counting every skip; ``items`` are (key record, *args)."""
+    counter = TokenCounter(options.tokenizer)
+    rows = {flavour: {split: [] for split in SPLITS} for flavour in FLAVOURS}
+    for item in items:
+        record = item[0]
+        counts.rows_in += 1
+        try:
+            made = {flavour: make(*item) for flavour, make in makers.items()}
+        except NotExportable as exc:
+            counts.skip(exc.reason.split(":")[0])
+            continue
+        n = length_of(counter, made)
+        if options.max_tokens is not None and n > options.max_tokens:
+            counts.skip(OVER_MAX_TOKENS)
+            continue
+        counts.lengths.append(n)
+        counts.envs[record["env"]] += 1
+        counts.rounds.add(record["round"])
+        if record.get("verifier"):
+            counts.verifiers.add(record["verifier"])
+        if kind == "sft":
+            counts.closing_tool_messages_cut += trained_episode(record.get("messages") or [])[1]
+        split = _split_for(record["env"], record["task_id"], options.validation_fraction)
+        for flavour, example in made.items():
+            rows[flavour][split].append({**example, "env": record["env"], "task_id": record["task_id"],
+                                         "num_tokens": n})
+    counts.exported = sum(len(v) for v in rows[FLAVOURS[0]].values())
+    counts.splits = {split: len(rows[FLAVOURS[0]][split]) for split in SPLITS}
+    return Export(kind, round_key, counts, rows, counter.name)
+
+
+def build_sft(lake_root: Path, round_key: str, options: ExportOptions | None = None) -> Export:
+    """Every filtered row of the round (all envs), whole episodes."""
+    options = options or ExportOptions()
+    result = _round_query(lake_root, "filtered_dataset", round_key, "SELECT * FROM {src} ORDER BY env, task_id")
+    return _build("sft", round_key, ((r,) for r in (result[0] if result else [])),
+                  {"swift": sft_example, "trl": sft_example},
+                  lambda c, made: c.count(made["swift"]["messages"], made["swift"].get("tools")),
+                  options, ExportCounts())
+
+
+def build_dpo(lake_root: Path, round_key: str, options: ExportOptions | None = None) -> Export:
+    """One pair per task that has both a passed and a failed sample: best pass vs best-ranked failure."""
+    options = options or ExportOptions()
+    counts = ExportCounts()
+    best = "SELECT * FROM {src} WHERE %s QUALIFY row_number() OVER (PARTITION BY env, task_id ORDER BY %s) = 1"
+    result = _round_query(
+        lake_root, "verified_samples", round_key,
+        best % ("passed", RANKING) + " ORDER BY env, task_id",
+        best % ("NOT passed", RANKING),
+        "SELECT env, task_id FROM {src} GROUP BY ALL HAVING NOT bool_or(passed)",
+    )
+    pairs = []
+    if result:
+        chosen, failed, unsolved = result
+        counts.rows_in = len(unsolved)
+        counts.skip("dpo.no_chosen", len(unsolved))
+        rejected = {(r["env"], r["task_id"]): r for r in failed}
+        for row in chosen:
+            other = rejected.get((row["env"], row["task_id"]))
+            if other is None:
+                counts.rows_in += 1
+                counts.skip("dpo.no_rejected")
+            else:
+                pairs.append((row, other))
+
+    def length(c: TokenCounter, made: dict) -> int:
+        trl = made["trl"]
+        return max(c.count(trl["prompt"] + trl[side], trl.get("tools")) for side in ("chosen", "rejected"))
+
+    return _build("dpo", round_key, pairs, {"swift": dpo_example, "trl": trl_dpo_example}, length, options, counts)
+
+
+def build_grpo(lake_root: Path, round_key: str, options: ExportOptions | None = None) -> Export:
+    """One prompt per task of the round, solved or not, with what the reward function needs."""
+    options = options or ExportOptions()
+    result = _round_query(lake_root, "verified_samples", round_key,
+                          "SELECT * FROM {src} QUALIFY row_number() OVER (PARTITION BY env, task_id "
+                          "ORDER BY record_id) = 1 ORDER BY env, task_id")
+    return _build("grpo", round_key, ((r,) for r in (result[0] if result else [])),
+                  {"swift": grpo_example, "trl": trl_grpo_example},
+                  lambda c, made: c.count(made["trl"]["prompt"], made["trl"].get("tools")),
+                  options, ExportCounts())
+
+
+BUILDERS = {"sft": build_sft, "dpo": build_dpo, "grpo": build_grpo}
+
+
+def write_export(export: Export, folder: Path | str, options: ExportOptions | None = None) -> dict[str, Path]:
+    """Write the Hub-ready folder: ``README.md`` (dataset card) and ``<flavour>/<split>.jsonl``."""
+    options = options or ExportOptions()
+    folder = Path(folder)
+    files = export.files(folder)
+    for key, path in files.items():
+        flavour, split = key.split("/")
+        write_jsonl(export.rows[flavour][split], path)
+    lake.write_text(dataset_card(export, options), folder / "README.md")
+    return files
+
+
+def export_round(kind: str, lake_root: Path | str, round_key: str, folder: Path | str,
+                 options: ExportOptions | None = None) -> Export:
+    export = BUILDERS[kind](Path(lake_root), round_key, options)
+    write_export(export, folder, options)
+    return export
+
+
+# Kept for callers of the single-file API: the ms-swift train split of one export kind.
+def _single(kind: str, lake_root: Path, round_key: str, out: Path) -> ExportCounts:
+    export = BUILDERS[kind](Path(lake_root), round_key, ExportOptions(validation_fraction=0.0))
+    write_jsonl(export.rows["swift"]["train"], out)
+    return export.counts
+
+
+def export_sft(lake_root: Path, round_key: str, out: Path) -> ExportCounts:
+    return _single("sft", lake_root, round_key, out)
+
+
+def export_dpo(lake_root: Path, round_key: str, out: Path) -> ExportCounts:
+    return _single("dpo", lake_root, round_key, out)
+
+
+def export_grpo(lake_root: Path, round_key: str, out: Path) -> ExportCounts:
+    return _single("grpo", lake_root, round_key, out)
+
+
+# ------------------------------------------------------------------------------------------------- card
+
+TRAIN_COMMANDS = {
+    "sft": ("swift sft --model Qwen/Qwen2.5-7B-Instruct --tuner_type lora --dataset {folder}/swift/train.jsonl "
+            "--val_dataset {folder}/swift/validation.jsonl --max_length {max_length}",
+            "SFTTrainer(model, train_dataset=load_dataset('json', data_files='{folder}/trl/train.jsonl', "
+            "split='train'), args=SFTConfig(max_length={max_length}))"),
+    "dpo": ("swift rlhf --rlhf_type dpo --model Qwen/Qwen2.5-7B-Instruct --tuner_type lora "
+            "--dataset {folder}/swift/train.jsonl --max_length {max_length}",
+            "DPOTrainer(model, train_dataset=load_dataset('json', data_files='{folder}/trl/train.jsonl', "
+            "split='train'), args=DPOConfig(max_length={max_length}))"),
+    "grpo": ("swift rlhf --rlhf_type grpo --model Qwen/Qwen2.5-7B-Instruct --tuner_type lora "
+             "--dataset {folder}/swift/train.jsonl --external_plugins orbit/rewards.py --reward_funcs orbit_verifier",
+             "GRPOTrainer(model, reward_funcs=orbit.rewards.reward_func, train_dataset=load_dataset('json', "
+             "data_files='{folder}/trl/train.jsonl', split='train'))"),
+}
+
+
+def dataset_card(export: Export, options: ExportOptions) -> str:
+    c = export.counts
+    configs = []
+    for flavour in FLAVOURS:
+        data_files = "".join(f"  - split: {split}\n    path: {flavour}/{split}.jsonl\n"
+                             for split in SPLITS if c.splits.get(split))
+        if data_files:
+            configs.append(f"- config_name: {flavour}\n" + ("  default: true\n" if flavour == "trl" else "")
+                           + "  data_files:\n" + data_files)
+    front = ["---", f"license: {options.license}", f"pretty_name: Orbit {export.kind} export {export.round}",
+             "tags:", "- orbit", "- synthetic", "- verified", f"- {export.kind}"]
+    if configs:
+        front += ["configs:", "".join(configs).rstrip("\n")]
+    front.append("---")
+    stats = c.length_stats()
+    max_length = options.max_tokens or max(stats.get("max", 0), 1)
+    swift_cmd, trl_cmd = (cmd.format(folder=".", max_length=max_length) for cmd in TRAIN_COMMANDS[export.kind])
+    lines = [
+        f"# Orbit {export.kind.upper()} export, round {export.round}", "",
+        "Verified synthetic data from Orbit: every row was rescored by its environment's verifier "
+        "(replay of the trajectory), never trusting the generator.", "",
+        f"- rows: {c.exported} (train {c.splits.get('train', 0)}, validation {c.splits.get('validation', 0)}); "
+        f"rows in: {c.rows_in}; skipped: {sum(c.skipped.values())}",
+        f"- skipped by reason: {json.dumps(dict(sorted(c.skipped.items())))}",
+        f"- envs: {json.dumps(dict(sorted(c.envs.items())))}",
+        f"- rounds: {', '.join(sorted(c.rounds)) or export.round}",
+        f"- verifier versions: {', '.join(sorted(c.verifiers)) or 'n/a'}",
+        f"- tokens per row ({export.counter}): {json.dumps(stats)}",
+        f"- max_tokens: {options.max_tokens if options.max_tokens is not None else 'none'}",
+        f"- split: validation = tasks whose sha256(env, task_id) falls in the first "
+        f"{options.validation_fraction:.0%} (deterministic, stable across rounds)",
+        f"- checked against: ms-swift {TRAINER_CONTRACT['ms-swift']}, trl {TRAINER_CONTRACT['trl']}",
+        "", "## Files", "",
+        "- `swift/train.jsonl`, `swift/validation.jsonl`: ms-swift's format",
+        "- `trl/train.jsonl`, `trl/validation.jsonl`: TRL's format", "",
+        "## Train", "", "```bash", swift_cmd, "```", "", "```python", trl_cmd, "```", "",
+    ]
+    return "\n".join(front) + "\n\n" + "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- training set
+
+def cumulative_training_set(lake_root: Path, round_key: str) -> lake.ArrowStream:
+    """Filtered rows of every round <= round_key, deduplicated by (env, task_id) keeping the best."""
+    files = lake.asset_glob(lake_root, "filtered_dataset", 2)
+    summary: dict[str, int] = {}
+
+    def batches():
+        if not glob.glob(files):
+            return
+        con = duckdb.connect(config={"threads": 2})
+        try:
+            src = (f"(SELECT * FROM read_parquet({lake.sql_literal(files)}, hive_partitioning = false) "
+                   f"WHERE round <= {lake.sql_literal(round_key)})")
+            summary["rows_in"], summary["rounds"] = con.execute(
+                f"SELECT count(*), count(DISTINCT round) FROM {src}").fetchall()[0]
+            kept = 0
+            sql = (f"SELECT * FROM {src} QUALIFY row_number() OVER (PARTITION BY env, task_id ORDER BY {RANKING}) = 1 "
+                   "ORDER BY env, task_id")
+            for batch in con.sql(sql).to_arrow_reader(8192):
+                kept += batch.num_rows
+                yield pa.Table.from_batches([batch]).cast(VERIFIED_SCHEMA).to_batches()[0]
+            summary["kept"] = kept
+            summary["superseded"] = summary["rows_in"] - kept
+        finally:
+            con.close()
+
+    return lake.ArrowStream(VERIFIED_SCHEMA, batches(), summary=lambda: dict(summary))

@@ -1,0 +1,102 @@
+"""The ``orbit`` command's entry point.
+
+The query subcommands (``orbit yields``, ``orbit sql``) only read the lake with
+DuckDB, so they run here without importing Dagster and start in a fraction of a
+second. Every other subcommand is handed to ``orbit_cli.commands``, which drives
+Dagster through the code location (``orbit_assets``).
+"""
+
+import argparse
+import csv
+import importlib
+import json
+import sys
+
+QUERY_COMMANDS = ("yields", "sql")
+FORMATS = ["table", "csv", "json"]
+
+
+def print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=None) -> None:
+    out = out or sys.stdout
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return
+    if fmt == "json":
+        out.write(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1) + "\n")
+        return
+    cells = [[("" if v is None else str(v)) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for r in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    out.write(f"({len(rows)} rows)\n")
+
+
+def query(sql: str, fmt: str = "table", views: bool = True) -> None:
+    """Run ``sql`` over the lake (views + ``yields_by_round``) and print the result."""
+    from orbit.io.home import lake_root
+    from orbit.query import connect
+
+    con = connect(lake_root(), views=views)
+    try:
+        cur = con.execute(sql)
+        columns = [d[0] for d in cur.description] if cur.description else []
+        print_table(columns, cur.fetchall(), fmt)
+    finally:
+        con.close()
+
+
+def cmd_yields(args) -> int:
+    from orbit.query import SUMMARY_SQL
+
+    where = " WHERE source = 'all'" if not args.by_source else ""
+    query(f"{SUMMARY_SQL}{where}", args.format, views=False)
+    return 0
+
+
+def cmd_sql(args) -> int:
+    query(args.sql, args.format)
+    return 0
+
+
+def add_query_commands(sub) -> None:
+    """The ``yields`` and ``sql`` subparsers (shared with ``orbit_cli.commands``'s full parser)."""
+    yields = sub.add_parser("yields", help="print the yield table from DuckDB")
+    yields.add_argument("--by-source", action="store_true", help="one row per source as well")
+    yields.add_argument("--format", choices=FORMATS, default="table")
+    yields.set_defaults(func=cmd_yields)
+
+    sql = sub.add_parser("sql", help="run a SQL query over the lake views")
+    sql.add_argument("sql")
+    sql.add_argument("--format", choices=FORMATS, default="table")
+    sql.set_defaults(func=cmd_sql)
+
+
+def run_query_command(args) -> int:
+    """Run a parsed query subcommand; a failing query is reported on stderr with exit code 2."""
+    import duckdb
+
+    from orbit.io.home import ensure_home
+
+    ensure_home()
+    try:
+        return args.func(args)
+    except duckdb.Error as exc:
+        print(f"orbit: query failed: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in QUERY_COMMANDS:
+        parser = argparse.ArgumentParser(prog="orbit")
+        add_query_commands(parser.add_subparsers(dest="command", required=True))
+        return run_query_command(parser.parse_args(argv))
+    return importlib.import_module("orbit_cli.commands").main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

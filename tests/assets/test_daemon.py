@@ -1,0 +1,135 @@
+"""The UI path, for real: `dagster dev` (webserver, daemon, code server) on loopback, driven over GraphQL
+exactly as the Dagster UI drives it.
+
+A round is added with *Add partition* (GraphQL ``addDynamicPartition``) and, at the same time, a
+backfill of that round is launched (``launchPartitionBackfill``). The round must end registered with
+its default policy and size, with policy samples for the policy envs, every partition materialized
+exactly once (the automation never duplicates the backfill), and the reports rebuilt once after the
+round settled.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from orbit.io import lake
+from orbit.envs import ENV_NAMES
+from orbit.flywheel.rounds import RoundRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUND_ASSETS = ["raw_samples", "verified_samples", "filtered_dataset", "yield_metrics"]
+REPO = {"repositoryLocationName": "orbit_assets", "repositoryName": "__repository__"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        out = json.loads(resp.read())
+    assert "errors" not in out, out
+    return out["data"]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path):
+    home = tmp_path / "home"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORBIT_", "DAGSTER_HOME"))}
+    env.update(ORBIT_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), DAGSTER_DISABLE_TELEMETRY="1",
+               ORBIT_ROUND_TASKS="6", ORBIT_ROUND_BUDGET="6", ORBIT_AUTOMATION_INTERVAL_S="5",
+               ORBIT_MAX_ROUNDS="1")  # the embedded trainer's checkpoint must not start r0001 here
+    subprocess.run([sys.executable, "-m", "orbit_cli.commands", "home"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    log = open(tmp_path / "dagster-dev.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                data = _gql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                                  "locationOrLoadError { __typename } } } } }")
+                entries = data["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["locationOrLoadError"] and \
+                        entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "dagster-dev.log").read_text()[-3000:]
+            time.sleep(1)
+        yield port, home
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # dagster dev ignores SIGTERM in the background: end its group
+        proc.wait(timeout=60)
+        log.close()
+
+
+def _materializations(instance, asset: str) -> list[str]:
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset)), limit=1000).records
+    return [r.asset_materialization.partition for r in records]
+
+
+@pytest.mark.timeout(1800)
+def test_ui_round_plus_backfill_materializes_each_partition_once(dagster_dev):
+    port, home = dagster_dev
+    added = _gql(port, """mutation($repo: RepositorySelector!) {
+        addDynamicPartition(repositorySelector: $repo, partitionsDefName: "rounds", partitionKey: "r0000") {
+          __typename ... on PythonError { message } } }""", {"repo": REPO})
+    assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", added
+    partitions = [f"{env}|r0000" for env in ENV_NAMES]
+    launched = _gql(port, """mutation($params: LaunchBackfillParams!) {
+        launchPartitionBackfill(backfillParams: $params) {
+          __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+                    {"params": {"partitionNames": partitions,
+                                "assetSelection": [{"path": [a]} for a in ROUND_ASSETS]}})
+    assert launched["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", launched
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        busy = instance.get_runs(filters=dg.RunsFilter(statuses=[
+            dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+            dg.DagsterRunStatus.STARTED]))
+        reports = _materializations(instance, "flywheel_report")
+        if not busy and reports and len(_materializations(instance, "sft_export")) >= 1:
+            time.sleep(12)  # two more automation ticks: nothing else may start
+            if not instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED,
+                                                                     dg.DagsterRunStatus.STARTED])):
+                break
+        time.sleep(2)
+    failed = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    assert not failed, [r.run_id for r in failed]
+
+    # the round is registered once, with the default policy and the settings' size
+    (entry,) = RoundRegistry(home / "lake").entries()
+    assert (entry.round, entry.policy, entry.size()) == ("r0000", "embedded:uniform", {"num_tasks": 6, "budget": 6})
+    for env in ("tic_tac_toe", "kuhn_poker"):
+        sources = pq.read_table(lake.partition_file(home / "lake", "raw_samples", "r0000", env)).column("source")
+        assert sources.to_pylist().count("policy") == 6, env
+
+    # every round x env partition of every stage exactly once: the automation did not repeat the backfill
+    for asset in ROUND_ASSETS:
+        mats = _materializations(instance, asset)
+        assert sorted(mats) == sorted(partitions), (asset, mats)
+    # the round-wide exports and the reports once, after the round settled
+    for asset in ("sft_export", "training_set", "yield_report", "flywheel_report"):
+        assert len(_materializations(instance, asset)) == 1, asset
+    instance.dispose()

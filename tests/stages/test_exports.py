@@ -1,0 +1,184 @@
+"""Exports checked field by field, built from REAL episodes: LiveWeb teacher episodes (ending in the
+``stop`` call and the environment's reply), real failing LiveWeb episodes, OpenSpiel self-play games."""
+
+import copy
+import json
+
+import pytest
+
+from orbit.envs.openspiel.verifier import GameReplayVerifier
+
+from orbit.stages.export import (OVER_MAX_TOKENS, ExportOptions, NotExportable, build_dpo, build_grpo, build_sft,
+                           estimate_tokens, export_round, sft_example)
+from orbit.envs.openspiel.tasks import history_before_first_turn
+from orbit.rewards import UNFINISHED_REWARD, reward_func
+from orbit.io import lake
+from tests.trainers.real_lake import ROUND, build_lake
+
+OPENAI_KEYS = {"system": {"role", "content"}, "user": {"role", "content"},
+               "assistant": {"role", "content", "tool_calls"}, "tool": {"role", "content", "tool_call_id", "name"}}
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    home = tmp_path_factory.mktemp("real")
+    root = build_lake(home)
+    verified = {env: lake.read_table(lake.partition_file(root, "verified_samples", ROUND, env)).to_pylist()
+                for env in ("liveweb", "tic_tac_toe")}
+    return root, verified, home / "liveweb_cache"
+
+
+def check_openai(messages):
+    calls = {}
+    for m in messages:
+        assert set(m) <= OPENAI_KEYS[m["role"]] and isinstance(m["content"], str), m
+        for call in m.get("tool_calls", []):
+            assert set(call) == {"id", "type", "function"} and call["type"] == "function"
+            assert isinstance(json.loads(call["function"]["arguments"]), dict)
+            calls[call["id"]] = call["function"]["name"]
+        if m["role"] == "tool":
+            assert calls[m["tool_call_id"]] == m["name"]
+
+
+def rows(export, flavour):
+    return export.rows[flavour]["train"] + export.rows[flavour]["validation"]
+
+
+def test_sft_exports_whole_liveweb_episodes_ending_in_the_stop_call(real):
+    root, verified, _ = real
+    export = build_sft(root, ROUND)
+    c = export.counts
+    assert c.rows_in == c.exported + sum(c.skipped.values()) and not c.skipped
+    web = [r for r in rows(export, "swift") if r["env"] == "liveweb"]
+    passed_web = [r for r in verified["liveweb"] if r["passed"]]
+    assert len(web) == len(passed_web) > 0 and c.closing_tool_messages_cut == len(web)
+    for row in web:
+        assert set(row) == {"messages", "tools", "env", "task_id", "num_tokens"}
+        check_openai(row["messages"])
+        last = row["messages"][-1]
+        assert last["role"] == "assistant" and last["tool_calls"][0]["function"]["name"] == "stop"
+        assert sum(1 for m in row["messages"] if m["role"] == "tool") == sum(
+            len(m.get("tool_calls", [])) for m in row["messages"]) - 1  # every call answered but the stop
+        assert [t["function"]["name"] for t in json.loads(row["tools"])][-1] == "stop"
+        source = next(r for r in passed_web if r["task_id"] == row["task_id"])
+        assert len(row["messages"]) == len(source["messages"]) - 1  # only the closing tool message is cut
+        assert row["num_tokens"] >= estimate_tokens(row["messages"], row["tools"]) - 1
+    games = [r for r in rows(export, "swift") if r["env"] == "tic_tac_toe"]
+    assert games and all("tools" not in r and r["messages"][-1]["role"] == "assistant" for r in games)
+    assert rows(export, "trl") == rows(export, "swift")  # one OpenAI-shaped file serves both trainers
+
+
+def test_tool_call_dpo_pairs_keep_the_shared_prefix_on_the_rejected_side(real):
+    root, _, _ = real
+    export = build_dpo(root, ROUND)
+    c = export.counts
+    assert c.rows_in == c.exported + sum(c.skipped.values())
+    swift, trl = rows(export, "swift"), rows(export, "trl")
+    web = [r for r in swift if r["env"] == "liveweb"]
+    assert len(web) == 3  # the three diverging LiveWeb episodes, divergent after 1, 2 and 3 shared calls
+    for row, t in zip(swift, trl):
+        assert set(row) == {"messages", "rejected_response", "tools", "env", "task_id", "num_tokens"}
+        assert set(t) == {"prompt", "chosen", "rejected", "tools", "env", "task_id", "num_tokens"}
+        check_openai(row["messages"])
+        check_openai(row["messages"][:-1] + row["rejected_response"])
+        cut = max(i for i, m in enumerate(row["messages"]) if m["role"] == "user") + 1
+        # ms-swift rebuilds the rejected side as messages[:cut] + rejected_response
+        assert row["rejected_response"][:-1] == row["messages"][cut:-1]
+        assert any(m.get("tool_calls") for m in row["rejected_response"][:-1])
+        assert row["rejected_response"][-1] != row["messages"][-1]
+        assert row["rejected_response"][-1]["tool_calls"][0]["function"]["name"] == "view_more"
+        assert t["prompt"] == row["messages"][:-1] and t["chosen"] == [row["messages"][-1]]
+        assert t["rejected"] == [row["rejected_response"][-1]]
+    assert sorted(sum(1 for m in r["messages"][:-1] if m.get("tool_calls")) for r in web) == [1, 2, 3]
+
+
+def test_grpo_rows_carry_what_the_reward_needs(real):
+    root, verified, _ = real
+    export = build_grpo(root, ROUND)
+    tasks = {(r["env"], r["task_id"]) for rs in verified.values() for r in rs}
+    assert export.counts.exported == len(tasks)
+    for row, t in zip(rows(export, "swift"), rows(export, "trl")):
+        assert [m["role"] for m in row["messages"]] == ["system", "user"] == [m["role"] for m in t["prompt"]]
+        assert {k: v for k, v in row.items() if k != "messages"} == {k: v for k, v in t.items() if k != "prompt"}
+        assert json.loads(row["task_spec"]) and isinstance(json.loads(row["task_history"]), list)
+
+
+def test_folder_card_split_and_max_tokens(real, tmp_path):
+    root, _, _ = real
+    a = export_round("sft", root, ROUND, tmp_path / "a", ExportOptions(validation_fraction=0.3, license="cc-by-4.0"))
+    export_round("sft", root, ROUND, tmp_path / "b", ExportOptions(validation_fraction=0.3, license="cc-by-4.0"))
+    names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert names == ["README.md", "swift/train.jsonl", "swift/validation.jsonl", "trl/train.jsonl",
+                     "trl/validation.jsonl"]
+    for name in names:  # deterministic, byte for byte
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-4.0\n") and "liveweb_trace@1" in card and f"game_replay@{GameReplayVerifier.version}" in card
+    assert f"rows: {a.counts.exported} " in card and "tuner_type lora" in card and "--train_type" not in card
+    train = {r["task_id"] for r in a.rows["swift"]["train"]}
+    assert not train & {r["task_id"] for r in a.rows["swift"]["validation"]}
+    limit = sorted(a.counts.lengths)[len(a.counts.lengths) // 2]
+    cut = build_sft(root, ROUND, ExportOptions(max_tokens=limit))
+    over = sum(n > limit for n in a.counts.lengths)
+    assert over > 0 and cut.counts.skipped[OVER_MAX_TOKENS] == over
+    assert cut.counts.exported == a.counts.exported - over and max(cut.counts.lengths) <= limit
+    assert a.counts.as_metadata()["num_tokens"]["max"] == max(a.counts.lengths)
+
+
+def test_unexportable_rows_are_named(real):
+    _, verified, _ = real
+    row = copy.deepcopy(next(r for r in verified["liveweb"] if r["passed"]))
+    row["messages"][2]["tool_calls"][0]["function"]["arguments"] = "{oops"
+    with pytest.raises(NotExportable, match="export.tool_arguments_not_json"):
+        sft_example(row)
+
+
+# ------------------------------------------------------------------------------------------ rewards
+
+def test_reward_replays_real_episodes(real, monkeypatch):
+    _, verified, cache = real
+    monkeypatch.setenv("ORBIT_LIVEWEB_CACHE", str(cache))
+    from orbit import rewards
+
+    rewards._verifier.cache_clear()
+    web = [r for r in verified["liveweb"] if r["passed"]][0]
+    wrong = [r for r in verified["liveweb"] if not r["passed"]][0]
+    row = build_grpo_row(web)
+    full = [m for m in sft_example(web)["messages"]]
+    # ms-swift: `messages` is the whole conversation, ending in the completion (a multi-turn rollout)
+    got = rewards.OrbitVerifierORM()([full[-1]["content"]], messages=[full], **listed(row))
+    assert got == [1.0]
+    bad = sft_example(wrong)["messages"]
+    assert rewards.OrbitVerifierORM()([""], messages=[bad], **listed(build_grpo_row(wrong))) == [0.0]
+    # TRL, one turn: a valid first call cannot finish the episode; the right answers in one stop call can
+    first_call = full[2]
+    stop = full[-1]
+    prompt = row["prompt"]
+    calls = [[{"role": "assistant", "content": "", "tool_calls": first_call["tool_calls"]}],
+             [{"role": "assistant", "content": "", "tool_calls": stop["tool_calls"]}],
+             "<tool_call>" + json.dumps({"name": "goto", "arguments": {"url": "https://elsewhere.example/"}}) + "</tool_call>",
+             "<tool_call>" + json.dumps({"name": first_call["tool_calls"][0]["function"]["name"], "arguments":
+                                         json.loads(first_call["tool_calls"][0]["function"]["arguments"])}) + "</tool_call>"]
+    got = reward_func(calls, prompts=[prompt] * 4, **listed(row, 4))
+    assert got == [UNFINISHED_REWARD, 1.0, 0.0, UNFINISHED_REWARD]
+
+
+def test_reward_scores_one_game_move_on_legality(real):
+    _, verified, _ = real
+    game = verified["tic_tac_toe"][0]
+    row = build_grpo_row(game)
+    meta = json.loads(game["metadata"])
+    assert json.loads(row["task_history"]) == history_before_first_turn("tic_tac_toe", meta)
+    first_answer = next(m["content"] for m in game["messages"] if m["role"] == "assistant")
+    got = reward_func([first_answer, "99", "no idea"], prompts=[row["prompt"]] * 3, **listed(row, 3))
+    assert got == [UNFINISHED_REWARD, 0.0, 0.0]
+
+
+def build_grpo_row(record):
+    from orbit.stages.export import trl_grpo_example
+
+    return trl_grpo_example(record)
+
+
+def listed(row, n=1):
+    return {k: [v] * n for k, v in row.items() if k != "prompt"}
