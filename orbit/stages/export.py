@@ -443,8 +443,43 @@ def write_export(export: Export, folder: Path | str, options: ExportOptions | No
     for key, path in files.items():
         flavour, split = key.split("/")
         write_jsonl(export.rows[flavour][split], path)
-    lake.write_text(dataset_card(export, options), folder / "README.md")
+    features = {flavour: file_schema([files[f"{flavour}/{split}"] for split in SPLITS]) for flavour in FLAVOURS}
+    lake.write_text(dataset_card(export, options, features), folder / "README.md")
     return files
+
+
+def config_name(export: "Export", flavour: str) -> str:
+    """The card's config of one flavour: ``<kind>_<round>_<flavour>`` (``sft_r0004_trl``). Every export
+    and round has its own, so the ``datasets`` cache (keyed by folder name and config name) never hands
+    one export's rows to another (``sft_export/r0004`` and ``dpo_export/r0004`` share the folder name)."""
+    return f"{export.kind}_{export.round}_{flavour}"
+
+
+def file_schema(paths: Iterable[Path]) -> pa.Schema | None:
+    """The schema of a flavour's JSONL files together: every key any row of any split has (a split
+    without tool use lacks ``tools``), so the card can declare one set of features for all splits."""
+    import pyarrow.json as pajson
+
+    schemas = [pajson.read_json(p).schema for p in paths if Path(p).stat().st_size]
+    return pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
+
+
+_DTYPES = {pa.string(): "string", pa.large_string(): "string", pa.int64(): "int64", pa.int32(): "int32",
+           pa.float64(): "float64", pa.float32(): "float32", pa.bool_(): "bool", pa.null(): "'null'"}
+
+
+def _feature_yaml(name: str, type_: pa.DataType, indent: str) -> list[str]:
+    """One field as the ``dataset_info.features`` YAML of a Hugging Face card (what
+    ``datasets.Features._to_yaml_list`` writes: ``dtype``, ``list``, ``struct``)."""
+    head = f"{indent}- name: {json.dumps(name)}"
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        item = type_.value_type
+        if pa.types.is_struct(item):
+            return [head, f"{indent}  list:"] + [line for f in item for line in _feature_yaml(f.name, f.type, indent + "  ")]
+        return [head, f"{indent}  list: {_DTYPES[item]}"]
+    if pa.types.is_struct(type_):
+        return [head, f"{indent}  struct:"] + [line for f in type_ for line in _feature_yaml(f.name, f.type, indent + "  ")]
+    return [head, f"{indent}  dtype: {_DTYPES[type_]}"]
 
 
 def export_round(kind: str, lake_root: Path | str, round_key: str, folder: Path | str,
@@ -491,19 +526,26 @@ TRAIN_COMMANDS = {
 }
 
 
-def dataset_card(export: Export, options: ExportOptions) -> str:
+def dataset_card(export: Export, options: ExportOptions, features: Mapping[str, pa.Schema | None] | None = None) -> str:
     c = export.counts
-    configs = []
+    configs, infos = [], []
     for flavour in FLAVOURS:
         data_files = "".join(f"  - split: {split}\n    path: {flavour}/{split}.jsonl\n"
                              for split in SPLITS if c.splits.get(split))
         if data_files:
-            configs.append(f"- config_name: {flavour}\n" + ("  default: true\n" if flavour == "trl" else "")
+            name = config_name(export, flavour)
+            configs.append(f"- config_name: {name}\n" + ("  default: true\n" if flavour == "trl" else "")
                            + "  data_files:\n" + data_files)
+            schema = (features or {}).get(flavour)
+            if schema is not None:  # one set of features for every split: a split may lack a key others have
+                infos.append("\n".join([f"- config_name: {name}", "  features:"]
+                                       + [line for f in schema for line in _feature_yaml(f.name, f.type, "  ")]))
     front = ["---", f"license: {options.license}", f"pretty_name: Orbit {export.kind} export {export.round}",
              "tags:", "- orbit", "- synthetic", "- verified", f"- {export.kind}"]
     if configs:
         front += ["configs:", "".join(configs).rstrip("\n")]
+    if infos:
+        front += ["dataset_info:", "\n".join(infos)]
     front.append("---")
     stats = c.length_stats()
     max_length = options.max_tokens or max(stats.get("max", 0), 1)

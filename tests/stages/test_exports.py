@@ -182,3 +182,37 @@ def build_grpo_row(record):
 
 def listed(row, n=1):
     return {k: [v] * n for k, v in row.items() if k != "prompt"}
+
+
+def test_each_export_and_round_loads_as_itself_through_one_datasets_cache(tmp_path):
+    """``datasets.load_dataset(<export folder>)`` keys its cache by the folder's name and the config's
+    name: sft_export/r0000 and dpo_export/r0000 share the folder name, so the card's configs must not
+    share a name, or the second load returns the first one's rows. A split without tool use lacks the
+    ``tools`` key: the card declares one set of features, or the splits fail to load together."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    root = None
+    for round_key in ("r0000", "r0001"):
+        root = build_lake(tmp_path / "home", liveweb_tasks=4, game_tasks=4, round_key=round_key)
+    folders = {}
+    for round_key in ("r0000", "r0001"):
+        for kind in ("sft", "dpo", "grpo"):
+            folder = root / f"{kind}_export" / round_key
+            export_round(kind, root, round_key, folder, ExportOptions(validation_fraction=0.3))
+            folders[kind, round_key] = folder
+    cache = str(tmp_path / "hf-cache")
+    for (kind, round_key), folder in folders.items():
+        for flavour in ("trl", "swift"):
+            expected = {split: [json.loads(line) for line in (folder / flavour / f"{split}.jsonl").read_text().splitlines()]
+                        for split in ("train", "validation")}
+            name = f"{kind}_{round_key}_{flavour}"
+            loaded = datasets.load_dataset(str(folder), name, cache_dir=cache)
+            assert set(loaded) == {s for s, rows in expected.items() if rows}, (name, set(loaded))
+            for split, ds in loaded.items():
+                got = [(r["env"], r["task_id"], r["num_tokens"]) for r in ds]
+                assert got == [(r["env"], r["task_id"], r["num_tokens"]) for r in expected[split]], (name, split)
+                assert set(ds.column_names) >= {k for r in expected[split] for k in r}, (name, split)
+        default = datasets.load_dataset(str(folder), cache_dir=cache)  # the card's default: the TRL flavour
+        assert {s: len(d) for s, d in default.items()} == {
+            s: len(d) for s, d in datasets.load_dataset(str(folder), f"{kind}_{round_key}_trl", cache_dir=cache).items()}
