@@ -71,13 +71,13 @@ def test_tiny_lora_round_serves_and_triggers_the_sensor(tmp_path):
         assert reply["choices"][0]["message"]["role"] == "assistant" and reply["usage"]["completion_tokens"] >= 1
         # the checkpoint sensor registers the next round with the served policy
         orbit = OrbitSettings(lake=str(lake_root), checkpoints=str(ckpts), max_rounds=4)
-        RoundRegistry(orbit.io.lake).add("openai:http://127.0.0.1:9/v1#smollm2-base")
+        RoundRegistry(orbit.lake).add("openai:http://127.0.0.1:9/v1#smollm2-base")
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions("rounds", ["r0000"])
             checkpoint_sensor(dg.build_sensor_context(instance=instance, resources={"settings": orbit}))
             # the sensor registers the next free round with the served checkpoint; the automation runs it
             assert instance.get_dynamic_partitions("rounds") == ["r0000", "r0001"]
-            entry = RoundRegistry(orbit.io.lake).get("r0001")
+            entry = RoundRegistry(orbit.lake).get("r0001")
             assert (entry.policy, entry.checkpoint) == (checkpoint.policy, checkpoint.name)
         assert read_checkpoint(checkpoint.path).policy == checkpoint.policy
         assert stop_server(ckpts, "r0001") and not stop_server(ckpts, "r0001")
