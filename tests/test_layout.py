@@ -21,7 +21,7 @@ MAY_IMPORT = {
     "envs": {"io", "compute", "policies", "envs"},
     "stages": {"io", "compute", "policies", "envs", "stages"},
     "flywheel": {"io", "compute", "policies", "envs", "stages", "flywheel"},
-    "training": {"io", "policies", "flywheel", "training"},
+    "training": {"io", "policies", "stages", "flywheel", "training"},
     "query": {"io", "stages", "flywheel"},
     "rewards": {"io", "envs", "stages"},
 }

@@ -332,6 +332,31 @@ def write_jsonl(examples: list[dict], path: Path) -> Path:
     return lake.write_text(_jsonl(examples), path)
 
 
+def read_export(folder: Path | str, flavour: str = "trl", splits: Iterable[str] = ("train",)) -> list[dict]:
+    """The rows of an export folder as ``write_export`` wrote them: ``<folder>/<flavour>/<split>.jsonl``
+    (the trainers' files, the one reader of them). A missing split file is no rows; a line that is not a
+    JSON object comes back as ``{}``, so the caller counts it rather than losing it."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown export flavour {flavour!r} (one of {', '.join(FLAVOURS)})")
+    rows = []
+    for split in splits:
+        if split not in SPLITS:
+            raise ValueError(f"unknown export split {split!r} (one of {', '.join(SPLITS)})")
+        path = Path(folder) / flavour / f"{split}.jsonl"
+        if not path.is_file():
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    row = {}
+                rows.append(row if isinstance(row, dict) else {})
+    return rows
+
+
 def _round_query(lake_root: Path, asset: str, round_key: str, *queries: str) -> list[list[dict]] | None:
     """Run queries over every env's partition of a round (``{src}`` names them); None when there are none."""
     files = str(lake.partition_dir(lake_root, asset, round_key) / "*" / lake.PART_NAME)

@@ -2,7 +2,8 @@
 
 One round of training (``train_llm_checkpoint``):
 
-1. **prepare**: the round's SFT export rows (``sft_export/round=<r>/data.jsonl``) are filtered to the game
+1. **prepare**: the round's SFT export rows (the TRL flavour's train split, ``sft_export/<r>/trl/train.jsonl``,
+   read by ``orbit.stages.export.read_export``; the validation split stays held out) are filtered to the game
    envs asked for (plain system/user/assistant chats); every row is counted as used or skipped with a
    reason; at most ``max_examples`` are kept, chosen by a hash of the row (deterministic).
 2. **train**: ``sft_lora.py`` runs in the training tool venv (``$ORBIT_TRAIN_PYTHON`` or
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from orbit.io import lake
+from orbit.stages.export import read_export
 from orbit.flywheel.checkpoints import Checkpoint, read_checkpoint, write_manifest
 from orbit.io.keys import round_index, round_key, validate_round
 
@@ -149,18 +151,6 @@ def prepare_examples(rows: Iterable[Mapping[str, Any]], envs: Iterable[str], max
         counts["used"] += 1
         counts[f"used.{env}"] = counts.get(f"used.{env}", 0) + 1
     return [{"messages": chat} for _, _, chat in candidates[:max_examples]], counts
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    rows.append({})  # counted as skipped.no_messages
-    return rows
 
 
 def run_trainer(examples: list[dict], parent_gguf: Path, out_dir: Path, settings: LLMTrainSettings) -> dict:
@@ -286,8 +276,8 @@ def train_llm_checkpoint(lake_root: Path | str, checkpoints: Path | str, round_:
     nxt = round_key(round_index(r) + 1)
     name = checkpoint_name(settings.alias, nxt)
     out_dir = checkpoints / name
-    sft = lake.partition_dir(lake_root, "sft_export", r) / "data.jsonl"
-    rows = read_jsonl(sft) if sft.is_file() else []
+    sft = lake.partition_dir(lake_root, "sft_export", r)
+    rows = read_export(sft, "trl", ("train",))  # the validation split stays held out
     examples, counts = prepare_examples(rows, settings.envs, settings.max_examples, settings.seed, settings.answer_key)
     if not examples:
         raise TrainingFailed(f"round {r}: no SFT rows of {', '.join(settings.envs)} to train on ({counts}; {sft})")

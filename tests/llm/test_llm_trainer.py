@@ -11,10 +11,13 @@ import pytest
 from orbit.io import lake
 from orbit.flywheel.checkpoints import read_checkpoint
 from orbit.flywheel.rounds import RoundRegistry
+from orbit.stages.export import read_export
 from orbit.training.llm import (LLMTrainSettings, prepare_examples, stop_all_servers, stop_server,
                                 train_llm_checkpoint)
+from orbit_assets.export import sft_export
 from resources.settings import OrbitSettings
 from sensors.checkpoints import checkpoint_sensor
+from tests.trainers.real_lake import build_lake
 
 SYSTEM = ("You are playing tic tac toe as player 0.\nRules: Tic-tac-toe on a 3x3 board.\n"
           "On each turn you see your observation and the legal actions as 'ID -> action'. "
@@ -46,16 +49,32 @@ def test_prepare_examples_counts_every_row():
     assert prepare_examples(rows, ["tic_tac_toe"], 3)[0] == examples  # deterministic
 
 
+def _real_sft_export(home, ckpts):
+    """A real round's SFT export, written by the sft_export asset through Dagster: self-play tic_tac_toe
+    and LiveWeb teacher episodes, verified and filtered (tests/trainers/real_lake.py)."""
+    lake_root = build_lake(home, liveweb_tasks=2, game_tasks=12)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("rounds", ["r0000"])
+        result = dg.materialize([sft_export], partition_key="r0000", instance=instance,
+                                resources={"settings": OrbitSettings(lake=str(lake_root), checkpoints=str(ckpts))})
+        assert result.success
+    return lake_root
+
+
 @pytest.mark.timeout(1200)
 def test_tiny_lora_round_serves_and_triggers_the_sensor(tmp_path):
-    lake_root, ckpts = tmp_path / "lake", tmp_path / "checkpoints"
-    rows = [_game_row(m) for m in (0, 2, 4, 6)]
-    lake.write_text("".join(json.dumps(r) + "\n" for r in rows),
-                    lake.partition_dir(lake_root, "sft_export", "r0000") / "data.jsonl")
+    ckpts = tmp_path / "checkpoints"
+    lake_root = _real_sft_export(tmp_path / "home", ckpts)
+    exported = read_export(lake.partition_dir(lake_root, "sft_export", "r0000"), "trl", ("train",))
     settings = LLMTrainSettings(max_examples=4, max_steps=2, batch_size=2, max_length=256, threads=2,
                                 envs=("tic_tac_toe",))
     try:
         checkpoint, info = train_llm_checkpoint(lake_root, ckpts, "r0000", settings, log=lambda m: None)
+        # every exported train row counted: the game rows used or over the budget, LiveWeb's tool use skipped
+        counts = info["counts"]
+        assert counts["rows"] == len(exported) and counts["used"] == 4, counts
+        assert counts.get("skipped.not_plain_chat", 0) == sum(r["env"] == "liveweb" for r in exported) > 0, counts
+        rows = [r for r in exported if r["env"] == "tic_tac_toe"]
         assert checkpoint.name == "smollm2-r0001" and checkpoint.parent_round == "r0000"
         assert (checkpoint.path / "model.gguf").stat().st_size > 10_000_000
         assert (checkpoint.path / "adapter" / "adapter_config.json").is_file()

@@ -216,3 +216,28 @@ def test_each_export_and_round_loads_as_itself_through_one_datasets_cache(tmp_pa
         default = datasets.load_dataset(str(folder), cache_dir=cache)  # the card's default: the TRL flavour
         assert {s: len(d) for s, d in default.items()} == {
             s: len(d) for s, d in datasets.load_dataset(str(folder), f"{kind}_{round_key}_trl", cache_dir=cache).items()}
+
+
+def test_the_llm_trainer_reads_the_sft_export_as_written(real, tmp_path):
+    """``train_llm_checkpoint`` reads the SFT export folder the export asset writes (TRL flavour, train
+    split) through the one reader of exports; every row is counted, the game rows reach the trainer."""
+    from orbit.stages.export import read_export
+    from orbit.training.llm import prepare_examples
+
+    root, _, _ = real
+    folder = lake.partition_dir(root, "sft_export", ROUND)
+    export_round("sft", root, ROUND, folder, ExportOptions(validation_fraction=0.2))
+    rows = read_export(folder, "trl", ("train",))
+    assert rows == [json.loads(line) for line in (folder / "trl" / "train.jsonl").read_text().splitlines()]
+    examples, counts = prepare_examples(rows, ["tic_tac_toe"], max_examples=100)
+    games = [r for r in rows if r["env"] == "tic_tac_toe"]
+    assert games and len(examples) == counts["used"] == len(games), counts
+    assert counts["skipped.not_plain_chat"] == len(rows) - len(games) > 0, counts
+    assert [e["messages"][-1]["content"] for e in examples] and all(
+        e["messages"][0]["role"] == "system" for e in examples)
+    # a line that is not a JSON object is a row counted as skipped, never lost or fatal
+    (folder / "trl" / "train.jsonl").write_text('not json\n[1, 2]\n' + (folder / "trl" / "train.jsonl").read_text())
+    bad = read_export(folder, "trl", ("train",))
+    assert bad[:2] == [{}, {}] and prepare_examples(bad, ["tic_tac_toe"], 100)[1]["skipped.no_messages"] == 2
+    with pytest.raises(ValueError):
+        read_export(folder, "../x")
