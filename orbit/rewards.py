@@ -94,25 +94,44 @@ def _clean(messages: Iterable[Mapping[str, Any]]) -> list[dict]:
 
 def score(env: str, task_spec: str | Mapping[str, Any], trajectory: Sequence[Mapping[str, Any]], *,
           task_id: str | None = None, task_history: str | Sequence[int] | None = None,
-          tools: str | None = None, cache_dir: str | None = None) -> tuple[float, list[str]]:
-    """The reward of one trajectory (prompt + completion) and the verifier's reasons."""
-    from orbit.stages.verify import verify_record
+          history: str | Sequence[int] | None = None, tools: str | None = None,
+          cache_dir: str | None = None) -> tuple[float, list[str]]:
+    """The reward of one trajectory (prompt + completion, or a whole rollout) and the verifier's reasons.
+
+    ``task_history``: the moves before the learner's first turn (the GRPO export's column); ``history``:
+    every action of the episode, when the rollout knows it. A game's conversation without ``history``
+    has its history read back from the turn prompts (``chat_replay``), so a game played to its end
+    scores its outcome, as the verify stage scores the same trajectory."""
+    from orbit.stages.verify import BELOW_THRESHOLD, verify_record
 
     spec = json.loads(task_spec) if isinstance(task_spec, str) else dict(task_spec or {})
-    history = json.loads(task_history) if isinstance(task_history, str) else list(task_history or [])
+    prefix = json.loads(task_history) if isinstance(task_history, str) else list(task_history or [])
+    full = json.loads(history) if isinstance(history, str) else (None if history is None else list(history))
     metadata: dict[str, Any] = {"task": spec}
-    if history or env != "liveweb":
-        metadata["history"] = history
+    if prefix or env != "liveweb":
+        metadata["history"] = prefix
     record = {"env": env, "task_id": task_id, "seed": spec.get("seed") if isinstance(spec, dict) else None,
               "messages": list(trajectory), "tools": tools, "score": None, "metadata": json.dumps(metadata)}
     verifier, env_spec = _verifier(env, cache_dir or os.environ.get("ORBIT_LIVEWEB_CACHE"))
+    problem = None
+    complete = getattr(_family(env_spec), "rollout_record", None)
+    if complete is not None:  # the family completes a rollout's record (a game: its history from the chat)
+        record, problem = complete(env_spec, record, prefix, full)
     value, passed, reasons = verify_record(record, verifier, env_spec.pass_threshold)
-    if not reasons or (passed and value > 0):
-        return float(value), reasons
+    if problem:
+        return 0.0, [problem, *reasons]
+    if not reasons or (passed and value > 0) or set(reasons) == {BELOW_THRESHOLD}:
+        return float(value), reasons  # the verifier's score: a lost game 0, a draw what the env gives it
     kinds = {r.split(":", 1)[0] for r in reasons}
     if kinds <= set(UNFINISHED_REASONS):
         return UNFINISHED_REWARD, reasons
     return 0.0, reasons
+
+
+def _family(env_spec):
+    from orbit.envs import family_of
+
+    return family_of(env_spec)
 
 
 def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list:
@@ -127,13 +146,16 @@ def reward_func(completions: Sequence[Any], prompts: Sequence[Any] | None = None
     conversations = _column(kwargs, "messages", n)
     envs, specs = _column(kwargs, "env", n), _column(kwargs, "task_spec", n)
     task_ids, histories = _column(kwargs, "task_id", n), _column(kwargs, "task_history", n)
-    tools = _column(kwargs, "tools", n)
+    tools, full_histories = _column(kwargs, "tools", n), _column(kwargs, "history", n)
     rewards = []
     for i, completion in enumerate(completions):
         if conversations[i]:  # ms-swift: the whole conversation, ending in the completion
-            trajectory = _clean(conversations[i][:-1]) + _as_messages(
-                conversations[i][-1] if isinstance(conversations[i][-1], Mapping) and
-                conversations[i][-1].get("tool_calls") else completion)
+            conversation = list(conversations[i])
+            last = conversation[-1] if isinstance(conversation[-1], Mapping) else {}
+            if last.get("role", "assistant") == "assistant":
+                trajectory = _clean(conversation[:-1]) + _as_messages(last if last.get("tool_calls") else completion)
+            else:  # a multi-turn rollout closed by the environment (a game's final observation)
+                trajectory = _clean(conversation)
         else:
             prompt = prompts[i] if isinstance(prompts[i], (list, tuple)) else [
                 {"role": "user", "content": prompts[i] or ""}]
@@ -142,7 +164,7 @@ def reward_func(completions: Sequence[Any], prompts: Sequence[Any] | None = None
             rewards.append(0.0)
             continue
         value, _ = score(envs[i], specs[i], trajectory, task_id=task_ids[i], task_history=histories[i],
-                         tools=tools[i])
+                         history=full_histories[i], tools=tools[i])
         rewards.append(value)
     return rewards
 

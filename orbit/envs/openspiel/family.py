@@ -26,7 +26,8 @@ from orbit.envs.openspiel.bots import bot_label, make_bot
 from orbit.envs.openspiel.cfr import PolicyTable, params_key, policy_table, solve_cfr
 from orbit.envs.openspiel.match import BotMatch, MatchResult, bot_chat, learner_score, play_bots
 from orbit.envs.openspiel.rollout import play_policy_match
-from orbit.envs.openspiel.tasks import GameTask, load_game, match_seeds
+from orbit.envs.openspiel.tasks import GameTask, TaskSpecError, load_game, match_seeds
+from orbit.envs.openspiel.chat_replay import ChatReplay, history_from_chat, strip_final_prompt
 from orbit.envs.openspiel.verifier import GameReplayVerifier
 from orbit.io.plain_messages import chat_order
 from orbit.io.schema import (RECORD_SCHEMA, SCHEMA_VERSION, batch_from_columns, encode_metadata, message,
@@ -369,6 +370,25 @@ class OpenSpielFamily:
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> GameReplayVerifier:
         return GameReplayVerifier(env)
+
+    def rollout_record(self, env: EnvSpec, record: dict, prefix: list, history: list | None) -> tuple[dict, str | None]:
+        """A trainer rollout's record (its conversation and task, no history) made whole for the verifier:
+        ``history`` when the rollout knows every action, else the history read back from the conversation
+        (``chat_replay``); a closing ``Game over.`` message is the rollout's, not the record's. Returns the
+        record and why the conversation could not be read to its end (None when it could)."""
+        meta = json.loads(record["metadata"])
+        game, params = env.options.get("game"), dict(env.options.get("params") or {})
+        try:
+            task = GameTask.from_json(meta.get("task"), expect=(game, params))
+        except (TaskSpecError, TypeError, ValueError):
+            return record, None  # the verifier names what is wrong with the task
+        messages = record["messages"]
+        if history is not None:
+            replay = ChatReplay(history, strip_final_prompt(messages))
+        else:
+            replay = history_from_chat(task, prefix, messages)
+        meta["history"] = replay.history
+        return {**record, "messages": replay.messages, "metadata": json.dumps(meta)}, replay.problem
 
 
 FAMILY = OpenSpielFamily()
