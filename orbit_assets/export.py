@@ -9,7 +9,7 @@ from typing import Optional
 import dagster as dg
 
 from orbit.io import lake
-from orbit.stages.export import TRAINER_CONTRACT, TRAIN_COMMANDS, ExportOptions, export_round, cumulative_training_set
+from orbit.stages.export import TRAINER_CONTRACT, ExportOptions, export_round, cumulative_training_set, train_commands
 from orbit.io.keys import validate_round
 from orbit.io.lake import ArrowStream
 from orbit_assets.automation import round_settled_updated
@@ -41,8 +41,7 @@ def _export(context: dg.AssetExecutionContext, config: ExportConfig, settings: O
                             validation_fraction=config.validation_fraction, license=config.license)
     export = export_round(kind, settings.lake_path(), round_key, folder, options)
     meta = export.counts.as_metadata()
-    swift_cmd, trl_cmd = (c.format(folder=folder, max_length=config.max_tokens or "<max_length>")
-                          for c in TRAIN_COMMANDS[kind])
+    swift_cmd, trl_cmd = train_commands(export, str(folder), max_tokens=config.max_tokens)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(folder)),
@@ -50,7 +49,7 @@ def _export(context: dg.AssetExecutionContext, config: ExportConfig, settings: O
             **{k: (dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in meta.items()},
             "token_counter": export.counter,
             "trainer_contract": dg.MetadataValue.json(TRAINER_CONTRACT),
-            "train": dg.MetadataValue.md(f"```\n{swift_cmd}\n```\n```\n{trl_cmd}\n```"),
+            "train": dg.MetadataValue.md(f"```bash\n{swift_cmd}\n```\n```python\n{trl_cmd}\n```"),
         }
     )
 

@@ -535,20 +535,56 @@ def export_grpo(lake_root: Path, round_key: str, out: Path) -> ExportCounts:
 
 # ------------------------------------------------------------------------------------------------- card
 
-TRAIN_COMMANDS = {
-    "sft": ("swift sft --model Qwen/Qwen2.5-7B-Instruct --tuner_type lora --dataset {folder}/swift/train.jsonl "
-            "--val_dataset {folder}/swift/validation.jsonl --max_length {max_length}",
-            "SFTTrainer(model, train_dataset=load_dataset('json', data_files='{folder}/trl/train.jsonl', "
-            "split='train'), args=SFTConfig(max_length={max_length}))"),
-    "dpo": ("swift rlhf --rlhf_type dpo --model Qwen/Qwen2.5-7B-Instruct --tuner_type lora "
-            "--dataset {folder}/swift/train.jsonl --max_length {max_length}",
-            "DPOTrainer(model, train_dataset=load_dataset('json', data_files='{folder}/trl/train.jsonl', "
-            "split='train'), args=DPOConfig(max_length={max_length}))"),
-    "grpo": ("swift rlhf --rlhf_type grpo --model Qwen/Qwen2.5-7B-Instruct --tuner_type lora "
-             "--dataset {folder}/swift/train.jsonl --external_plugins orbit/rewards.py --reward_funcs orbit_verifier",
-             "GRPOTrainer(model, reward_funcs=orbit.rewards.reward_func, train_dataset=load_dataset('json', "
-             "data_files='{folder}/trl/train.jsonl', split='train'))"),
+# The train commands, one source for the dataset card, the README and `make test-trainers` (which runs them
+# on a real round's exports). MODEL is the model to train: a hub name, or a local folder (a model ms-swift
+# cannot identify from its folder also needs `--model_type` and `--template`). Device settings are kept
+# apart: DEVICE_FLAGS / DEVICE_CONFIGS hold the CPU and the GPU ones.
+SWIFT_COMMANDS = {
+    "sft": "swift sft --model {model} --tuner_type lora --agent_template hermes "
+           "--dataset {folder}/swift/train.jsonl{val} --split_dataset_ratio 0 --max_length {max_length}",
+    "dpo": "swift rlhf --rlhf_type dpo --model {model} --tuner_type lora --agent_template hermes "
+           "--dataset {folder}/swift/train.jsonl{val} --split_dataset_ratio 0 --max_length {max_length}",
+    "grpo": "swift rlhf --rlhf_type grpo --model {model} --tuner_type lora --agent_template hermes "
+            "--dataset {folder}/swift/train.jsonl --split_dataset_ratio 0 --max_length {max_length} "
+            "--max_completion_length 512 --external_plugins \"$(python -c 'import orbit.rewards as m; print(m.__file__)')\" "
+            "--reward_funcs orbit_verifier",
 }
+SWIFT_DEVICE_FLAGS = {
+    "cpu": {"sft": "--torch_dtype float32", "dpo": "--torch_dtype float32",
+            "grpo": "--torch_dtype float32 --use_vllm false"},
+    "gpu": {"sft": "--torch_dtype bfloat16", "dpo": "--torch_dtype bfloat16",
+            "grpo": "--torch_dtype bfloat16 --use_vllm true --vllm_mode colocate"},
+}
+_TRL_TRAINERS = {"sft": ("SFTTrainer", "SFTConfig"), "dpo": ("DPOTrainer", "DPOConfig"), "grpo": ("GRPOTrainer", "GRPOConfig")}
+TRL_DEVICE_CONFIGS = {"cpu": "dict(use_cpu=True, bf16=False)", "gpu": "dict(bf16=True)"}
+
+
+def trl_snippet(kind: str, folder: str | None, config: str, max_length: int) -> str:
+    """The TRL script of an export: MODEL and DEVICE (``TRL_DEVICE_CONFIGS``) are the user's, and so is
+    EXPORT (the export folder's path) when ``folder`` is None; the last line is ``trainer.train()``."""
+    trainer, cfg = _TRL_TRAINERS[kind]
+    where = "EXPORT" if folder is None else json.dumps(folder)
+    if kind == "grpo":
+        return (f"import orbit.rewards\nfrom datasets import load_dataset\nfrom trl import {cfg}, {trainer}\n\n"
+                f"data = load_dataset({where}, {json.dumps(config)})\n"
+                f"trainer = {trainer}(model=MODEL, reward_funcs=orbit.rewards.reward_func, train_dataset=data[\"train\"],\n"
+                f"    args={cfg}(output_dir=\"{kind}-out\", **DEVICE))\n"
+                "trainer.train()")
+    return (f"from datasets import load_dataset\nfrom trl import {cfg}, {trainer}\n\n"
+            f"data = load_dataset({where}, {json.dumps(config)})\n"
+            f"trainer = {trainer}(model=MODEL, train_dataset=data[\"train\"], eval_dataset=data.get(\"validation\"),\n"
+            f"    args={cfg}(output_dir=\"{kind}-out\", max_length={max_length}, **DEVICE))\n"
+            "trainer.train()")
+
+
+def train_commands(export: "Export", folder: str, model: str = "MODEL", max_tokens: int | None = None) -> tuple[str, str]:
+    """(the ms-swift command, the TRL script) of one export in ``folder``. ``max_length`` is the longest
+    row's ``num_tokens`` (an over-count unless a tokenizer counted them) or ``max_tokens`` when the export
+    cut at it, so no row is longer than the trainers' limit and none is dropped."""
+    max_length = max_tokens or max(export.counts.length_stats().get("max", 0), 1)
+    val = f" --val_dataset {folder}/swift/validation.jsonl" if export.counts.splits.get("validation") else ""
+    swift = SWIFT_COMMANDS[export.kind].format(model=model, folder=folder, val=val, max_length=max_length)
+    return swift, trl_snippet(export.kind, None if folder == "." else folder, config_name(export, "trl"), max_length)
 
 
 def dataset_card(export: Export, options: ExportOptions, features: Mapping[str, pa.Schema | None] | None = None) -> str:
@@ -573,8 +609,7 @@ def dataset_card(export: Export, options: ExportOptions, features: Mapping[str, 
         front += ["dataset_info:", "\n".join(infos)]
     front.append("---")
     stats = c.length_stats()
-    max_length = options.max_tokens or max(stats.get("max", 0), 1)
-    swift_cmd, trl_cmd = (cmd.format(folder=".", max_length=max_length) for cmd in TRAIN_COMMANDS[export.kind])
+    swift_cmd, trl_cmd = train_commands(export, ".", max_tokens=options.max_tokens)
     lines = [
         f"# Orbit {export.kind.upper()} export, round {export.round}", "",
         "Verified synthetic data from Orbit: every row was rescored by its environment's verifier "
@@ -593,8 +628,18 @@ def dataset_card(export: Export, options: ExportOptions, features: Mapping[str, 
         "", "## Files", "",
         "- `swift/train.jsonl`, `swift/validation.jsonl`: ms-swift's format",
         "- `trl/train.jsonl`, `trl/validation.jsonl`: TRL's format", "",
-        "## Train", "", "```bash", swift_cmd, "```", "", "```python", trl_cmd, "```", "",
+        "## Train", "",
+        "ms-swift (MODEL: a hub name, or a local folder plus `--model_type` and `--template`), then the device "
+        f"flags: CPU `{SWIFT_DEVICE_FLAGS['cpu'][export.kind]}`, GPU `{SWIFT_DEVICE_FLAGS['gpu'][export.kind]}`:", "",
+        "```bash", swift_cmd, "```", "",
+        f"TRL (EXPORT: this folder's path; MODEL: a hub name or a local folder; DEVICE: CPU `{TRL_DEVICE_CONFIGS['cpu']}`, "
+        f"GPU `{TRL_DEVICE_CONFIGS['gpu']}`):", "",
+        "```python", trl_cmd, "```", "",
     ]
+    if export.kind == "grpo":
+        lines += ["The reward needs `orbit.rewards` where the trainer runs: `pip install ./packaging/orbit-reward` "
+                  "from Orbit's repository (only the verifiers' dependencies, no Dagster); `--external_plugins` "
+                  "then names the installed file.", ""]
     return "\n".join(front) + "\n\n" + "\n".join(lines)
 
 

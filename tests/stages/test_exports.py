@@ -241,3 +241,32 @@ def test_the_llm_trainer_reads_the_sft_export_as_written(real, tmp_path):
     assert bad[:2] == [{}, {}] and prepare_examples(bad, ["tic_tac_toe"], 100)[1]["skipped.no_messages"] == 2
     with pytest.raises(ValueError):
         read_export(folder, "../x")
+
+
+def test_the_readme_and_the_cards_show_the_commands_the_trainer_tier_runs(real, tmp_path):
+    """One source (SWIFT_COMMANDS, trl_snippet): the README shows each command with MODEL and MAX_LENGTH,
+    and every card shows it for its own export, in the shape tests/trainers/check_*.py read."""
+    import re
+    from pathlib import Path
+
+    from orbit.stages.export import SWIFT_COMMANDS, SWIFT_DEVICE_FLAGS, TRL_DEVICE_CONFIGS, trl_snippet
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for kind in ("sft", "dpo", "grpo"):
+        val = "" if kind == "grpo" else " --val_dataset ./swift/validation.jsonl"
+        assert SWIFT_COMMANDS[kind].format(model="MODEL", folder=".", val=val, max_length="MAX_LENGTH") in readme, kind
+        assert trl_snippet(kind, None, f"{kind}_r0004_trl", "MAX_LENGTH") in readme, kind
+        for device in ("cpu", "gpu"):
+            assert f"`{SWIFT_DEVICE_FLAGS[device][kind]}`" in readme and f"`{TRL_DEVICE_CONFIGS[device]}`" in readme
+    root, _, _ = real
+    for kind in ("sft", "dpo", "grpo"):
+        folder = tmp_path / kind
+        export = export_round(kind, root, ROUND, folder, ExportOptions(validation_fraction=0.3))
+        card = (folder / "README.md").read_text()
+        command = re.search(r"```bash\n(swift [^\n]+)\n```", card).group(1)
+        longest = export.counts.length_stats()["max"]
+        assert f"--max_length {longest}" in command and "--model MODEL" in command, command
+        assert re.search(r"flags: CPU `([^`]*)`", card).group(1) == SWIFT_DEVICE_FLAGS["cpu"][kind]
+        script = re.search(r"```python\n(.*?)\n```", card, re.S).group(1)
+        assert script == trl_snippet(kind, None, f"{kind}_{ROUND}_trl", longest) and script.endswith("trainer.train()")
+        assert re.search(r"DEVICE: CPU `([^`]*)`", card).group(1) == TRL_DEVICE_CONFIGS["cpu"]

@@ -1,103 +1,116 @@
-"""ms-swift 4.6.0 reads Orbit's ms-swift exports with its own loader (strict preprocessing) and
-template encoder, drops nothing, and trains two steps of SFT and DPO (LoRA, CPU).
+"""ms-swift 4.6.0 runs the ms-swift command of each export's own card (SFT, DPO, GRPO with Orbit's reward) on
+a real round's exports, keeps every exported row, and trains two steps of each on CPU.
 
-Usage (in the ms-swift tool venv): python check_swift.py EXPORTS_DIR MODEL_DIR
+The command is read from the card (``README.md`` of the export folder), as a user would copy it, with
+MODEL replaced by SmolLM2-135M (plus the ``--model_type``/``--template`` a local folder needs) and the
+card's CPU flags appended. What this tier adds is only to make it short and observable:
+``--max_steps 2`` and friends, and a subclass of ms-swift's own pipeline that records how many rows it
+loaded and encoded (the rows kept) before the two steps run on the shortest rows.
+
+Usage (in the ms-swift tool venv, from the repository's root): python check_swift.py LAKE MODEL_DIR
 """
 
 import json
+import re
+import os
+import shlex
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import swift
-from swift.dataset import EncodePreprocessor, load_dataset
-from swift.model import get_model_processor
-from swift.template import get_template
+from swift.pipelines.train.rlhf import SwiftRLHF
+from swift.pipelines.train.sft import SwiftSft
 
 assert swift.__version__ == "4.6.0", swift.__version__
-TEMPLATE = "chatml"  # SmolLM2's chat format
-AGENT_TEMPLATE = "hermes"  # how tool calls are rendered: <tool_call>{"name", "arguments"}</tool_call>
+ROUND = "r0000"
+MODEL_ARGS = ["--model_type", "llama", "--template", "chatml"]  # SmolLM2's chat format, from a local folder
+TIER_ARGS = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--save_strategy", "no",
+             "--report_to", "none", "--logging_steps", "1", "--eval_strategy", "no", "--dataset_num_proc", "1",
+             "--gradient_checkpointing", "false", "--load_from_cache_file", "false"]
+GRPO_TIER_ARGS = ["--num_generations", "2", "--max_completion_length", "24", "--temperature", "1.0"]
+STEP_ROWS = 2  # the two steps run on the shortest rows (ms-swift still loaded and encoded every row)
 
 
-def files(folder: Path) -> list[str]:
-    return [str(folder / f"{s}.jsonl") for s in ("train", "validation")
-            if (folder / f"{s}.jsonl").read_text().strip()]
+def shell_words(command: str, cwd: Path) -> list[str]:
+    """``command`` split into argv by bash itself (quotes, ``$(...)``), as a user's shell runs it."""
+    out = subprocess.run(["bash", "-c", f"printf '%s\\0' {command}"], cwd=cwd, capture_output=True, text=True,
+                         check=True).stdout
+    return out.split("\0")[:-1]
 
 
-def n_rows(paths: list[str]) -> int:
-    return sum(len(Path(p).read_text().splitlines()) for p in paths)
+def card_command(folder: Path) -> tuple[list[str], list[str]]:
+    """(the card's ms-swift command as argv, the card's CPU flags), read from the export's card."""
+    card = (folder / "README.md").read_text()
+    command = re.search(r"```bash\n(swift [^\n]+)\n```", card).group(1)
+    cpu = re.search(r"flags: CPU `([^`]*)`", card).group(1)
+    return shell_words(command, folder), shlex.split(cpu)
 
 
-def check_load_and_encode(kind: str, exports: Path, processor, mode: str) -> list[str]:
-    paths = files(exports / kind / "swift")
-    train, _ = load_dataset(paths, strict=True, load_from_cache_file=False)
-    assert len(train) == n_rows(paths), f"{kind}: ms-swift dropped rows ({len(train)} of {n_rows(paths)})"
-    if kind == "sft":
-        roles = {m["role"] for row in train for m in row["messages"]}
-        # ms-swift turns assistant tool_calls into tool_call messages; 'tool' and 'tool_response' are one role
-        assert "tool_call" in roles and roles & {"tool", "tool_response"}, f"no tool use reached ms-swift: {roles}"
-    template = get_template(processor, template_type=TEMPLATE, max_length=1 << 20, agent_template=AGENT_TEMPLATE)
-    template.set_mode(mode)
-    if kind == "dpo":
-        template.set_mode("rlhf")
-    encoded = EncodePreprocessor(template)(train, strict=True, load_from_cache_file=False)
-    assert len(encoded) == len(train), f"{kind}: encoding dropped rows ({len(encoded)} of {len(train)})"
-    if "length" in encoded.column_names:
-        estimated = [json.loads(line)["num_tokens"] for p in paths for line in Path(p).read_text().splitlines()]
-        ratio = max(e / n for e, n in zip(encoded["length"], estimated))
-        print(f"ms-swift {kind}: longest encoded row {max(encoded['length'])} tokens; "
-              f"encoded/num_tokens at most {ratio:.2f}")
-    print(f"ms-swift {kind}: {len(train)} rows loaded (strict) and encoded")
-    return paths
+def exported(folder: Path) -> dict[str, int]:
+    return {split: sum(1 for line in (folder / "swift" / f"{split}.jsonl").read_text().splitlines() if line.strip())
+            for split in ("train", "validation")}
 
 
-def shortest_per_env(paths: list[str], out: Path) -> str:
-    """A file with the shortest row of each env: the 2 training steps see tool use, quickly on CPU."""
-    best = {}
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
-            row = json.loads(line)
-            if row["env"] not in best or row["num_tokens"] < best[row["env"]]["num_tokens"]:
-                best[row["env"]] = row
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(best[env]) + "\n" for env in sorted(best)))
-    return str(out)
+def observing(base):
+    """ms-swift's own pipeline, recording the rows it loaded and kept before the two short steps."""
+
+    class Observed(base):
+        seen: dict = {}
+
+        def _encode_dataset(self, train_dataset, val_dataset, pre_process=True):
+            type(self).seen["loaded"] = [0 if d is None else len(d) for d in (train_dataset, val_dataset)]
+            train, val = super()._encode_dataset(train_dataset, val_dataset, pre_process=pre_process)
+            type(self).seen["kept"] = [0 if d is None else len(d) for d in (train, val)]
+            column = "lengths" if "lengths" in train.column_names else "num_tokens"
+            lengths = [max(n) if isinstance(n, list) else n for n in train[column]]
+            shortest = sorted(range(len(train)), key=lambda i: (lengths[i], i))[:STEP_ROWS]
+            type(self).seen["step_rows"] = [lengths[i] for i in shortest]
+            return train.select(shortest), None
+
+    return Observed
 
 
-def train(kind: str, paths: list[str], model_dir: str, out: Path) -> None:
-    paths = [shortest_per_env(paths, out / f"{kind}-train.jsonl")]
-    common = ["--model", model_dir, "--model_type", "llama", "--template", TEMPLATE, "--agent_template", AGENT_TEMPLATE,
-              "--tuner_type", "lora",
-              "--dataset", *paths, "--max_steps", "2", "--per_device_train_batch_size", "1",
-              "--save_strategy", "no", "--report_to", "none", "--output_dir", str(out / kind),
-              "--dataset_num_proc", "1", "--strict", "true", "--split_dataset_ratio", "0",
-              "--torch_dtype", "float32", "--logging_steps", "1", "--eval_strategy", "no",
-              # two CPU steps: truncate (keeping the end, the trained turns) rather than wait
-              "--max_length", "1024", "--truncation_strategy", "left", "--gradient_checkpointing", "false"]
-    if kind == "sft":
-        from swift.pipelines.train.sft import sft_main
+def run(kind: str, lake: Path, model_dir: str, out: Path) -> None:
+    folder = lake / f"{kind}_export" / ROUND
+    argv, cpu = card_command(folder)
+    assert argv[0] == "swift" and argv[argv.index("--model") + 1] == "MODEL", argv
+    argv[argv.index("--model") + 1] = model_dir
+    argv = argv[:argv.index("--model") + 2] + MODEL_ARGS + argv[argv.index("--model") + 2:]
+    args = argv[2:] + cpu + TIER_ARGS + ["--output_dir", str(out / kind)]
+    if kind == "grpo":
+        args = [a for a in args] + GRPO_TIER_ARGS
+        # the card's last --max_completion_length counts: the tier's short one comes last
+    want = exported(folder)
+    print(f"ms-swift {kind}: {' '.join(argv[:2])} ... ({want['train']} train, {want['validation']} validation rows)")
+    pipeline_cls = observing(SwiftSft if argv[1] == "sft" else SwiftRLHF)
+    cwd = os.getcwd()
+    os.chdir(folder)  # the card's paths are relative to the export folder, where a user runs it
+    try:
+        result = pipeline_cls(args).main()
+    finally:
+        os.chdir(cwd)
+    seen = pipeline_cls.seen
+    rows = [want["train"], want["validation"] if "--val_dataset" in argv else 0]
+    assert seen["loaded"] == rows, f"{kind}: ms-swift loaded {seen['loaded']} of the exported {rows} rows"
+    assert seen["kept"] == rows, f"{kind}: ms-swift kept {seen['kept']} of the exported {rows} rows (encoding dropped some)"
+    history = result.get("log_history") if isinstance(result, dict) else None
+    assert history and [h.get("step") for h in history if "loss" in h] == [1, 2], f"{kind}: not 2 steps: {history}"
+    if kind == "grpo":  # the reward ran: ms-swift logs each reward function's mean per step
+        means = [h["rewards/OrbitVerifierORM/mean"] for h in history if "rewards/OrbitVerifierORM/mean" in h]
+        assert len(means) == 2 and all(0.0 <= m <= 1.0 for m in means), history
+    print(f"ms-swift {kind}: loaded {seen['loaded']}, kept {seen['kept']} of {rows}; trained 2 steps on rows of "
+          f"{seen['step_rows']} tokens ({json.dumps(history)[:300] if history else 'ok'})")
 
-        result = sft_main(common)
-    else:
-        from swift.pipelines.train.rlhf import rlhf_main
 
-        result = rlhf_main(["--rlhf_type", "dpo", *common])
-    print(f"ms-swift {kind}: trained 2 steps ({json.dumps(result.get('last_model_checkpoint') if isinstance(result, dict) else None)})")
-
-
-def main(exports: str, model_dir: str) -> None:
-    exports = Path(exports)
-    _, processor = get_model_processor(model_dir, load_model=False, model_type="llama")
-    paths = {kind: check_load_and_encode(kind, exports, processor, "train") for kind in ("sft", "dpo")}
-    grpo_paths = files(exports / "grpo" / "swift")
-    grpo, _ = load_dataset(grpo_paths, strict=True, load_from_cache_file=False, remove_unused_columns=False)
-    assert len(grpo) == n_rows(grpo_paths)
-    assert {"env", "task_id", "task_spec", "task_history"} <= set(grpo.column_names), grpo.column_names
-    print(f"ms-swift grpo: {len(grpo)} prompts loaded with the reward columns")
+def main(lake: str, model_dir: str, only: str = "") -> None:
+    lake = Path(lake)
     out = Path(tempfile.mkdtemp(prefix="orbit-swift-"))
-    for kind in ("sft", "dpo"):
-        train(kind, paths[kind], model_dir, out)
+    for kind in ("sft", "dpo", "grpo"):
+        if not only or only == kind:
+            run(kind, lake, model_dir, out)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

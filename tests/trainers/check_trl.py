@@ -1,90 +1,82 @@
-"""TRL 1.16.0 reads Orbit's TRL exports with its own dataset preparation and trains two steps on CPU.
+"""TRL 1.16.0 runs the TRL script of each export's own card (SFT, DPO, GRPO with Orbit's reward) on a real
+round's exports, keeps every exported row, and trains two steps of each on CPU.
 
-Usage (in the TRL tool venv): python check_trl.py EXPORTS_DIR MODEL_DIR
+The script is read from the card (``README.md`` of the export folder) and run as a user would, in the
+export folder, with EXPORT = that folder, MODEL = SmolLM2-135M and DEVICE = the card's CPU settings. Its last line,
+``trainer.train()``, is run after this tier checks the rows the trainer prepared (every exported row)
+and narrows the two steps to the shortest rows.
+
+Usage (in the TRL tool venv): python check_trl.py LAKE MODEL_DIR
 """
 
-import json
+import os
+import re
 import sys
-import tempfile
 from pathlib import Path
 
 import trl
-from datasets import concatenate_datasets, load_dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl.data_utils import is_conversational, maybe_apply_chat_template
 
 assert trl.__version__ == "1.16.0", trl.__version__
-# The 2 CPU training steps truncate to this many tokens (truncation never drops a row; the
-# preparation of every row is checked in full before).
-TRAIN_MAX_LENGTH = 1024
+ROUND = "r0000"
+STEP_ROWS = 2
 
 
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def card_script(folder: Path) -> tuple[str, str]:
+    """(the card's TRL script, the card's CPU DEVICE expression)."""
+    card = (folder / "README.md").read_text()
+    script = re.search(r"```python\n(.*?)\n```", card, re.S).group(1)
+    device = re.search(r"DEVICE: CPU `([^`]*)`", card).group(1)
+    return script, device
 
 
-def dataset(folder: Path):
-    parts = [load_dataset("json", data_files=str(folder / f"{split}.jsonl"), split="train")
-             for split in ("train", "validation") if rows(folder / f"{split}.jsonl")]
-    return concatenate_datasets(parts)
+def exported(folder: Path) -> dict[str, int]:
+    return {split: sum(1 for line in (folder / "trl" / f"{split}.jsonl").read_text().splitlines() if line.strip())
+            for split in ("train", "validation")}
 
 
-def shortest_per_env(ds) -> list[int]:
-    """Indices of the shortest row of each env: the 2 training steps see tool use and games, quickly on CPU."""
-    best = {}
-    for i, (env, n) in enumerate(zip(ds["env"], ds["num_tokens"])):
-        if env not in best or n < best[env][1]:
-            best[env] = (i, n)
-    return sorted(i for i, _ in best.values())
+def run(kind: str, lake: Path, model_dir: str) -> None:
+    folder = lake / f"{kind}_export" / ROUND
+    script, device = card_script(folder)
+    body, last = script.rsplit("\n", 1)
+    assert last == "trainer.train()", last
+    want = exported(folder)
+    # the card's CPU settings, plus this tier's short run (settings the card's script leaves at TRL's defaults)
+    short = dict(max_steps=2, logging_steps=1, save_strategy="no", report_to=[],
+                 per_device_train_batch_size=2 if kind == "grpo" else 1)
+    if kind == "grpo":
+        short.update(num_generations=2, max_completion_length=24)
+    scope = {"EXPORT": str(folder), "MODEL": model_dir, "DEVICE": {**eval(device, {}), **short}}  # noqa: S307
+    cwd = os.getcwd()
+    os.chdir(folder)  # where a user runs it (the trainers write their output_dir here)
+    try:
+        exec(compile(body, f"{folder}/README.md#python", "exec"), scope)  # noqa: S102 (the card's script)
+        trainer = scope["trainer"]
+        train, evaluation = trainer.train_dataset, trainer.eval_dataset
+        assert len(train) == want["train"], f"{kind}: TRL prepared {len(train)} of {want['train']} train rows"
+        if kind != "grpo":
+            assert (len(evaluation) if evaluation is not None else 0) == want["validation"], \
+                f"{kind}: TRL prepared {evaluation} for {want['validation']} validation rows"
+        lengths = [len(r["input_ids"]) if "input_ids" in r else
+                   len(r.get("prompt_input_ids") or []) + len(r.get("chosen_input_ids") or []) or r.get("num_tokens", 0)
+                   for r in train]
+        shortest = sorted(range(len(train)), key=lambda i: (lengths[i], i))[:STEP_ROWS]
+        trainer.train_dataset = train.select(shortest)
+        result = trainer.train()
+    finally:
+        os.chdir(cwd)
+    history = trainer.state.log_history
+    assert result.global_step == 2, result
+    if kind == "grpo":  # the reward ran on every step
+        means = [h[k] for h in history for k in h if k.startswith("rewards/reward_func") and k.endswith("/mean")]
+        assert len(means) == 2 and all(0.0 <= m <= 1.0 for m in means), history
+    print(f"trl {kind}: prepared {len(train)} train rows (exported {want['train']}), trained 2 steps on rows of "
+          f"{[lengths[i] for i in shortest]} tokens, loss {result.training_loss:.3f}")
 
 
-def main(exports: str, model_dir: str, only: str = "") -> None:
-    exports = Path(exports)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    out = Path(tempfile.mkdtemp(prefix="orbit-trl-"))
-    common = dict(max_steps=2, per_device_train_batch_size=1, learning_rate=1e-5, report_to=[], use_cpu=True,
-                  save_strategy="no", logging_steps=1, bf16=False, fp16=False,
-                  gradient_checkpointing=False)
-
-    # SFT: conversational with tools
-    if only and only != "sft":
-        return dpo_and_grpo(exports, model_dir, tok, out, common)
-    sft = dataset(exports / "sft" / "trl")
-    assert is_conversational(sft[0]) and any(r.get("tools") for r in sft)
-    assert any(m.get("tool_calls") for r in sft for m in r["messages"]), "no tool use in the SFT export"
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    trainer = trl.SFTTrainer(model=model, processing_class=tok, train_dataset=sft,
-                             args=trl.SFTConfig(output_dir=str(out / "sft"), max_length=TRAIN_MAX_LENGTH, **common))
-    assert len(trainer.train_dataset) == len(sft), (len(trainer.train_dataset), len(sft))
-    trainer.train_dataset = trainer.train_dataset.select(shortest_per_env(sft))
-    result = trainer.train()
-    print(f"trl sft: {len(sft)} rows prepared, {result.global_step} steps, loss {result.training_loss:.3f}")
-
-    dpo_and_grpo(exports, model_dir, tok, out, common)
-
-
-def dpo_and_grpo(exports: Path, model_dir: str, tok, out: Path, common: dict) -> None:
-    # DPO: prompt / chosen / rejected (the prompt holds the shared tool-call prefix)
-    dpo = dataset(exports / "dpo" / "trl")
-    assert set(dpo.column_names) >= {"prompt", "chosen", "rejected"}
-    assert any(m.get("tool_calls") for r in dpo for m in r["prompt"] + r["chosen"]), "no tool-call pair"
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    trainer = trl.DPOTrainer(model=model, processing_class=tok, train_dataset=dpo,
-                             args=trl.DPOConfig(output_dir=str(out / "dpo"), max_length=None, **common))
-    assert len(trainer.train_dataset) == len(dpo), (len(trainer.train_dataset), len(dpo))
-    # TRL's DPO drops pairs longer than max_length, so every pair is prepared untruncated; the two
-    # steps then run on the shortest pair
-    trainer.train_dataset = trainer.train_dataset.select(shortest_per_env(dpo)[:1])
-    result = trainer.train()
-    print(f"trl dpo: {len(dpo)} pairs prepared, {result.global_step} steps, loss {result.training_loss:.3f}")
-
-    # GRPO: prompt + task columns, rendered the way GRPOTrainer renders prompts
-    grpo = dataset(exports / "grpo" / "trl")
-    assert set(grpo.column_names) >= {"prompt", "env", "task_id", "task_spec", "task_history"}
-    rendered = [maybe_apply_chat_template({"prompt": r["prompt"]}, tok, tools=json.loads(r["tools"]) if r.get("tools") else None)
-                for r in grpo]
-    assert len(rendered) == len(grpo) and all(r["prompt"] for r in rendered)
-    print(f"trl grpo: {len(grpo)} prompts rendered")
+def main(lake: str, model_dir: str, only: str = "") -> None:
+    for kind in ("sft", "dpo", "grpo"):
+        if not only or only == kind:
+            run(kind, Path(lake), model_dir)
 
 
 if __name__ == "__main__":

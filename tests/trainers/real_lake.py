@@ -1,4 +1,4 @@
-"""A small lake of REAL episodes, for the export tests and the trainer tier.
+"""A small lake of REAL episodes, for the export tests.
 
 LiveWeb rows come from the teacher over the demo cache (whole episodes, ending with the ``stop``
 call and the environment's reply). For DPO, each of a few tasks also gets a failed sample that
@@ -6,13 +6,9 @@ follows the teacher for some turns and then does something else, every observati
 ``LiveWebEnvironment`` (a real, verifiable wrong episode). Game rows come from the OpenSpiel
 self-play generator (wins pass, losses and draws fail). Everything goes through the real verifier
 and filter.
-
-``python -m tests.trainers.real_lake OUT`` builds a lake under OUT/lake and writes the exports of
-r0000 under OUT/exports/<kind>/ (the trainer tier loads them).
 """
 
 import json
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -86,18 +82,3 @@ def build_lake(root: Path, liveweb_tasks: int = 6, game_tasks: int = 8, round_ke
         lake.write_table(table, lake.partition_file(root / "lake", "verified_samples", round_key, env))
         lake.write_table(filter_table(table), lake.partition_file(root / "lake", "filtered_dataset", round_key, env))
     return root / "lake"
-
-
-def main(out: str) -> None:
-    from orbit.stages.export import ExportOptions, export_round
-
-    out_dir = Path(out)
-    lake_root = build_lake(out_dir)
-    for kind in ("sft", "dpo", "grpo"):
-        export = export_round(kind, lake_root, ROUND, out_dir / "exports" / kind,
-                              ExportOptions(validation_fraction=0.2))
-        print(kind, json.dumps(export.counts.as_metadata(), sort_keys=True))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])
