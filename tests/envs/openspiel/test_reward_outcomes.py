@@ -121,3 +121,28 @@ def test_a_game_session_plays_what_the_reward_reads_back(env):
         assert replay.history == session.history and replay.problem is None
         outcomes.add(value)
     assert outcomes
+
+
+@pytest.mark.parametrize("env", ["tic_tac_toe", "leduc_poker"])
+def test_a_completion_holding_the_rest_of_the_game_scores_its_outcome(env):
+    """TRL's shape: ``prompts`` is the export's first turn and the completion is every message after it
+    (a rollout_func returning the game's later turns, the environment's closing message included)."""
+    rng = random.Random(3)
+    seen = set()
+    for seed, rec in enumerate(generate(env, n=8, samples=1)):
+        columns = _columns(rec)
+        prompt = grpo_fields(rec)["prompt"]
+        session = GameSession(env, columns["task_spec"], columns["task_history"], seed=seed)
+        rest = []
+        while True:
+            answer = str(rng.choice(session.state.legal_actions(session.task.seat)))
+            rest.append({"role": "assistant", "content": answer})
+            step = session.step(answer)
+            if step.message is not None:
+                rest.append(step.message)
+            if step.done:
+                break
+        got = reward_func([rest], prompts=[prompt], **{k: [v] for k, v in columns.items()})[0]
+        assert got == session.score, (got, session.score)
+        seen.add(got)
+    assert len(seen) > 1, seen
