@@ -36,6 +36,8 @@ blocks (Hermes/Qwen style) or as one bare JSON object of that shape.
 """
 
 import json
+import logging
+import math
 import os
 import re
 from functools import lru_cache
@@ -43,7 +45,26 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from orbit.io.schema import message, tool_call
 
-UNFINISHED_REWARD = float(os.environ.get("ORBIT_REWARD_UNFINISHED", "0.1"))
+def unit_setting(name: str, default: float) -> float:
+    """A reward setting from the environment: a finite number in [0, 1], else an error naming it."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1] (a reward), got {text[:40]!r}")
+    return value
+
+
+UNFINISHED_REWARD = unit_setting("ORBIT_REWARD_UNFINISHED", 0.1)
+MAX_COMPLETION_CHARS = 200_000  # a longer completion is scored as it is cut (the verifier fails it on content)
+LOG = logging.getLogger("orbit.rewards")
+LAST_REASONS: list[list[str]] = []
+"""The reasons behind the last ``reward_func`` call's rewards, one list per completion (a trainer's
+callback or a test can read them; the reward itself never raises)."""
 UNFINISHED_REASONS = ("game.not_terminal", "trajectory.missing_stop", "observation.missing")
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
 
@@ -109,9 +130,25 @@ def score(env: str, task_spec: str | Mapping[str, Any], trajectory: Sequence[Map
     scores its outcome, as the verify stage scores the same trajectory."""
     from orbit.stages.verify import BELOW_THRESHOLD, verify_record
 
-    spec = json.loads(task_spec) if isinstance(task_spec, str) else dict(task_spec or {})
-    prefix = json.loads(task_history) if isinstance(task_history, str) else list(task_history or [])
-    full = json.loads(history) if isinstance(history, str) else (None if history is None else list(history))
+    from orbit.envs import ENVS
+
+    if env not in ENVS:
+        return 0.0, ["reward.env_unknown"]
+    try:
+        spec = json.loads(task_spec) if isinstance(task_spec, str) else task_spec
+        prefix = json.loads(task_history) if isinstance(task_history, str) else task_history
+        full = json.loads(history) if isinstance(history, str) else history
+    except (ValueError, RecursionError):
+        return 0.0, ["reward.column_not_json"]
+    if not isinstance(spec, Mapping):
+        return 0.0, ["reward.task_spec_not_object"]
+    spec = dict(spec)
+    prefix = [] if prefix is None else prefix
+    if not isinstance(prefix, (list, tuple)) or not all(type(a) is int for a in prefix):
+        return 0.0, ["reward.task_history_invalid"]
+    if full is not None and (not isinstance(full, (list, tuple)) or not all(type(a) is int for a in full)):
+        return 0.0, ["reward.history_invalid"]
+    prefix, full = list(prefix), None if full is None else list(full)
     metadata: dict[str, Any] = {"task": spec}
     if prefix or env != "liveweb":
         metadata["history"] = prefix
@@ -141,36 +178,65 @@ def _family(env_spec):
 
 def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list:
     value = kwargs.get(name)
-    return list(value) if isinstance(value, (list, tuple)) else [value] * n
+    if isinstance(value, (list, tuple)):
+        value = list(value)
+        return value + [None] * (n - len(value))
+    return [value] * n
+
+
+def _trajectory(completion: Any, prompt: Any, conversation: Any) -> list[dict]:
+    if isinstance(conversation, (list, tuple)) and conversation:  # ms-swift: the whole conversation
+        conversation = list(conversation)
+        last = conversation[-1] if isinstance(conversation[-1], Mapping) else {}
+        if last.get("role", "assistant") == "assistant":  # ending in the completion
+            return _clean(conversation[:-1]) + _as_messages(last if last.get("tool_calls") else completion)
+        return _clean(conversation)  # a multi-turn rollout closed by the environment (a game's final observation)
+    if not isinstance(prompt, (list, tuple)):
+        prompt = [{"role": "user", "content": prompt if isinstance(prompt, str) else ""}]
+    return _clean(prompt) + _as_messages(completion)
+
+
+def _one(completion: Any, prompt: Any, conversation: Any, env: Any, spec: Any, task_id: Any, history: Any,
+         full_history: Any, tools: Any) -> tuple[float, list[str]]:
+    if not isinstance(env, str) or not env:
+        return 0.0, ["reward.env_missing"]
+    if spec is None:
+        return 0.0, ["reward.task_spec_missing"]
+    if isinstance(completion, str) and len(completion) > MAX_COMPLETION_CHARS:
+        completion = completion[:MAX_COMPLETION_CHARS]
+    trajectory = _trajectory(completion, prompt, conversation)
+    return score(env, spec, trajectory, task_id=task_id if isinstance(task_id, str) else None,
+                 task_history=history, history=full_history, tools=tools if isinstance(tools, str) else None)
 
 
 def reward_func(completions: Sequence[Any], prompts: Sequence[Any] | None = None, **kwargs: Any) -> list[float]:
-    """TRL ``reward_funcs`` callable (also what the ms-swift ORM calls): one reward per completion."""
+    """TRL ``reward_funcs`` callable (also what the ms-swift ORM calls): one reward per completion.
+
+    Never raises: whatever a completion or a column holds (text a model degenerated into, mistyped
+    columns, an unknown env), each reward is a float in [0, 1]; a completion that cannot be scored gets
+    0 with its reason in ``LAST_REASONS`` and the ``orbit.rewards`` log."""
+    try:
+        completions = list(completions)
+    except TypeError:
+        completions = [completions]
     n = len(completions)
-    prompts = list(prompts) if prompts is not None else _column(kwargs, "prompt", n)
-    conversations = _column(kwargs, "messages", n)
-    envs, specs = _column(kwargs, "env", n), _column(kwargs, "task_spec", n)
-    task_ids, histories = _column(kwargs, "task_id", n), _column(kwargs, "task_history", n)
-    tools, full_histories = _column(kwargs, "tools", n), _column(kwargs, "history", n)
-    rewards = []
+    prompts = list(prompts) if isinstance(prompts, (list, tuple)) else _column(kwargs, "prompt", n)
+    columns = [_column(kwargs, name, n) for name in
+               ("messages", "env", "task_spec", "task_id", "task_history", "history", "tools")]
+    rewards, reasons = [], []
     for i, completion in enumerate(completions):
-        if conversations[i]:  # ms-swift: the whole conversation, ending in the completion
-            conversation = list(conversations[i])
-            last = conversation[-1] if isinstance(conversation[-1], Mapping) else {}
-            if last.get("role", "assistant") == "assistant":
-                trajectory = _clean(conversation[:-1]) + _as_messages(last if last.get("tool_calls") else completion)
-            else:  # a multi-turn rollout closed by the environment (a game's final observation)
-                trajectory = _clean(conversation)
-        else:
-            prompt = prompts[i] if isinstance(prompts[i], (list, tuple)) else [
-                {"role": "user", "content": prompts[i] or ""}]
-            trajectory = _clean(prompt) + _as_messages(completion)
-        if not envs[i] or specs[i] is None:
-            rewards.append(0.0)
-            continue
-        value, _ = score(envs[i], specs[i], trajectory, task_id=task_ids[i], task_history=histories[i],
-                         history=full_histories[i], tools=tools[i])
-        rewards.append(value)
+        try:
+            value, why = _one(completion, prompts[i] if i < len(prompts) else None,
+                              *(column[i] if i < len(column) else None for column in columns))
+            value = float(value)
+        except Exception as exc:  # noqa: BLE001 -- RecursionError included: one completion never stops a trainer
+            value, why = 0.0, [f"reward.error:{type(exc).__name__}"]
+            LOG.warning("orbit reward: completion %d scored 0 (%s)", i, why[0])
+        if not math.isfinite(value):
+            value, why = 0.0, [*why, "reward.not_finite"]
+        rewards.append(min(1.0, max(0.0, value)))
+        reasons.append([str(r) for r in why])
+    LAST_REASONS[:] = reasons
     return rewards
 
 
