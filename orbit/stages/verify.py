@@ -109,11 +109,12 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
         reasons.append("trajectory.too_long")
     if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         reasons.append("trajectory.no_assistant_turn")
-    open_calls: list[str] = []  # ids of calls not answered yet, in order
+    open_calls: dict[str, Any] = {}  # id -> function name of the calls not answered yet, in order
     for i, m in enumerate(messages):
         if (isinstance(m, dict) and m.get("tool_calls") is None and m.get("tool_call_id") is None
-                and type(m.get("role")) is str and m.get("role") in PLAIN_ROLES
-                and type(m.get("content")) is str and len(m.get("content")) <= MAX_CONTENT_CHARS):
+                and m.get("name") is None and type(m.get("role")) is str and m.get("role") in PLAIN_ROLES
+                and type(m.get("content")) is str and len(m.get("content")) <= MAX_CONTENT_CHARS
+                and (m["role"] != "assistant" or not m["content"].isspace() and m["content"])):
             continue  # a plain chat message (no tool call, known role, text content): no rule can fire
         if m is None:
             reasons.append(f"message.null:{i}")
@@ -130,6 +131,12 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
         calls = m.get("tool_calls")
         if content is None and not calls and role != "assistant":
             reasons.append(f"message.missing_content:{i}")
+        if role == "assistant" and not calls and (content is None or isinstance(content, str) and not content.strip()):
+            reasons.append(f"message.empty_turn:{i}")  # no env writes an assistant turn that says and calls nothing
+        if m.get("name") is not None and role != "tool":
+            reasons.append(f"message.unexpected_field:{i}")  # only a tool's reply carries a name
+        if calls and role != "assistant":
+            reasons.append(f"message.unexpected_field:{i}")  # only the assistant calls tools
         if content is not None and not isinstance(content, str):
             reasons.append(f"message.content_not_string:{i}")
         elif content is not None and len(content) > MAX_CONTENT_CHARS:
@@ -146,16 +153,20 @@ def structural_reasons(record: Mapping[str, Any]) -> list[str]:
                 reasons.append(f"tool_call.missing_name:{i}")
             if not _arguments_are_json(fn.get("arguments")):
                 reasons.append(f"tool_call.arguments_not_json:{i}")
+            if call.get("type") not in (None, "function"):
+                reasons.append(f"tool_call.malformed:{i}")
             call_id = call.get("id")
             if not isinstance(call_id, str) or not call_id or call_id in open_calls:
                 reasons.append(f"tool_call.missing_id:{i}")
             else:
-                open_calls.append(call_id)
+                open_calls[call_id] = fn.get("name")
         if role == "tool":
-            # a tool message answers one call made before it and not answered yet
+            # a tool message answers one call made before it and not answered yet, under that call's name
             answered = m.get("tool_call_id")
             if isinstance(answered, str) and answered in open_calls:
-                open_calls.remove(answered)
+                if m.get("name") is not None and m.get("name") != open_calls[answered]:
+                    reasons.append(f"tool_call.name_mismatch:{i}")
+                del open_calls[answered]
             else:
                 reasons.append(f"tool_call_id.unmatched:{i}")
         elif m.get("tool_call_id") is not None:

@@ -22,7 +22,6 @@ longer sequences and more steps.
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from orbit.io import lake
+from orbit.policies.answers import BARE_ID_RE
 from orbit.stages.export import read_export
 from orbit.flywheel.checkpoints import Checkpoint, read_checkpoint, write_manifest
 from orbit.io.keys import round_index, round_key, validate_round
@@ -45,7 +45,6 @@ SCRIPT = Path(__file__).with_name("sft_lora.py")
 GGUF_NAME = "model.gguf"
 SERVERS_DIR = ".servers"
 GAME_PREFIX = "You are playing "
-BARE_ID_RE = re.compile(r"^\s*-?\d+\s*\.?\s*$")
 
 
 class TrainingFailed(RuntimeError):

@@ -4,8 +4,9 @@ System prompt: the rules and the answer format. Each learner turn: a user messag
 with the observation text for the learner's seat and the legal actions listed as
 ``ID -> action string``; the assistant answers with the ID.
 
-Answer format v2 (``ANSWER_FORMAT``; the game verifier's version names it). ``parse_answer``
-reads exactly one of three whole-reply shapes, and nothing else:
+Answer format v3 (``ANSWER_FORMAT``; the game verifier's version names it). ``parse_answer``
+reads exactly one of three whole-reply shapes, and nothing else, with the ID written as listed
+(ASCII digits, no ``+`` or zero padding):
 
 * a bare ID: ``4`` (surrounding whitespace and one trailing ``.`` allowed);
 * a JSON object with the one key ``move``: ``{"move": "4"}`` or ``{"move": 4}`` (what constrained

@@ -79,7 +79,7 @@ class GameReplayVerifier:
     columns = ("env", "task_id", "messages", "tools", "score", "metadata")  # all it reads of a record
     reads_plain_texts = True  # of a plain chat message it reads the role and the text only (PlainTexts)
     name = "game_replay"
-    version = "2"  # answer format v2 (orbit.envs.openspiel.prompts.parse_answer: bare ID, {"move": ID}, final <answer>ID</answer>)
+    version = "3"  # answer format v3 (orbit.policies.answers.parse_answer: bare ID, {"move": ID}, final <answer>ID</answer>)
 
     def __init__(self, env: EnvSpec | None = None):
         """``env``: the partition's env; without it the env named by the record (which must be a game env)."""
