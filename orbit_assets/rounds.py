@@ -33,7 +33,7 @@ def instance_rounds(instance: dg.DagsterInstance) -> list[str]:
 
 def default_policy(settings: OrbitSettings) -> str:
     """The policy of a round nobody named one for: the newest ready checkpoint's, else the configured default."""
-    ready, _ = scan_checkpoints(settings.checkpoints_path())
+    ready, _, _ = scan_checkpoints(settings.checkpoints_path())
     if ready:
         return max(ready, key=lambda c: ((c.path / MANIFEST).stat().st_mtime, c.name)).policy
     return settings.default_policy

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 
 from orbit.io import lake
+from orbit.io.keys import is_round_key
 from orbit.policies.table_policy import TablePolicy
 from orbit.policies.uri import InvalidPolicyURI, parse_policy_uri
 
@@ -38,41 +39,60 @@ class Checkpoint:
     note: str
 
 
+class ManifestMissing(ValueError):
+    """The folder has no manifest yet: a checkpoint still being written (look again later)."""
+
+
+MAX_MANIFEST_BYTES = 1 << 20
+
+
 def read_checkpoint(path: Path) -> Checkpoint:
-    """A ready checkpoint, or ValueError saying why the directory is not one (yet)."""
+    """A ready checkpoint; ``ManifestMissing`` when its manifest is not there yet, ValueError saying what is
+    wrong with one that is (whatever the file holds: bytes, depth, types)."""
     if not NAME_RE.match(path.name):
         raise ValueError(f"{path}: checkpoint folder names use letters, digits, '.', '_' and '-'")
     manifest = path / MANIFEST
     if not manifest.is_file():
-        raise ValueError(f"{path}: no {MANIFEST} yet")
+        raise ManifestMissing(f"{path}: no {MANIFEST} yet")
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{manifest}: unreadable manifest ({exc})") from exc
+        with open(manifest, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        data = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{manifest}: unreadable manifest ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("policy"), str):
         raise ValueError(f"{manifest}: the manifest must be an object with a 'policy' URI")
+    parent_round, note = data.get("parent_round"), data.get("note", "")
+    if parent_round is not None and not is_round_key(parent_round):
+        raise ValueError(f"{manifest}: 'parent_round' must be a round key like r0003 or null")
+    if not isinstance(note, str):
+        raise ValueError(f"{manifest}: 'note' must be a string")
     try:
         uri = parse_policy_uri(data["policy"])
     except InvalidPolicyURI as exc:
         raise ValueError(f"{manifest}: {exc}") from exc
     if uri.scheme == "embedded" and uri.checkpoint is not None and not uri.checkpoint.is_file():
         raise ValueError(f"{manifest}: policy file {uri.checkpoint} is missing")
-    return Checkpoint(name=path.name, path=path, policy=data["policy"], parent_round=data.get("parent_round"),
-                      note=str(data.get("note", "")))
+    return Checkpoint(name=path.name, path=path, policy=data["policy"], parent_round=parent_round, note=note[:2000])
 
 
-def scan_checkpoints(folder: Path | str) -> tuple[list[Checkpoint], list[str]]:
-    """Ready checkpoints (in name order) and why the other directories are not ready."""
+def scan_checkpoints(folder: Path | str) -> tuple[list[Checkpoint], list[str], list[tuple[Path, str]]]:
+    """Ready checkpoints (in name order), why the folders without a manifest are not ready yet, and the
+    folders whose manifest is malformed (path, reason)."""
     folder = Path(folder)
-    ready, waiting = [], []
+    ready, waiting, malformed = [], [], []
     if not folder.is_dir():
-        return ready, waiting
+        return ready, waiting, malformed
     for path in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
             ready.append(read_checkpoint(path))
-        except ValueError as exc:
+        except ManifestMissing as exc:
             waiting.append(str(exc))
-    return ready, waiting
+        except ValueError as exc:
+            malformed.append((path, str(exc)))
+    return ready, waiting, malformed
 
 
 def write_manifest(path: Path, policy: str, parent_round: str | None = None, note: str = "",

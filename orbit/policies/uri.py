@@ -36,14 +36,25 @@ class PolicyURI:
 
 def parse_policy_uri(uri: str) -> PolicyURI:
     """Check a URI's syntax (without touching the network or the filesystem)."""
-    scheme, sep, rest = (uri or "").partition(":")
+    if not isinstance(uri, str):
+        raise InvalidPolicyURI(f"invalid policy URI {uri!r}: {USAGE}")
+    scheme, sep, rest = uri.partition(":")
     if not sep or not rest:
         raise InvalidPolicyURI(f"invalid policy URI {uri!r}: {USAGE}")
     if scheme == "openai":
         base_url, _, model = rest.partition("#")
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(base_url)
+            host, port = parts.hostname, parts.port  # port: ValueError when not a number in 0-65535
+        except ValueError as exc:
+            raise InvalidPolicyURI(f"invalid policy URI {uri!r}: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.netloc or not host:
             raise InvalidPolicyURI(f"invalid policy URI {uri!r}: {base_url!r} is not an http(s) base URL")
+        if port is not None and not 1 <= port <= 65535:
+            raise InvalidPolicyURI(f"invalid policy URI {uri!r}: port {port} is not in 1-65535")
+        if parts.username is not None or parts.password is not None:
+            raise InvalidPolicyURI(f"invalid policy URI: credentials do not belong in a URI (they would be stored "
+                                   f"with every round); name an environment variable with api_key_env")
         if not model or any(c.isspace() for c in model):
             raise InvalidPolicyURI(f"invalid policy URI {uri!r}: name the model after '#', e.g. "
                                    f"'openai:{base_url}#qwen2.5-7b'")

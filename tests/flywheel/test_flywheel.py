@@ -88,8 +88,8 @@ def test_checkpoint_sensor_is_idempotent_and_ignores_half_written(tmp_path):
     (ckpts / "b-half").mkdir()  # no manifest yet: half-written
     (ckpts / "c-broken").mkdir()
     (ckpts / "c-broken" / MANIFEST).write_text("{not json")
-    ready, waiting = scan_checkpoints(ckpts)
-    assert [c.name for c in ready] == ["a-ckpt"] and len(waiting) == 2
+    ready, waiting, malformed = scan_checkpoints(ckpts)
+    assert [c.name for c in ready] == ["a-ckpt"] and len(waiting) == 1 and [p.name for p, _ in malformed] == ["c-broken"]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(ROUNDS, ["r0000"])
         ctx = dg.build_sensor_context(instance=instance, resources={"settings": settings})
@@ -97,7 +97,7 @@ def test_checkpoint_sensor_is_idempotent_and_ignores_half_written(tmp_path):
         # registered and partitioned; the automation sensor runs it (the sensor requests no runs itself)
         assert instance.get_dynamic_partitions(ROUNDS) == ["r0000", "r0001"]
         cursor = ctx.cursor
-        assert json.loads(cursor) == ["a-ckpt"]
+        assert [k.split("@")[0] for k in json.loads(cursor)] == ["a-ckpt", "c-broken"]
 
         # the same tick again (same cursor): nothing new
         checkpoint_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings}))
@@ -113,7 +113,7 @@ def test_checkpoint_sensor_is_idempotent_and_ignores_half_written(tmp_path):
         checkpoint_sensor(later)
         entries = RoundRegistry(settings.lake).entries()
         assert [(e.round, e.policy) for e in entries][-1] == ("r0002", "openai:http://127.0.0.1:9/v1#model-b")
-        assert json.loads(later.cursor) == ["a-ckpt", "b-half"]
+        assert [k.split("@")[0] for k in json.loads(later.cursor)] == ["a-ckpt", "b-half", "c-broken"]
         assert len(entries) == 3 and instance.get_dynamic_partitions(ROUNDS) == ["r0000", "r0001", "r0002"]
 
 
@@ -247,3 +247,31 @@ def test_report_gives_no_rounds_to_target_without_evidence_of_growth():
     fit = fit_env("tic_tac_toe", "policy", _rows("tic_tac_toe", [1, 1, 1], [10] * 3), target=0.5)
     assert fit["g"] == pytest.approx(1.0, abs=1e-6) and fit["g_low"] < 1 < fit["g_high"]
     assert fit["rounds_to_target"] is None and "no evidence of growth" in fit["headline"]
+
+
+@pytest.mark.parametrize("manifest", [
+    b'{"policy": "openai:http://127.0.0.1:9/v1#m", "parent_round": 5}',
+    b'{"policy": "openai:http://127.0.0.1:9/v1#m", "parent_round": ["r0001"]}',
+    b'{"policy": "openai:http://127.0.0.1:9/v1#m", "parent_round": "r5"}',
+    b'{"policy": "openai:http://127.0.0.1:9/v1#m", "note": {"a": 1}}',
+    b'{"policy": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b"\xff\xfe\x00{not json",
+    b'{"policy": "openai:http://[::1:80/v1#m"}',
+    b'{"policy": "openai:http://127.0.0.1:99999/v1#m"}',
+])
+def test_a_malformed_manifest_is_skipped_and_later_checkpoints_still_register(tmp_path, manifest):
+    ckpts = tmp_path / "checkpoints"
+    settings = OrbitSettings(lake=str(tmp_path / "lake"), checkpoints=str(ckpts), max_rounds=5)
+    RoundRegistry(settings.lake).add("embedded:uniform")
+    (ckpts / "a-bad").mkdir(parents=True)
+    (ckpts / "a-bad" / MANIFEST).write_bytes(manifest)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(ROUNDS, ["r0000"])
+        ctx = dg.build_sensor_context(instance=instance, resources={"settings": settings})
+        result = checkpoint_sensor(ctx)
+        assert "skipped ['a-bad']" in result.skip_message and ctx.cursor  # the cursor moves past it
+        _checkpoint(ckpts, "b-good", "openai:http://127.0.0.1:9/v1#model-b")
+        later = dg.build_sensor_context(instance=instance, cursor=ctx.cursor, resources={"settings": settings})
+        assert "skipped" not in checkpoint_sensor(later).skip_message  # reported once, not every tick
+        assert [e.checkpoint for e in RoundRegistry(settings.lake).entries()] == [None, "b-good"]
+        assert instance.get_dynamic_partitions(ROUNDS) == ["r0000", "r0001"]

@@ -201,3 +201,13 @@ def test_plain_dagster_cli_finds_the_instance_through_the_exported_home(tmp_path
 def test_round_add_refuses_bad_keys(tmp_path, bad):
     done = orbit(tmp_path / "home", "round", "add", "--round", bad)
     assert done.returncode == 1 and "invalid round key" in done.stderr
+
+
+@pytest.mark.parametrize("policy", ["openai:http://[::1:80/v1#m", "openai:http://127.0.0.1:99999/v1#m",
+                                    "openai:http://127.0.0.1:-1/v1#m"])
+def test_round_add_refuses_a_bad_policy_uri_without_a_traceback(tmp_path, policy):
+    done = orbit(tmp_path / "home", "round", "add", "--policy", policy)
+    assert done.returncode == 1 and done.stderr.startswith("orbit: invalid policy URI"), done.stderr
+    assert "Traceback" not in done.stderr
+    listed = orbit(tmp_path / "home", "round", "list")
+    assert policy not in listed.stdout

@@ -22,6 +22,12 @@ def test_parse_valid_uris(tmp_path):
     ("openai:http://h/v1#two words", "name the model"),
     ("hf:Qwen/Qwen2.5-7B", "unknown policy scheme 'hf'"),
     ("embedded:/does/not/exist.parquet", "is not a file"),
+    ("openai:http://[::1:80/v1#m", "invalid policy URI"),
+    ("openai:http://127.0.0.1:99999/v1#m", "invalid policy URI"),
+    ("openai:http://127.0.0.1:-1/v1#m", "invalid policy URI"),
+    ("openai:http://127.0.0.1:0/v1#m", "port 0 is not in 1-65535"),
+    ("openai:http://:8000/v1#m", "not an http"),
+    ("openai:http://user:secret@127.0.0.1:8000/v1#m", "credentials do not belong"),
 ])
 def test_invalid_uris_fail_clearly(uri, message):
     with pytest.raises(InvalidPolicyURI, match=message):
