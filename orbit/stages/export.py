@@ -173,7 +173,7 @@ def openai_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict]:
                 arguments = fn.get("arguments") or ""
                 try:
                     parsed = json.loads(arguments)
-                except ValueError:
+                except (ValueError, TypeError, RecursionError):
                     raise NotExportable(f"export.tool_arguments_not_json:{i}") from None
                 if not isinstance(parsed, dict):
                     raise NotExportable(f"export.tool_arguments_not_object:{i}")
@@ -351,7 +351,7 @@ def read_export(folder: Path | str, flavour: str = "trl", splits: Iterable[str] 
                     continue
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     row = {}
                 rows.append(row if isinstance(row, dict) else {})
     return rows
@@ -380,10 +380,15 @@ def _build(kind: str, round_key: str, items: Iterable[tuple], makers: dict, leng
         counts.rows_in += 1
         try:
             made = {flavour: make(*item) for flavour, make in makers.items()}
+            for example in made.values():
+                json.dumps(example, ensure_ascii=False)  # what write_jsonl will write: it must serialize
+            n = length_of(counter, made)
         except NotExportable as exc:
             counts.skip(exc.reason.split(":")[0])
             continue
-        n = length_of(counter, made)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            counts.skip(f"export.unrenderable:{type(exc).__name__}")  # one record never fails the asset
+            continue
         if options.max_tokens is not None and n > options.max_tokens:
             counts.skip(OVER_MAX_TOKENS)
             continue

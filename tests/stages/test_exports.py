@@ -236,9 +236,10 @@ def test_the_llm_trainer_reads_the_sft_export_as_written(real, tmp_path):
     assert [e["messages"][-1]["content"] for e in examples] and all(
         e["messages"][0]["role"] == "system" for e in examples)
     # a line that is not a JSON object is a row counted as skipped, never lost or fatal
-    (folder / "trl" / "train.jsonl").write_text('not json\n[1, 2]\n' + (folder / "trl" / "train.jsonl").read_text())
+    (folder / "trl" / "train.jsonl").write_text('not json\n[1, 2]\n' + "[" * 5000 + "]" * 5000 + "\n"
+                                               + (folder / "trl" / "train.jsonl").read_text())
     bad = read_export(folder, "trl", ("train",))
-    assert bad[:2] == [{}, {}] and prepare_examples(bad, ["tic_tac_toe"], 100)[1]["skipped.no_messages"] == 2
+    assert bad[:3] == [{}, {}, {}] and prepare_examples(bad, ["tic_tac_toe"], 100)[1]["skipped.no_messages"] == 3
     with pytest.raises(ValueError):
         read_export(folder, "../x")
 
@@ -270,3 +271,30 @@ def test_the_readme_and_the_cards_show_the_commands_the_trainer_tier_runs(real, 
         script = re.search(r"```python\n(.*?)\n```", card, re.S).group(1)
         assert script == trl_snippet(kind, None, f"{kind}_{ROUND}_trl", longest) and script.endswith("trainer.train()")
         assert re.search(r"DEVICE: CPU `([^`]*)`", card).group(1) == TRL_DEVICE_CONFIGS["cpu"]
+
+
+def test_a_record_an_export_cannot_render_is_counted_never_fatal(real, tmp_path):
+    """A failed sample whose tool arguments nest 5,000 deep (what a degenerate model writes) is the
+    rejected side of a DPO pair: the export skips that pair with its reason and writes the others."""
+    import pyarrow as pa
+
+    from orbit.io.schema import VERIFIED_SCHEMA
+
+    root, verified, _ = real
+    rows = [dict(r) for r in verified["liveweb"]]
+    chosen = next(r for r in rows if r["passed"])
+    hostile = dict(chosen, record_id="hostile-0", sample_idx=99, passed=False, score=0.0, reasons=["x"])
+    call = {"id": "call_h", "type": "function",
+            "function": {"name": "goto", "arguments": '{"url": ' + "[" * 5000 + "]" * 5000 + "}"}}
+    hostile["messages"] = list(chosen["messages"][:2]) + [
+        {"role": "assistant", "content": None, "tool_calls": [call], "tool_call_id": None, "name": None}]
+    lake_root = tmp_path / "lake"
+    for env, table in verified.items():
+        extra = [hostile] if env == "liveweb" else []
+        lake.write_table(pa.Table.from_pylist([dict(r) for r in table] + extra, schema=VERIFIED_SCHEMA),
+                         lake.partition_file(lake_root, "verified_samples", ROUND, env))
+    export = export_round("dpo", lake_root, ROUND, tmp_path / "dpo", ExportOptions())
+    skipped = {k: v for k, v in export.counts.skipped.items() if k.startswith("export.")}
+    assert skipped == {"export.tool_arguments_not_json": 1}, export.counts.skipped
+    assert export.counts.exported > 0 and (tmp_path / "dpo" / "trl" / "train.jsonl").read_text()
+    assert export.counts.rows_in == export.counts.exported + sum(export.counts.skipped.values())
