@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_home()
     from orbit.io.home import HomeBusy, home_lock
     from orbit.io.keys import InvalidKey
+    from orbit.io.locks import LockPathError
     from orbit.policies.uri import InvalidPolicyURI
     from orbit.flywheel.rounds import RoundError
     from orbit_assets.runner import DaemonRunning, RunFailed
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 init_instance()
                 return args.func(args)
         return args.func(args)
-    except (RunFailed, InvalidKey, InvalidPolicyURI, HomeBusy, DaemonRunning, RoundError) as exc:  # tracebacks stay in the Dagster run logs
+    except (RunFailed, InvalidKey, InvalidPolicyURI, HomeBusy, DaemonRunning, RoundError, LockPathError) as exc:  # tracebacks stay in the Dagster run logs
         print(f"orbit: {exc}", file=sys.stderr)
         return 1
     except duckdb.Error as exc:

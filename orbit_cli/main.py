@@ -79,9 +79,10 @@ def run_query_command(args) -> int:
     """Run a parsed query subcommand; a failing query is reported on stderr with exit code 2."""
     import duckdb
 
-    from orbit.io.home import ensure_home
+    from orbit.io.home import ensure_home, lake_root
 
-    ensure_home()
+    if not lake_root().is_dir():
+        ensure_home()  # a query reads; an existing home (read-only, say) is never written to
     try:
         return args.func(args)
     except duckdb.Error as exc:

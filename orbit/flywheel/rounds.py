@@ -9,7 +9,6 @@ twice. The Dagster side keeps the rounds' dynamic partitions in step with this
 table (the code location's rounds module).
 """
 
-import fcntl
 import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from orbit.io import lake
+from orbit.io.locks import locked
 from orbit.io.keys import round_index, round_key, validate_round
 
 ROUNDS_ASSET = "rounds"
@@ -75,13 +75,8 @@ class RoundRegistry:
 
     @contextmanager
     def _locked(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.parent / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with locked(self.path.parent / ".lock"):
+            yield
 
     def entries(self) -> list[RoundEntry]:
         if not self.path.exists():

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from orbit.io.locks import open_lock
+
 DEFAULT_HOME = ".orbit"
 YAML_MARKER = "# Written by Orbit."
 LOCK_FILE = ".orbit.lock"
@@ -90,8 +92,7 @@ def dagster_home() -> Path:
 
 @contextmanager
 def _flock(path: Path, blocking: bool = True) -> Iterator[object]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    with os.fdopen(open_lock(path), "r+") as fh:  # never through a symlink (O_NOFOLLOW), never truncated on open
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except OSError as exc:

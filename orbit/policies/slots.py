@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import AsyncIterator
 
+from orbit.io.locks import open_lock
 from orbit.io.schema import stable_hash
 
 POLL_S = 0.02
@@ -31,7 +32,7 @@ class EndpointSlots:
     def try_acquire(self) -> int | None:
         """A locked file descriptor of a free slot, or None when all are taken."""
         for i in range(self.slots):
-            fd = os.open(self.dir / f"slot-{i}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_lock(self.dir / f"slot-{i}.lock", 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return fd

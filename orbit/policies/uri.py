@@ -53,8 +53,8 @@ def parse_policy_uri(uri: str) -> PolicyURI:
         if port is not None and not 1 <= port <= 65535:
             raise InvalidPolicyURI(f"invalid policy URI {uri!r}: port {port} is not in 1-65535")
         if parts.username is not None or parts.password is not None:
-            raise InvalidPolicyURI(f"invalid policy URI: credentials do not belong in a URI (they would be stored "
-                                   f"with every round); name an environment variable with api_key_env")
+            raise InvalidPolicyURI("invalid policy URI: credentials do not belong in a URI (they would be stored "
+                                   "with every round); name an environment variable with api_key_env")
         if not model or any(c.isspace() for c in model):
             raise InvalidPolicyURI(f"invalid policy URI {uri!r}: name the model after '#', e.g. "
                                    f"'openai:{base_url}#qwen2.5-7b'")

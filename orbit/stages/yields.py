@@ -301,9 +301,8 @@ def refresh_yields_index(lake_root: Path | str, write: bool = True) -> pa.Table:
     set, it is rewritten atomically under an exclusive lock (concurrent refreshers re-check inside
     the lock, so none loses another's update); a read-only lake just gets the fresh table.
     """
-    import fcntl
-
     from orbit.io import lake
+    from orbit.io.locks import locked
 
     lake_root = Path(lake_root)
     path = index_file(lake_root)
@@ -311,13 +310,11 @@ def refresh_yields_index(lake_root: Path | str, write: bool = True) -> pa.Table:
     if not changed or not write:
         return table
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.parent / ".lock", "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        with locked(path.parent / ".lock"):
             table, changed = _refreshed(lake_root, _read_index(path))
             if changed:
                 lake.write_table(table, path)
-    except PermissionError:
+    except OSError:  # a read-only lake (EROFS, EACCES) or a bad lock path: the fresh table, kept in memory
         pass
     return table
 
