@@ -23,6 +23,20 @@ def _env_int(name: str) -> int | None:
     return int(raw)
 
 
+def _env_policy(name: str) -> str | None:
+    """A policy URI from the environment, checked when read: an invalid one is refused naming the variable."""
+    from orbit.policies.uri import InvalidPolicyURI, parse_policy_uri
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        parse_policy_uri(raw)
+    except InvalidPolicyURI as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return raw
+
+
 def resources_for(lake: str | None = None, workers: int | None = None, home: str | None = None,
                   **settings) -> dict:
     """Resources of one deployment: the lake, worker count, where request caches live, and the settings
@@ -31,7 +45,7 @@ def resources_for(lake: str | None = None, workers: int | None = None, home: str
     home = Path(home) if home else (Path(lake).parent if lake else orbit_home())
     workers = workers or _env_int("ORBIT_WORKERS") or 2
     from_env = {field: _env_int(var) for field, var in SIZE_ENV.items()}
-    from_env["default_policy"] = os.environ.get("ORBIT_DEFAULT_POLICY") or UNIFORM_POLICY
+    from_env["default_policy"] = _env_policy("ORBIT_DEFAULT_POLICY") or UNIFORM_POLICY
     if _env_int("ORBIT_MAX_ROUNDS"):
         from_env["max_rounds"] = _env_int("ORBIT_MAX_ROUNDS")
     merged = {**{k: v for k, v in from_env.items() if v is not None}, **settings}

@@ -1,11 +1,11 @@
 """The automation sensor: evaluates the assets' automation conditions, on by default."""
 
-import os
-
 import dagster as dg
 
-# how often the automation sensor ticks (seconds); tests shorten it
-INTERVAL_S = int(os.environ.get("ORBIT_AUTOMATION_INTERVAL_S", "15") or 15)
+from orbit.io.home import int_setting
+
+# how often the automation sensor ticks (seconds, 1 to a day); tests shorten it
+INTERVAL_S = int_setting("ORBIT_AUTOMATION_INTERVAL_S", 15, 1, 86400)
 
 orbit_automation = dg.AutomationConditionSensorDefinition(
     "orbit_automation",

@@ -34,21 +34,24 @@ class HomeBusy(RuntimeError):
     """Another headless Orbit command holds this ORBIT_HOME."""
 
 
-def _int_env(name: str, default: int, low: int = 1, high: int = 1024) -> int:
+def int_setting(name: str, default: int, low: int = 1, high: int = 1024) -> int:
+    """A whole-number setting from the environment variable ``name``, else ``default``; a value that is not
+    a whole number in [low, high] is refused with an error naming the variable."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValueError(f"{name}={raw!r}: expected a whole number from {low} to {high}")
+        raise ValueError(f"{name}={raw[:40]!r}: expected a whole number from {low} to {high}")
     return int(raw)
+
 
 
 def dagster_yaml() -> str:
     """The instance settings Orbit writes (telemetry off, a run queue sized to the machine)."""
-    runs = _int_env("ORBIT_MAX_CONCURRENT_RUNS", os.cpu_count() or 2)
-    start_timeout = _int_env("ORBIT_RUN_START_TIMEOUT_S", 300, 10, 86400)
-    max_runtime = _int_env("ORBIT_RUN_MAX_RUNTIME_S", 4 * 3600, 60, 7 * 86400)
-    retries = _int_env("ORBIT_RUN_RETRIES", 2, 0, 10)
+    runs = int_setting("ORBIT_MAX_CONCURRENT_RUNS", os.cpu_count() or 2)
+    start_timeout = int_setting("ORBIT_RUN_START_TIMEOUT_S", 300, 10, 86400)
+    max_runtime = int_setting("ORBIT_RUN_MAX_RUNTIME_S", 4 * 3600, 60, 7 * 86400)
+    retries = int_setting("ORBIT_RUN_RETRIES", 2, 0, 10)
     return f"""\
 {YAML_MARKER} Regenerated when these settings change; delete this line to keep your own.
 # Telemetry stays off: Orbit machines have no internet.

@@ -37,7 +37,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 PYTHON_ENV = "ORBIT_LLAMA_PYTHON"
@@ -46,6 +46,33 @@ DEFAULT_PYTHON = REPO_ROOT / ".tools" / "llama" / "bin" / "python"
 TOOL_CHAT_FORMAT = "chatml-function-calling"
 DEFAULT_READY_TIMEOUT_S = 300.0
 LOG_TAIL_CHARS = 2000
+
+
+# What the server process inherits of the caller's environment: what a process needs to run, and the CPU
+# and GPU library settings. Nothing else: llama-cpp-python's server reads its settings from environment
+# variables too (CONFIG_FILE, HOST, PORT, MODEL, ...), and the caller's secrets are none of its business.
+SERVER_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "LD_LIBRARY_PATH",
+              "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+BOUND_BY_ORBIT = ("--host", "--port", "--config_file")  # extra_args may not rebind or reconfigure these
+
+
+def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: ``SERVER_ENV`` of the caller's, plus ``extra``."""
+    env = {k: os.environ[k] for k in SERVER_ENV if k in os.environ}
+    env.update(extra or {})
+    return env
+
+
+def check_extra_args(extra_args: Sequence[str]) -> list[str]:
+    """``extra_args`` as a list, refused when one names the host, the port or a config file (argparse also
+    takes an option by a prefix of its name, so ``--ho`` counts)."""
+    args = [str(a) for a in extra_args]
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name.startswith("--") and len(name) > 2 and any(bound.startswith(name) for bound in BOUND_BY_ORBIT):
+            raise ValueError(f"extra_args may not set {arg.split('=', 1)[0]!r}: the server's address and "
+                             f"settings are Orbit's (loopback, a port it picks)")
+    return args
 
 
 class LlamaServerError(RuntimeError):
@@ -157,11 +184,13 @@ def start_llama_server(model_path: str | os.PathLike, *, alias: str = "model", h
     """Start ``python -m llama_cpp.server`` for ``model_path`` on loopback and (by default) wait until it serves.
 
     ``alias`` is the model id clients send (the ``#model`` of the policy URI). ``extra_args`` are passed
-    to the server verbatim (e.g. ``["--n_batch", "256"]``). Raises ``LlamaServerError`` (with the log
-    tail) when the server cannot start; the process is stopped then.
+    to the server verbatim (e.g. ``["--n_batch", "256"]``), except options that set the host, the port
+    or a config file (refused). The server gets a scrubbed environment (``server_env``). Raises
+    ``LlamaServerError`` (with the log tail) when the server cannot start; the process is stopped then.
     """
     if host not in LOOPBACK_HOSTS:
         raise ValueError(f"refusing to bind {host!r}: the llama.cpp server is loopback-only ({', '.join(LOOPBACK_HOSTS)})")
+    extra_args = check_extra_args(extra_args)
     model = Path(model_path)
     if not model.is_file():
         raise LlamaServerError(f"no GGUF model at {model}")
@@ -182,7 +211,7 @@ def start_llama_server(model_path: str | os.PathLike, *, alias: str = "model", h
     cmd += list(extra_args)
     log_file = open(log, "ab")
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, env=server_env())
     server = LlamaServer(model, host, port, alias, chat_format, process, log, log_file)
     if wait:
         try:

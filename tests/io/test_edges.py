@@ -85,3 +85,18 @@ def test_a_read_only_home_and_lake_are_queryable(tmp_path):
     done = _read_only(home, f"cd {home} && env {env} {sys.executable} -m orbit_cli yields --format csv")
     assert "r0001,tic_tac_toe,all,10,4" in done.stdout
     assert not (home / "dagster").exists()  # the query created nothing
+
+
+@pytest.mark.parametrize(("name", "value", "module"), [
+    ("ORBIT_AUTOMATION_INTERVAL_S", "abc", "sensors.automation"),
+    ("ORBIT_AUTOMATION_INTERVAL_S", "-5", "sensors.automation"),
+    ("ORBIT_AUTOMATION_INTERVAL_S", "0", "sensors.automation"),
+    ("ORBIT_DEFAULT_POLICY", "openai:http://[::1:80/v1#m", "resources"),
+    ("ORBIT_WORKERS", "two", "resources"),
+    ("ORBIT_REWARD_UNFINISHED", "nan", "orbit.rewards"),
+])
+def test_every_setting_is_validated_naming_its_variable(tmp_path, name, value, module):
+    code = f"import {module}" + ("; resources.resources_for()" if module == "resources" else "")
+    env = dict(os.environ, ORBIT_HOME=str(tmp_path / "home"), **{name: value})
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and name in done.stderr.strip().splitlines()[-1], done.stderr[-500:]
