@@ -57,7 +57,28 @@ def cmd_yields(args) -> int:
     return 0
 
 
+READ_ONLY_STATEMENTS = ("SELECT",)  # DuckDB statement types `orbit sql` runs without --write
+
+
+def write_statements(sql: str) -> list[str]:
+    """The DuckDB statement types in ``sql`` that are not read-only queries (COPY, CREATE, ATTACH, ...)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        types = [s.type.name for s in con.extract_statements(sql)]
+    finally:
+        con.close()
+    return [t for t in types if t not in READ_ONLY_STATEMENTS]
+
+
 def cmd_sql(args) -> int:
+    if not args.write:
+        writes = write_statements(args.sql)
+        if writes:
+            print(f"orbit: `orbit sql` runs read-only statements (SELECT, DESCRIBE, SHOW, SUMMARIZE); this one has "
+                  f"{', '.join(dict.fromkeys(writes))}: add --write to run it", file=sys.stderr)
+            return 2
     query(args.sql, args.format)
     return 0
 
@@ -72,6 +93,8 @@ def add_query_commands(sub) -> None:
     sql = sub.add_parser("sql", help="run a SQL query over the lake views")
     sql.add_argument("sql")
     sql.add_argument("--format", choices=FORMATS, default="table")
+    sql.add_argument("--write", action="store_true",
+                     help="also run statements that write (COPY, CREATE, ATTACH, ...); without it only queries run")
     sql.set_defaults(func=cmd_sql)
 
 

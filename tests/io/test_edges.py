@@ -100,3 +100,34 @@ def test_every_setting_is_validated_naming_its_variable(tmp_path, name, value, m
     env = dict(os.environ, ORBIT_HOME=str(tmp_path / "home"), **{name: value})
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and name in done.stderr.strip().splitlines()[-1], done.stderr[-500:]
+
+
+@pytest.mark.parametrize("sql", ["COPY (SELECT 1 AS x) TO '{target}'", "SELECT 1; COPY (SELECT 1) TO '{target}'",
+                                 "ATTACH '{target}' AS x", "CREATE TABLE t AS SELECT 1",
+                                 "EXPORT DATABASE '{target}'", "PRAGMA enable_profiling"])
+def test_orbit_sql_runs_only_queries_unless_write_is_given(tmp_path, sql):
+    home = tmp_path / "home"
+    _yields(home / "lake")
+    target = home / "lake" / "yield_metrics" / "r0000" / "tic_tac_toe" / "part-0.parquet"
+    before = target.read_bytes()
+    env = dict(os.environ, ORBIT_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
+    statement = sql.format(target=target)
+    done = subprocess.run([sys.executable, "-m", "orbit_cli", "sql", statement], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "add --write to run it" in done.stderr, done.stderr
+    assert target.read_bytes() == before
+    query = subprocess.run([sys.executable, "-m", "orbit_cli", "sql", "SELECT count(*) AS n FROM yields"], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert query.returncode == 0 and query.stdout.startswith("n\n")
+
+
+def test_orbit_sql_with_write_runs_a_copy(tmp_path):
+    home = tmp_path / "home"
+    _yields(home / "lake")
+    out = tmp_path / "out.csv"
+    env = dict(os.environ, ORBIT_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
+    done = subprocess.run([sys.executable, "-m", "orbit_cli", "sql", "--write",
+                           f"COPY (SELECT env, attempts FROM yields) TO '{out}'"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().splitlines() == ["env,attempts", "tic_tac_toe,10"]
