@@ -94,6 +94,20 @@ def test_a_conversation_no_game_line_explains_scores_zero():
     assert value == 0.0 and reasons[0] == "rollout.no_matching_line", reasons
 
 
+def _play_out(session, rng) -> list[dict]:
+    """The rest of a GameSession's game against a learner answering a random legal ID: every message after
+    the first turn prompt (answers, the next turn prompts, the closing message)."""
+    rest = []
+    while True:
+        answer = str(rng.choice(session.state.legal_actions(session.task.seat)))
+        rest.append({"role": "assistant", "content": answer})
+        step = session.step(answer)
+        if step.message is not None:
+            rest.append(step.message)
+        if step.done:
+            return rest
+
+
 @pytest.mark.parametrize("env", GAMES)
 def test_a_game_session_plays_what_the_reward_reads_back(env):
     """GameSession (the environment side of a multi-turn rollout) against a learner that answers a
@@ -105,15 +119,7 @@ def test_a_game_session_plays_what_the_reward_reads_back(env):
         columns = _columns(rec)
         session = GameSession(env, columns["task_spec"], columns["task_history"], seed=seed)
         messages = [{"role": m["role"], "content": m["content"]} for m in grpo_fields(rec)["prompt"]]
-        while True:
-            legal = session.state.legal_actions(session.task.seat)
-            answer = str(rng.choice(legal))
-            messages.append({"role": "assistant", "content": answer})
-            step = session.step(answer)
-            if step.message is not None:
-                messages.append(step.message)
-            if step.done:
-                break
+        messages += _play_out(session, rng)
         value, reasons = score(env, columns["task_spec"], messages, task_id=columns["task_id"],
                                task_history=columns["task_history"])
         assert value == session.score and set(reasons) <= {"score.below_threshold"}, (value, session.score, reasons)
@@ -133,15 +139,7 @@ def test_a_completion_holding_the_rest_of_the_game_scores_its_outcome(env):
         columns = _columns(rec)
         prompt = grpo_fields(rec)["prompt"]
         session = GameSession(env, columns["task_spec"], columns["task_history"], seed=seed)
-        rest = []
-        while True:
-            answer = str(rng.choice(session.state.legal_actions(session.task.seat)))
-            rest.append({"role": "assistant", "content": answer})
-            step = session.step(answer)
-            if step.message is not None:
-                rest.append(step.message)
-            if step.done:
-                break
+        rest = _play_out(session, rng)
         got = reward_func([rest], prompts=[prompt], **{k: [v] for k, v in columns.items()})[0]
         assert got == session.score, (got, session.score)
         seen.add(got)
