@@ -66,7 +66,10 @@ class EnvFamily(Protocol):
     """What every family provides. Families that a chat policy can play also provide
     ``policy_tasks(request) -> list[(task_id, task)]`` and
     ``async rollout(request, task, sample_idx, policy_id, complete, extra_metadata) -> record``,
-    where ``complete(messages, tools, step, seed)`` returns the policy's next ``Turn``."""
+    where ``complete(messages, tools, step, seed)`` returns the policy's next ``Turn``. A family whose
+    episodes span turns may provide ``rollout_record(env, record, prefix, history) -> (record, problem)``:
+    the reward's record of a trainer rollout made whole for the verifier (a game's history read back
+    from its conversation)."""
 
     name: str
 
