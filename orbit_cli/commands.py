@@ -248,7 +248,13 @@ LOCKED = {"run", "flywheel", "round"}
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from orbit.io.home import orbit_home
+    from orbit_cli.main import where_looked
+
+    created = not orbit_home().exists()
     ensure_home()
+    if created:  # a command that creates a home says where
+        print(f"orbit: created a new Orbit home at {orbit_home()} ({where_looked()})", file=sys.stderr)
     from orbit.io.home import HomeBusy, home_lock
     from orbit.io.keys import InvalidKey
     from orbit.io.locks import LockPathError

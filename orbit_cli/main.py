@@ -98,14 +98,29 @@ def add_query_commands(sub) -> None:
     sql.set_defaults(func=cmd_sql)
 
 
+def where_looked() -> str:
+    """Which setting named the home or lake a command uses."""
+    import os
+
+    if os.environ.get("ORBIT_LAKE"):
+        return "from ORBIT_LAKE"
+    if os.environ.get("ORBIT_HOME"):
+        return "from ORBIT_HOME"
+    return "the default home ./.orbit: ORBIT_HOME is not set"
+
+
 def run_query_command(args) -> int:
     """Run a parsed query subcommand; a failing query is reported on stderr with exit code 2."""
     import duckdb
 
-    from orbit.io.home import ensure_home, lake_root
+    from orbit.io.home import lake_root
 
-    if not lake_root().is_dir():
-        ensure_home()  # a query reads; an existing home (read-only, say) is never written to
+    root = lake_root()
+    if not root.is_dir():  # a query reads: it never invents a home (nor writes to one, read-only say)
+        print(f"orbit: no Orbit lake at {root} ({where_looked()}); nothing to query. Run this in the project "
+              f"folder, or point at a home with ORBIT_HOME=<home> (or at a lake with ORBIT_LAKE=<lake>); "
+              f"`orbit run` or `make run` creates one.", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except duckdb.Error as exc:

@@ -131,3 +131,29 @@ def test_orbit_sql_with_write_runs_a_copy(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert out.read_text().splitlines() == ["env,attempts", "tic_tac_toe,10"]
+
+
+@pytest.mark.parametrize("args", [["yields"], ["sql", "SELECT 1"]])
+def test_a_query_outside_any_project_says_where_it_looked_and_creates_nothing(tmp_path, args):
+    env = {k: v for k, v in os.environ.items() if k not in ("ORBIT_HOME", "ORBIT_LAKE", "DAGSTER_HOME")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-m", "orbit_cli", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert str(tmp_path / ".orbit" / "lake") in done.stderr and "ORBIT_HOME" in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing invented
+
+
+def test_a_command_that_creates_a_home_says_where(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("ORBIT_HOME", "ORBIT_LAKE", "DAGSTER_HOME")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-m", "orbit_cli", "home"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"created a new Orbit home at {tmp_path / '.orbit'}" in done.stderr
+    again = subprocess.run([sys.executable, "-m", "orbit_cli", "home"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0 and "created" not in again.stderr
+    query = subprocess.run([sys.executable, "-m", "orbit_cli", "yields"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert query.returncode == 0 and query.stdout.rstrip().endswith("(0 rows)"), query.stderr
