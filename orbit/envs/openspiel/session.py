@@ -12,7 +12,7 @@ scores the played game as the verify stage scores the same trajectory. ``history
 list, which a scheduler may hand to the reward as well.
 """
 
-import random
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 from orbit.envs.base import GenerationRequest
 from orbit.envs.openspiel.bots import make_bot
 from orbit.envs.openspiel.chat_replay import final_prompt
-from orbit.envs.openspiel.match import CHANCE, learner_score, sample_chance
+from orbit.envs.openspiel.match import learner_score, no_player_action
 from orbit.envs.openspiel.prompts import parse_answer, turn_prompt
 from orbit.envs.openspiel.tasks import GameTask, load_game
 from orbit.io.schema import stable_hash
@@ -38,8 +38,6 @@ class Step:
 class GameSession:
     def __init__(self, env: str, task_spec: str | Mapping[str, Any], task_history: str | Sequence[int] = (),
                  seed: int = 0, lake_root: Path | None = None):
-        import json
-
         from orbit.envs import env_spec, family_of
 
         self.spec = env_spec(env)
@@ -60,7 +58,7 @@ class GameSession:
                                                     samples_per_task=0, lake=lake_root), opponent)
         match_seed = int(stable_hash("session", self.task.task_id, seed, length=7), 16)  # < 2**28: a C++ int seed
         self._opponent = make_bot(opponent, game, match_seed, table)
-        self._rng = random.Random(match_seed)
+        self._seed, self._rng = match_seed, None  # chance's RNG, made at the first chance node (as in a match)
         self.reason: str | None = None
         self._others()
 
@@ -84,12 +82,10 @@ class GameSession:
         moved = False
         while not self.state.is_terminal() and self.state.current_player() != self.task.seat:
             player = self.state.current_player()
-            if player == CHANCE:
-                action = sample_chance(self.state, self._rng)
-            elif player >= 0:
+            if player >= 0:
                 action = int(self._opponent(self.state))
             else:
-                raise ValueError(f"{self.task.game}: simultaneous moves are not supported")
+                action, self._rng = no_player_action(self.task, self.state, player, self._rng, self._seed)
             self.state.apply_action(action)
             self.history.append(action)
             moved = True
