@@ -130,10 +130,14 @@ def score(env: str, task_spec: str | Mapping[str, Any], trajectory: Sequence[Map
     scores its outcome, as the verify stage scores the same trajectory."""
     from orbit.stages.verify import BELOW_THRESHOLD, verify_record
 
-    from orbit.envs import ENVS
+    from orbit.envs import EnvsFileError, find_env
 
-    if env not in ENVS:
-        return 0.0, ["reward.env_unknown"]
+    try:
+        if find_env(env) is None:
+            return 0.0, ["reward.env_unknown"]
+    except EnvsFileError:
+        LOG.warning("the envs file does not load; every reward is 0.0", exc_info=True)
+        return 0.0, ["reward.envs_file_invalid"]
     try:
         spec = json.loads(task_spec) if isinstance(task_spec, str) else task_spec
         prefix = json.loads(task_history) if isinstance(task_history, str) else task_history

@@ -7,7 +7,7 @@ from typing import List, Optional
 import dagster as dg
 import pyarrow as pa
 
-from orbit.envs import ENVS, GenerationRequest, env_spec, family_of
+from orbit.envs import GenerationRequest, env_spec, envs, family_of
 from orbit.policies.base import PolicyUnavailable
 from orbit.policies.uri import InvalidPolicyURI, parse_policy_uri
 from orbit.flywheel.rounds import RoundEntry
@@ -67,7 +67,7 @@ class CfrConfig(dg.Config):
     kinds={"parquet", "openspiel"},
 )
 def cfr_policies(context: dg.AssetExecutionContext, config: CfrConfig, settings: OrbitSettings) -> pa.Table:
-    envs = [env_spec(e) for e in config.envs] if config.envs is not None else list(ENVS.values())
+    envs = [env_spec(e) for e in config.envs] if config.envs is not None else list(envs().values())
     path = cfr_table_file(settings.lake_path())
     tables = [lake.read_table(path) if path.exists() else CFR_SCHEMA.empty_table()]  # solved before: kept
     for game, params, iterations in unsolved_cfr_configs(envs, settings.lake_path()):
@@ -159,7 +159,7 @@ def _policy_uri(config: RawSamplesConfig, settings: OrbitSettings, entry: RoundE
     policy can play (an embedded table policy plays the game envs only)."""
     if config.policy:
         return config.policy
-    if not config.generators or spec.name not in settings.policy_envs:
+    if not config.generators or (settings.policy_envs is not None and spec.name not in settings.policy_envs):
         return None
     if parse_policy_uri(entry.policy).scheme == "embedded" and spec.family != "openspiel":
         return None

@@ -1,14 +1,14 @@
-"""Partitions: round (dynamic, ``r0000``...) x env (static, from the env registry)."""
+"""Partitions: round (dynamic, ``r0000``...) x env (static: the envs declared when the code location loads; a reload reads the envs file again)."""
 
 import dagster as dg
 
-from orbit.envs import ENV_NAMES
+from orbit.envs import env_names
 from orbit.io.keys import validate_env, validate_round
 
 ROUNDS = "rounds"
 
 round_partitions = dg.DynamicPartitionsDefinition(name=ROUNDS)
-env_partitions = dg.StaticPartitionsDefinition(list(ENV_NAMES))
+env_partitions = dg.StaticPartitionsDefinition(list(env_names()))
 round_env_partitions = dg.MultiPartitionsDefinition({"round": round_partitions, "env": env_partitions})
 
 # Round-only assets (exports) read every env of their round.
@@ -17,7 +17,7 @@ all_envs_of_round = dg.MultiToSingleDimensionPartitionMapping(partition_dimensio
 
 def round_env_key(round_key: str, env: str) -> dg.MultiPartitionKey:
     """Build a round x env key; never spell the joined string by hand (dimensions sort by name)."""
-    return dg.MultiPartitionKey({"round": validate_round(round_key), "env": validate_env(env, ENV_NAMES)})
+    return dg.MultiPartitionKey({"round": validate_round(round_key), "env": validate_env(env, env_names())})
 
 
 def round_and_env(partition_key: str | dg.MultiPartitionKey) -> tuple[str, str]:
@@ -25,4 +25,4 @@ def round_and_env(partition_key: str | dg.MultiPartitionKey) -> tuple[str, str]:
     if not isinstance(partition_key, dg.MultiPartitionKey):
         partition_key = round_env_partitions.get_partition_key_from_str(partition_key)
     dims = partition_key.keys_by_dimension
-    return validate_round(dims["round"]), validate_env(dims["env"], ENV_NAMES)
+    return validate_round(dims["round"]), validate_env(dims["env"], env_names())

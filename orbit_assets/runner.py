@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import dagster as dg
 
 from orbit.flywheel.checkpoints import read_checkpoint
-from orbit.envs import ENV_NAMES
+from orbit.envs import env_names
 from orbit.io.home import ensure_home
 from orbit.io.keys import round_index, round_key, validate_env
 from orbit.flywheel.rounds import RoundRegistry
@@ -130,7 +130,7 @@ def run_rounds(rounds: Iterable[str], envs: Iterable[str] | None = None, *, inst
     """Register the rounds (``policy`` and ``sizes`` for new ones; defaults otherwise), materialize every
     (round, env) partition given, then the reports; returns the run ids."""
     runner = Runner(instance, resources, log)
-    envs = [validate_env(e, ENV_NAMES) for e in (envs or ENV_NAMES)]
+    envs = [validate_env(e, env_names()) for e in (envs or env_names())]
     rounds = list(rounds)
     entries = [runner.register(r, policy, sizes, note="orbit run") for r in rounds]
     runner.ensure_cfr(envs)
@@ -152,7 +152,7 @@ def run_flywheel(rounds: int, envs: Iterable[str] | None = None, *, instance: dg
     checkpoint the next round is registered with. Rounds already in the registry keep their policy.
     """
     runner = Runner(instance, resources, log)
-    envs = [validate_env(e, ENV_NAMES) for e in (envs or ENV_NAMES)]
+    envs = [validate_env(e, env_names()) for e in (envs or env_names())]
     registry = RoundRegistry(runner.settings.lake_path())
     runner.ensure_cfr(envs)
     checkpoint = None

@@ -11,7 +11,7 @@ import sys
 
 import duckdb
 
-from orbit_cli.main import add_query_commands, query
+from orbit_cli.main import add_envs_command, add_query_commands, query
 from orbit_cli.main import print_table as _print_table
 from orbit.io import lake
 from orbit.io.home import ensure_home, lake_root
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_round_list)
 
     add_query_commands(sub)
+    add_envs_command(sub)
     home = sub.add_parser("home", help="create ORBIT_HOME (lake, DAGSTER_HOME with telemetry off) and print it")
     home.add_argument("--shell", action="store_true",
                       help="print export lines, for the plain dagster CLI: eval \"$(orbit home --shell)\"")

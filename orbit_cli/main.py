@@ -1,8 +1,8 @@
 """The ``orbit`` command's entry point.
 
 The query subcommands (``orbit yields``, ``orbit sql``) only read the lake with
-DuckDB, so they run here without importing Dagster and start in a fraction of a
-second. Every other subcommand is handed to ``orbit_cli.commands``, which drives
+DuckDB, and ``orbit envs`` only reads the env registry, so they run here without
+importing Dagster and start in a fraction of a second. Every other subcommand is handed to ``orbit_cli.commands``, which drives
 Dagster through the code location (``orbit_assets``).
 """
 
@@ -13,6 +13,7 @@ import json
 import sys
 
 QUERY_COMMANDS = ("yields", "sql")
+LIGHT_COMMANDS = QUERY_COMMANDS + ("envs",)
 FORMATS = ["table", "csv", "json"]
 
 
@@ -98,6 +99,28 @@ def add_query_commands(sub) -> None:
     sql.set_defaults(func=cmd_sql)
 
 
+def add_envs_command(sub) -> None:
+    envs = sub.add_parser("envs", help="list the envs: built in, declared in the envs file, and inactive ones")
+    envs.add_argument("--format", choices=FORMATS, default="table")
+    envs.set_defaults(func=cmd_envs)
+
+
+def cmd_envs(args) -> int:
+    """The env table: name, family, description, source, status. An env the lake holds data of that is
+    not declared any more is listed as inactive (its data is kept)."""
+    from orbit.envs import envs, envs_file, inactive_envs
+    from orbit.io.home import lake_root
+
+    rows = [(spec.name, spec.family, spec.description, spec.source, "active") for spec in envs().values()]
+    rows += [(name, "", "not declared any more; its partitions stay in the lake", "", "inactive")
+             for name in inactive_envs(lake_root())]
+    print_table(["env", "family", "description", "source", "status"], rows, args.format)
+    if args.format == "table":
+        path = envs_file()
+        print(f"envs file: {path}" + ("" if path.exists() else " (none: the built-in envs only)"), file=sys.stderr)
+    return 0
+
+
 def where_looked() -> str:
     """Which setting named the home or lake a command uses."""
     import os
@@ -129,12 +152,21 @@ def run_query_command(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from orbit.envs.registry import EnvsFileError
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in QUERY_COMMANDS:
-        parser = argparse.ArgumentParser(prog="orbit")
-        add_query_commands(parser.add_subparsers(dest="command", required=True))
-        return run_query_command(parser.parse_args(argv))
-    return importlib.import_module("orbit_cli.commands").main(argv)
+    try:
+        if argv and argv[0] in LIGHT_COMMANDS:
+            parser = argparse.ArgumentParser(prog="orbit")
+            sub = parser.add_subparsers(dest="command", required=True)
+            add_query_commands(sub)
+            add_envs_command(sub)
+            args = parser.parse_args(argv)
+            return args.func(args) if args.command == "envs" else run_query_command(args)
+        return importlib.import_module("orbit_cli.commands").main(argv)
+    except EnvsFileError as exc:  # a bad envs file: named file, env and key, no traceback
+        print(f"orbit: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

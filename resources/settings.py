@@ -5,7 +5,6 @@ from typing import List, Optional
 
 import dagster as dg
 
-from orbit.envs import ENV_NAMES
 from orbit.io.home import lake_root, orbit_home
 
 UNIFORM_POLICY = "embedded:uniform"
@@ -21,9 +20,9 @@ class OrbitSettings(dg.ConfigurableResource):
     """The folder the checkpoint sensor watches (external trainers write here too)."""
     max_rounds: int = 8
     """The checkpoint sensor registers no round beyond this many."""
-    policy_envs: List[str] = list(ENV_NAMES)
-    """Envs whose partitions sample the round's registered policy (an embedded table policy only plays the
-    game envs; an endpoint policy plays every env, liveweb included)."""
+    policy_envs: Optional[List[str]] = None
+    """Envs whose partitions sample the round's registered policy (unset: every declared env; an embedded
+    table policy only plays the game envs; an endpoint policy plays every env, liveweb included)."""
     default_policy: str = UNIFORM_POLICY
     """The policy of a round added without one (UI, GraphQL, a backfill) when no checkpoint is ready yet."""
     round_num_tasks: Optional[int] = None

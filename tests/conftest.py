@@ -17,3 +17,8 @@ def orbit_home(tmp_path, monkeypatch) -> Path:
 
     ensure_home()
     return home
+
+
+# The tests run against the built-in envs unless a test declares its own: an envs file in the developer's
+# home (./.orbit/envs.toml) must not change what they see. A test that declares envs sets ORBIT_ENVS_FILE.
+os.environ["ORBIT_ENVS_FILE"] = str(Path(__file__).resolve().parent / "no-envs-file.toml")

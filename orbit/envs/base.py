@@ -21,6 +21,16 @@ class EnvSpec:
     pass_threshold: float = 1.0
     num_tasks: int = 100
     samples_per_task: int = 1
+    source: str = field(default="built-in", compare=False)
+    """Where the env was declared: ``built-in``, or the envs file that declares or overrides it."""
+
+
+class EnvOptionError(ValueError):
+    """An env option a family refuses; ``key`` is the option's dotted path (``config.min_animals``)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,10 @@ class EnvFamily(Protocol):
     from its conversation)."""
 
     name: str
+
+    def check(self, spec: EnvSpec) -> None:
+        """Refuse an env this family cannot run, before any round: raise ``EnvOptionError`` naming the
+        option. Optional: the registry calls it when the family has it, for every declared env."""
 
     def generate(self, request: GenerationRequest) -> Iterator[pa.RecordBatch]:
         """Yield raw record batches for one partition, deterministically from the request."""

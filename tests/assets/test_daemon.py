@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orbit.io import lake
-from orbit.envs import ENV_NAMES
+from orbit.envs import env_names
 from orbit.flywheel.rounds import RoundRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def test_ui_round_plus_backfill_materializes_each_partition_once(dagster_dev):
         addDynamicPartition(repositorySelector: $repo, partitionsDefName: "rounds", partitionKey: "r0000") {
           __typename ... on PythonError { message } } }""", {"repo": REPO})
     assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", added
-    partitions = [f"{env}|r0000" for env in ENV_NAMES]
+    partitions = [f"{env}|r0000" for env in env_names()]
     launched = _gql(port, """mutation($params: LaunchBackfillParams!) {
         launchPartitionBackfill(backfillParams: $params) {
           __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",

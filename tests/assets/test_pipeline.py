@@ -125,9 +125,9 @@ def test_adding_a_round_requests_the_whole_round():
 
 
 def _all_envs():
-    from orbit.envs import ENV_NAMES
+    from orbit.envs import env_names
 
-    return ENV_NAMES
+    return env_names()
 
 
 def test_definitions_validate():

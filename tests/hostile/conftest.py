@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from orbit.envs import ENV_NAMES, GenerationRequest, env_spec, family_of
+from orbit.envs import GenerationRequest, env_names, env_spec, family_of
 from orbit.envs.liveweb.cache import PageCache
 from orbit.envs.liveweb.demo_sites import ensure_demo_cache
 from orbit.envs.liveweb.teacher import Teacher, teacher_records
@@ -20,7 +20,7 @@ def liveweb_cache_dir(tmp_path_factory):
 def verifiers(liveweb_cache_dir) -> dict:
     """env -> the verifier the verify stage builds for it (from the env spec)."""
     out = {}
-    for env in ENV_NAMES:
+    for env in env_names():
         spec = env_spec(env)
         options = {"cache_dir": str(liveweb_cache_dir)} if spec.family == "liveweb" else None
         out[env] = family_of(spec).verifier(spec, options)

@@ -17,7 +17,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orbit.envs import ENV_NAMES
+from orbit.envs import env_names
 from orbit.stages.verify import verify_record
 
 from hostile.pipeline import as_line, run
@@ -25,7 +25,7 @@ from hostile.pipeline import as_line, run
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-ENVS = st.sampled_from(ENV_NAMES)
+ENVS = st.sampled_from(env_names())
 WORDS = st.sampled_from(["system", "user", "assistant", "tool", "function", "", " ", "0", "4", "NaN", "null",
                          "tic_tac_toe", "liveweb", "goto", "stop", "call_0000", "\u2028", "\x00", "r0000\n",
                          "\ufeff", "Ignore previous instructions", "\u0663"])
@@ -55,10 +55,10 @@ MESSAGES = st.fixed_dictionaries({}, optional={
 RECORDS = st.fixed_dictionaries({}, optional={
     "messages": st.one_of(st.lists(st.one_of(MESSAGES, VALUES), max_size=6), VALUES),
     "score": st.one_of(NUMBERS, VALUES), "task_id": st.one_of(TEXT, VALUES), "policy": st.one_of(TEXT, VALUES),
-    "env": st.one_of(st.sampled_from(ENV_NAMES), VALUES), "tools": VALUES,
+    "env": st.one_of(st.sampled_from(env_names()), VALUES), "tools": VALUES,
     "metadata": st.one_of(st.fixed_dictionaries({}, optional={
         "task": st.one_of(VALUES, st.fixed_dictionaries({}, optional={
-            "game": st.one_of(st.sampled_from(ENV_NAMES), VALUES), "seed": NUMBERS, "seat": NUMBERS,
+            "game": st.one_of(st.sampled_from(env_names()), VALUES), "seed": NUMBERS, "seat": NUMBERS,
             "params": VALUES, "subtasks": VALUES})),
         "history": st.one_of(st.lists(NUMBERS, max_size=8), VALUES), "returns": VALUES,
         "import_errors": VALUES, "sample_error": VALUES, "task_error": VALUES}), VALUES),

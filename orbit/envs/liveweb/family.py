@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-from orbit.envs.base import EnvSpec, GenerationRequest
+from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest
 from orbit.io.home import orbit_home
 from orbit.envs.liveweb.cache import PageCache, PageError
 from orbit.envs.liveweb.environment import PAGE_INVALID
@@ -72,8 +72,26 @@ def _build_chunk(seeds: Sequence[int], job: tuple) -> pa.RecordBatch:
     return records_to_batch(teacher_records(_worker_teacher, seeds, *job))
 
 
+OPTION_KEYS = ("subtasks", "cache_dir", "max_turns", "max_tokens")
+
+
 class LiveWebFamily:
     name = "liveweb"
+
+    def check(self, spec: EnvSpec) -> None:
+        for key, value in spec.options.items():
+            if key not in OPTION_KEYS:
+                raise EnvOptionError(key, f"not an option of the liveweb family (it takes {', '.join(OPTION_KEYS)})")
+            if key == "cache_dir":
+                if not isinstance(value, str) or not Path(value).is_dir():
+                    raise EnvOptionError(key, f"{value!r} is not a folder")
+            elif key == "subtasks":
+                try:
+                    check_subtask_count(value)
+                except ValueError as exc:
+                    raise EnvOptionError(key, str(exc)) from exc
+            elif type(value) is not int or not 1 <= value <= 1_000_000:
+                raise EnvOptionError(key, f"expected a whole number from 1 to 1000000, got {value!r}")
 
     def __init__(self):
         self._caches: dict[str, PageCache] = {}

@@ -30,7 +30,7 @@ import math
 from typing import Any, Mapping
 
 from orbit.envs.base import EnvSpec, Verdict
-from orbit.envs.registry import ENVS
+from orbit.envs.registry import find_env
 from orbit.envs.liveweb.cache import PageCache, PageError
 from orbit.envs.liveweb.environment import (
     CALL_AFTER_STOP, OUTSIDE_CACHE, PAGE_INVALID, LiveWebEnvironment,
@@ -125,7 +125,7 @@ class TraceVerifier:
         name = record.get("env")
         if self.spec is not None:
             return name == self.spec.name
-        spec = ENVS.get(name) if isinstance(name, str) else None
+        spec = find_env(name)
         return spec is not None and spec.family == "liveweb"
 
     def verify(self, record: Mapping[str, Any]) -> Verdict:

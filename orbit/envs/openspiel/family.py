@@ -21,12 +21,12 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 
 from orbit.io import lake
-from orbit.envs.base import EnvSpec, GenerationRequest
+from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest
 from orbit.envs.openspiel.bots import bot_label, make_bot
 from orbit.envs.openspiel.cfr import PolicyTable, params_key, policy_table, solve_cfr
 from orbit.envs.openspiel.match import BotMatch, MatchResult, bot_chat, learner_score, play_bots
 from orbit.envs.openspiel.rollout import play_policy_match
-from orbit.envs.openspiel.tasks import GameTask, TaskSpecError, load_game, match_seeds
+from orbit.envs.openspiel.tasks import SUPPORTED_GAMES, GameTask, TaskSpecError, load_game, match_seeds
 from orbit.envs.openspiel.chat_replay import ChatReplay, history_from_chat, strip_final_prompt
 from orbit.envs.openspiel.verifier import GameReplayVerifier
 from orbit.io.plain_messages import chat_order
@@ -253,8 +253,51 @@ def chunked(items: list, n_chunks: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+OPTION_KEYS = ("game", "params", "learner", "opponent", "max_tokens", "pool_worth_seconds")
+BOT_KEYS = {"mcts": ("kind", "simulations", "rollouts"), "cfr": ("kind", "iterations"), "random": ("kind",)}
+
+
+def _positive_int(key: str, value: Any, high: int) -> None:
+    if type(value) is not int or not 1 <= value <= high:
+        raise EnvOptionError(key, f"expected a whole number from 1 to {high}, got {value!r}")
+
+
+def check_bot(key: str, config: Any) -> None:
+    if not isinstance(config, Mapping):
+        raise EnvOptionError(key, f"expected a table such as {{ kind = \"mcts\", simulations = 50 }}, got {config!r}")
+    kind = config.get("kind", "random")
+    if kind not in BOT_KEYS:
+        raise EnvOptionError(f"{key}.kind", f"unknown bot {kind!r}; expected one of {', '.join(BOT_KEYS)}")
+    for k, v in config.items():
+        if k not in BOT_KEYS[kind]:
+            raise EnvOptionError(f"{key}.{k}", f"not an option of a {kind} bot (it takes {', '.join(BOT_KEYS[kind])})")
+        if k != "kind":
+            _positive_int(f"{key}.{k}", v, 10_000_000)
+
+
 class OpenSpielFamily:
     name = "openspiel"
+
+    def check(self, spec: EnvSpec) -> None:
+        """The env's options: a supported game that loads with its params, and bots this family has."""
+        for key in spec.options:
+            if key not in OPTION_KEYS:
+                raise EnvOptionError(key, f"not an option of the openspiel family (it takes {', '.join(OPTION_KEYS)})")
+        game = spec.options.get("game")
+        if game not in SUPPORTED_GAMES:
+            raise EnvOptionError("game", f"unsupported game {game!r}; supported: {', '.join(SUPPORTED_GAMES)}")
+        params = spec.options.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise EnvOptionError("params", "expected a table of game parameters")
+        try:
+            load_game(game, dict(params))
+        except Exception as exc:  # pyspiel's own message names the parameter
+            raise EnvOptionError("params", f"{game} does not load with {dict(params)}: {exc}") from exc
+        for role in ("learner", "opponent"):
+            if role in spec.options:
+                check_bot(role, spec.options[role])
+        if "max_tokens" in spec.options:
+            _positive_int("max_tokens", spec.options["max_tokens"], 1_000_000)
 
     def __init__(self):
         self._cfr_tables: dict[tuple, PolicyTable] = {}

@@ -18,7 +18,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from orbit.envs.base import EnvSpec, Verdict
-from orbit.envs.registry import ENVS
+from orbit.envs.registry import find_env
 from orbit.envs.openspiel.match import CHANCE, TERMINAL, learner_score
 from orbit.envs.openspiel.prompts import parse_answer, prompt_for, split_turn_prompt, system_prompt
 from orbit.envs.openspiel.replay_cache import facts, game_tree
@@ -99,7 +99,7 @@ class GameReplayVerifier:
         spec = self.env
         if spec is None:
             name = record.get("env")
-            spec = ENVS.get(name) if isinstance(name, str) else None
+            spec = find_env(name)
             return ENV_UNKNOWN if spec is None else self._spec_game(spec)
         if record.get("env") != spec.name:
             return ENV_MISMATCH

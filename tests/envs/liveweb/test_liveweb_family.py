@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from orbit.envs.base import GenerationRequest
-from orbit.envs.registry import ENVS, env_spec, family_of
+from orbit.envs.registry import env_spec, envs, family_of
 from orbit.envs.liveweb import family as liveweb_family
 from orbit.envs.liveweb.cache import CacheNotFoundError
 from orbit.io.schema import RECORD_SCHEMA
@@ -41,7 +41,7 @@ def _verify(rows, cache_dir):
 
 
 def test_registered_and_satisfies_the_protocol(demo_cache_dir):
-    assert ENVS["liveweb"].family == "liveweb" and SPEC.options == {"subtasks": 2} and SPEC.num_tasks == 200
+    assert envs()["liveweb"].family == "liveweb" and SPEC.options == {"subtasks": 2} and SPEC.num_tasks == 200
     family = family_of(SPEC)
     assert family is liveweb_family.FAMILY and family.name == "liveweb"
     assert callable(family.generate) and callable(family.verifier)
