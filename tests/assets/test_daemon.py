@@ -9,13 +9,7 @@ round settled.
 """
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -24,62 +18,11 @@ import pytest
 
 from orbit.io import lake
 from orbit.envs import env_names
+from dagster_ui import REPO, gql as _gql
 from orbit.flywheel.rounds import RoundRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUND_ASSETS = ["raw_samples", "verified_samples", "filtered_dataset", "yield_metrics"]
-REPO = {"repositoryLocationName": "orbit_assets", "repositoryName": "__repository__"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        out = json.loads(resp.read())
-    assert "errors" not in out, out
-    return out["data"]
-
-
-@pytest.fixture
-def dagster_dev(tmp_path):
-    home = tmp_path / "home"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORBIT_", "DAGSTER_HOME"))}
-    env.update(ORBIT_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), DAGSTER_DISABLE_TELEMETRY="1",
-               ORBIT_ROUND_TASKS="6", ORBIT_ROUND_BUDGET="6", ORBIT_AUTOMATION_INTERVAL_S="5",
-               ORBIT_MAX_ROUNDS="1")  # the embedded trainer's checkpoint must not start r0001 here
-    subprocess.run([sys.executable, "-m", "orbit_cli.commands", "home"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
-    log = open(tmp_path / "dagster-dev.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                data = _gql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                                  "locationOrLoadError { __typename } } } } }")
-                entries = data["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"] and \
-                        entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, (tmp_path / "dagster-dev.log").read_text()[-3000:]
-            time.sleep(1)
-        yield port, home
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # dagster dev ignores SIGTERM in the background: end its group
-        proc.wait(timeout=60)
-        log.close()
 
 
 def _materializations(instance, asset: str) -> list[str]:
