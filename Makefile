@@ -112,17 +112,19 @@ $(TRAIN_DIR)/%/.installed: tests/trainers/requirements-%.txt
 $(SMOLLM_HF)/config.json: $(SMOLLM_GGUF) | $(TRAIN_DIR)/swift/.installed
 	$(TRAINER_ENV) $(TRAIN_DIR)/swift/bin/python tests/trainers/hf_model.py $(SMOLLM_GGUF) $(SMOLLM_HF)
 
+TRAINER_ENVS := tic_tac_toe,connect_four,kuhn_poker,leduc_poker,liveweb,leg_counting,tictactoe_ta
 test-trainers: install $(TRAIN_DIR)/swift/.installed $(TRAIN_DIR)/trl/.installed $(SMOLLM_HF)/config.json
-	rm -rf $(TRAINERS_RUN) && mkdir -p $(TRAINERS_RUN)
-	# a real round of every built-in env (LiveWeb tool use included) through Dagster: the export assets write the cards
-	ORBIT_HOME=$(TRAINERS_HOME) DAGSTER_HOME=$(TRAINERS_HOME)/dagster .venv/bin/orbit run --rounds 1 --tasks 12 \
-	    --samples-per-task 2
+	rm -rf $(TRAINERS_RUN) && mkdir -p $(TRAINERS_HOME) && cp tests/trainers/envs.toml $(TRAINERS_HOME)/envs.toml
+	# a real round through Dagster of the first built-in envs (LiveWeb tool use included) and of a reasoning-gym
+	# task and a TextArena game declared in envs.toml: the export assets write the cards
+	ORBIT_HOME=$(TRAINERS_HOME) DAGSTER_HOME=$(TRAINERS_HOME)/dagster ORBIT_ENVS_FILE= .venv/bin/orbit run --rounds 1 \
+	    --tasks 12 --samples-per-task 2 --envs $(TRAINER_ENVS)
 	python3 tests/trainers/install_reward.py $(TRAIN_DIR)/swift/bin/python $(TRAIN_DIR)/trl/bin/python
-	cd $(TRAINERS_RUN) && $(TRAINER_ENV) ORBIT_HOME=$(TRAINERS_HOME) PATH=$(TRAIN_DIR)/swift/bin:$$PATH \
+	cd $(TRAINERS_RUN) && $(TRAINER_ENV) ORBIT_HOME=$(TRAINERS_HOME) ORBIT_ENVS_FILE= PATH=$(TRAIN_DIR)/swift/bin:$$PATH \
 	    $(TRAIN_DIR)/swift/bin/python $(CURDIR)/tests/trainers/check_swift.py $(TRAINERS_HOME)/lake $(SMOLLM_HF)
-	cd $(TRAINERS_RUN) && $(TRAINER_ENV) ORBIT_HOME=$(TRAINERS_HOME) \
+	cd $(TRAINERS_RUN) && $(TRAINER_ENV) ORBIT_HOME=$(TRAINERS_HOME) ORBIT_ENVS_FILE= \
 	    $(TRAIN_DIR)/trl/bin/python $(CURDIR)/tests/trainers/check_trl.py $(TRAINERS_HOME)/lake $(SMOLLM_HF)
-	@echo "test-trainers: the cards' ms-swift and TRL commands kept every exported row and trained SFT, DPO and GRPO (with the reward) 2 steps"
+	@echo "test-trainers: the cards' ms-swift and TRL commands kept every exported row and trained SFT, DPO and GRPO (with the reward, on a reasoning-gym env too) 2 steps"
 
 bench: install
 	.venv/bin/python bench/run_all.py

@@ -30,6 +30,7 @@ TIER_ARGS = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--save_s
              "--report_to", "none", "--logging_steps", "1", "--eval_strategy", "no", "--dataset_num_proc", "1",
              "--gradient_checkpointing", "false", "--load_from_cache_file", "false"]
 GRPO_TIER_ARGS = ["--num_generations", "2", "--max_completion_length", "24", "--temperature", "1.0"]
+GRPO_ENV = "leg_counting"  # a second GRPO run steps on this reasoning-gym env's rows only
 STEP_ROWS = 2  # the two steps run on the shortest rows (ms-swift still loaded and encoded every row)
 
 
@@ -53,8 +54,9 @@ def exported(folder: Path) -> dict[str, int]:
             for split in ("train", "validation")}
 
 
-def observing(base):
-    """ms-swift's own pipeline, recording the rows it loaded and kept before the two short steps."""
+def observing(base, only_env: str | None = None):
+    """ms-swift's own pipeline, recording the rows it loaded and kept before the two short steps (on the
+    shortest rows, or the shortest rows of ``only_env``)."""
 
     class Observed(base):
         seen: dict = {}
@@ -65,26 +67,36 @@ def observing(base):
             type(self).seen["kept"] = [0 if d is None else len(d) for d in (train, val)]
             column = "lengths" if "lengths" in train.column_names else "num_tokens"
             lengths = [max(n) if isinstance(n, list) else n for n in train[column]]
-            shortest = sorted(range(len(train)), key=lambda i: (lengths[i], i))[:STEP_ROWS]
+            rows = range(len(train))
+            if only_env is not None:
+                assert "env" in train.column_names, train.column_names
+                rows = [i for i, env in enumerate(train["env"]) if env == only_env]
+                assert len(rows) >= STEP_ROWS, f"{only_env}: {len(rows)} rows in the GRPO train split"
+            shortest = sorted(rows, key=lambda i: (lengths[i], i))[:STEP_ROWS]
             type(self).seen["step_rows"] = [lengths[i] for i in shortest]
             return train.select(shortest), None
 
     return Observed
 
 
-def run(kind: str, lake: Path, model_dir: str, out: Path) -> None:
+def exported_envs(folder: Path) -> set[str]:
+    return {json.loads(line).get("env") for split in ("train", "validation")
+            for line in (folder / "swift" / f"{split}.jsonl").read_text().splitlines() if line.strip()}
+
+
+def run(kind: str, lake: Path, model_dir: str, out: Path, only_env: str | None = None) -> None:
     folder = lake / f"{kind}_export" / ROUND
     argv, cpu = card_command(folder)
     assert argv[0] == "swift" and argv[argv.index("--model") + 1] == "MODEL", argv
     argv[argv.index("--model") + 1] = model_dir
     argv = argv[:argv.index("--model") + 2] + MODEL_ARGS + argv[argv.index("--model") + 2:]
-    args = argv[2:] + cpu + TIER_ARGS + ["--output_dir", str(out / kind)]
+    args = argv[2:] + cpu + TIER_ARGS + ["--output_dir", str(out / (kind + (only_env or "")))]
     if kind == "grpo":
         args = [a for a in args] + GRPO_TIER_ARGS
         # the card's last --max_completion_length counts: the tier's short one comes last
     want = exported(folder)
     print(f"ms-swift {kind}: {' '.join(argv[:2])} ... ({want['train']} train, {want['validation']} validation rows)")
-    pipeline_cls = observing(SwiftSft if argv[1] == "sft" else SwiftRLHF)
+    pipeline_cls = observing(SwiftSft if argv[1] == "sft" else SwiftRLHF, only_env)
     cwd = os.getcwd()
     os.chdir(folder)  # the card's paths are relative to the export folder, where a user runs it
     try:
@@ -100,6 +112,13 @@ def run(kind: str, lake: Path, model_dir: str, out: Path) -> None:
     if kind == "grpo":  # the reward ran: ms-swift logs each reward function's mean per step
         means = [h["rewards/OrbitVerifierORM/mean"] for h in history if "rewards/OrbitVerifierORM/mean" in h]
         assert len(means) == 2 and all(0.0 <= m <= 1.0 for m in means), history
+        if only_env is not None:  # the reward scored these rows with the env's own verifier
+            from swift.rewards import orms  # the plugin module ms-swift loaded from the card's path
+
+            last = orms["orbit_verifier"].__call__.__globals__["LAST_REASONS"]
+            reasons = {r.split(":", 1)[0] for rs in last for r in rs}
+            assert last and all(not r.startswith("reward.") for r in reasons), last
+            print(f"ms-swift grpo on {only_env}: the reward's reasons {sorted(reasons) or ['(passed)']}")
     print(f"ms-swift {kind}: loaded {seen['loaded']}, kept {seen['kept']} of {rows}; trained 2 steps on rows of "
           f"{seen['step_rows']} tokens ({json.dumps(history)[:300] if history else 'ok'})")
 
@@ -107,9 +126,13 @@ def run(kind: str, lake: Path, model_dir: str, out: Path) -> None:
 def main(lake: str, model_dir: str, only: str = "") -> None:
     lake = Path(lake)
     out = Path(tempfile.mkdtemp(prefix="orbit-swift-"))
+    sft_envs = exported_envs(lake / "sft_export" / ROUND)
+    assert {"leg_counting", "tictactoe_ta"} <= sft_envs, sft_envs  # the declared envs' rows are in the exports
     for kind in ("sft", "dpo", "grpo"):
         if not only or only == kind:
             run(kind, lake, model_dir, out)
+    if not only or only == "grpo":
+        run("grpo", lake, model_dir, out, only_env=GRPO_ENV)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def exported(folder: Path) -> dict[str, int]:
             for split in ("train", "validation")}
 
 
-def run(kind: str, lake: Path, model_dir: str) -> None:
+def run(kind: str, lake: Path, model_dir: str, only_env: str | None = None) -> None:
     folder = lake / f"{kind}_export" / ROUND
     script, device = card_script(folder)
     body, last = script.rsplit("\n", 1)
@@ -59,7 +59,11 @@ def run(kind: str, lake: Path, model_dir: str) -> None:
         lengths = [len(r["input_ids"]) if "input_ids" in r else
                    len(r.get("prompt_input_ids") or []) + len(r.get("chosen_input_ids") or []) or r.get("num_tokens", 0)
                    for r in train]
-        shortest = sorted(range(len(train)), key=lambda i: (lengths[i], i))[:STEP_ROWS]
+        rows = range(len(train))
+        if only_env is not None:
+            rows = [i for i, env in enumerate(train["env"]) if env == only_env]
+            assert len(rows) >= STEP_ROWS, f"{only_env}: {len(rows)} rows in the GRPO train split"
+        shortest = sorted(rows, key=lambda i: (lengths[i], i))[:STEP_ROWS]
         trainer.train_dataset = train.select(shortest)
         result = trainer.train()
     finally:
@@ -69,6 +73,12 @@ def run(kind: str, lake: Path, model_dir: str) -> None:
     if kind == "grpo":  # the reward ran on every step
         means = [h[k] for h in history for k in h if k.startswith("rewards/reward_func") and k.endswith("/mean")]
         assert len(means) == 2 and all(0.0 <= m <= 1.0 for m in means), history
+        if only_env is not None:  # the reward scored these rows with the env's own verifier
+            from orbit import rewards
+
+            reasons = {r.split(":", 1)[0] for rs in rewards.LAST_REASONS for r in rs}
+            assert rewards.LAST_REASONS and all(not r.startswith("reward.") for r in reasons), rewards.LAST_REASONS
+            print(f"trl grpo on {only_env}: the reward's reasons {sorted(reasons) or ['(passed)']}")
     print(f"trl {kind}: prepared {len(train)} train rows (exported {want['train']}), trained 2 steps on rows of "
           f"{[lengths[i] for i in shortest]} tokens, loss {result.training_loss:.3f}")
 
@@ -77,6 +87,8 @@ def main(lake: str, model_dir: str, only: str = "") -> None:
     for kind in ("sft", "dpo", "grpo"):
         if not only or only == kind:
             run(kind, Path(lake), model_dir)
+    if not only or only == "grpo":
+        run("grpo", Path(lake), model_dir, only_env="leg_counting")  # the reward on a reasoning-gym env
 
 
 if __name__ == "__main__":
