@@ -10,7 +10,8 @@ names) adds envs and overrides built-in ones::
     num_tasks = 50
 
 A table named after a built-in env without ``family`` (or with the same one) overrides its fields and
-merges its options key by key; with another family it replaces the env. Every declared env is checked
+merges its options key by key; with another family it replaces the env; ``enabled = false`` switches it
+off (a machine that never runs LiveWeb, say). Every declared env is checked
 when the file is read (the family's ``check``): an unknown family, a bad option or a bad name is an
 ``EnvsFileError`` naming the file, the env and the key. The file is read again whenever it changes.
 
@@ -108,7 +109,7 @@ BUILTIN_SPECS: tuple[EnvSpec, ...] = (
 )
 
 # EnvSpec fields a table may set, and how each is checked; every other key is a family option
-SPEC_FIELDS = ("family", "description", "num_tasks", "samples_per_task", "pass_threshold")
+SPEC_FIELDS = ("family", "description", "num_tasks", "samples_per_task", "pass_threshold", "enabled")
 
 
 class EnvsFileError(ValueError):
@@ -185,12 +186,17 @@ def _int_field(path, env, key, value, high):
     return value
 
 
-def _spec_from_table(path: Path, name: str, table: Any, builtin: EnvSpec | None) -> EnvSpec:
+def _spec_from_table(path: Path, name: str, table: Any, builtin: EnvSpec | None) -> EnvSpec | None:
     if not isinstance(name, str) or not ENV_RE.fullmatch(name):
         raise EnvsFileError(path, f"env name {name!r} must be lowercase letters, digits and _ "
                                   "(starting with a letter, at most 64)", None, None)
     if not isinstance(table, dict):
         raise EnvsFileError(path, "expected a table of settings", name)
+    enabled = table.get("enabled", True)
+    if type(enabled) is not bool:
+        raise EnvsFileError(path, f"expected true or false, got {enabled!r}", name, "enabled")
+    if not enabled:  # `enabled = false`: the env is not declared (a built-in one is switched off)
+        return None
     family = table.get("family", builtin.family if builtin else None)
     if family is None:
         raise EnvsFileError(path, "missing: the env's family (one of " + ", ".join(family_names()) + ")",
@@ -264,7 +270,11 @@ def read_envs_file(path: Path, base: Mapping[str, EnvSpec]) -> dict[str, EnvSpec
         raise EnvsFileError(path, "expected [envs.<name>] tables", key="envs")
     out = dict(base)
     for name, table in tables.items():
-        out[name] = _spec_from_table(path, name, table, base.get(name))
+        spec = _spec_from_table(path, name, table, base.get(name))
+        if spec is None:
+            out.pop(name, None)
+        else:
+            out[name] = spec
     return out
 
 

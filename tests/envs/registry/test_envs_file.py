@@ -163,3 +163,11 @@ def test_orbit_run_follows_the_file_and_keeps_data_of_a_removed_env(tmp_path):
     assert [r["env"] for r in json.loads(out.stdout)] == ["kuhn_fast"]
     out = _orbit(["run", "--rounds", "1", "--envs", "kuhn_fast", "--tasks", "10"], home)
     assert out.returncode != 0 and "unknown env 'kuhn_fast'" in out.stderr
+
+
+def test_enabled_false_switches_a_builtin_env_off(envs_toml):
+    envs_toml.write_text('[envs.liveweb]\nenabled = false\n\n[envs.leduc_poker]\nenabled = false\n')
+    assert registry.env_names() == ("tic_tac_toe", "connect_four", "kuhn_poker")
+    envs_toml.write_text('[envs.liveweb]\nenabled = "no"\n')
+    with pytest.raises(EnvsFileError, match=r"\[envs.liveweb\] enabled: expected true or false"):
+        registry.env_names()
