@@ -15,8 +15,8 @@ import duckdb
     group_name="measure",
     deps=[yield_metrics],
     automation_condition=any_upstream_updated,
-    description="Rebuilds <lake>/orbit.duckdb: views raw_samples, verified_samples, filtered_dataset, yields "
-    "over the Parquet globs, and the table yields_by_round.",
+    description="Rebuilds <lake>/orbit.duckdb (DuckDB 1.0+ storage, absolute paths): views raw_samples, "
+    "verified_samples, filtered_dataset, yields, yields_by_round, flywheel over the Parquet globs, and orbit_about.",
     kinds={"duckdb"},
 )
 def yield_report(settings: OrbitSettings) -> dg.MaterializeResult:

@@ -144,6 +144,11 @@ def run_query_command(args) -> int:
               f"folder, or point at a home with ORBIT_HOME=<home> (or at a lake with ORBIT_LAKE=<lake>); "
               f"`orbit run` or `make run` creates one.", file=sys.stderr)
         return 2
+    from orbit.query import refresh_report_db
+
+    note = refresh_report_db(root)  # a moved or copied home: <lake>/orbit.duckdb's views follow it (never created)
+    if note:
+        print(f"orbit: {note}", file=sys.stderr)
     try:
         return args.func(args)
     except duckdb.Error as exc:

@@ -144,7 +144,9 @@ def test_moved_home_keeps_working(tmp_path, monkeypatch):
     con = duckdb.connect(str(root / "orbit.duckdb"), read_only=True)
     views = con.execute("SELECT sql FROM duckdb_views() WHERE NOT internal").fetchall()
     con.close()
-    assert views and not [v for (v,) in views if str(tmp_path) in v], "views hold absolute paths"
+    # the report database's views name the lake absolutely (any working directory); a moved home rebuilds
+    # them on the next Orbit command that opens it (tests/io/test_duckdb_cli.py runs the DuckDB CLI on it)
+    assert views and all(str(root.resolve()) in v for (v,) in views)
 
     moved = tmp_path / "moved"
     shutil.copytree(home, moved)
