@@ -25,9 +25,13 @@ partitions of that nobody declares any more.
 
 import dataclasses
 import difflib
+import hashlib
 import importlib
+import json
 import math
 import os
+import sys
+import sysconfig
 import threading
 import tomllib
 from dataclasses import dataclass
@@ -51,6 +55,8 @@ BUILTIN_FAMILIES: Mapping[str, str] = {
     "liveweb": "orbit.envs.liveweb.family",
     "reasoning_gym": "orbit.envs.reasoning_gym.family",
     "textarena": "orbit.envs.textarena.family",
+    "math": "orbit.envs.math.family",
+    "code": "orbit.envs.code.family",
 }
 
 BUILTIN_SPECS: tuple[EnvSpec, ...] = (
@@ -105,6 +111,92 @@ BUILTIN_SPECS: tuple[EnvSpec, ...] = (
                     "teacher trajectories verified by replay.",
         options={"subtasks": 2},
         num_tasks=200,
+    ),
+    EnvSpec(
+        name="othello",
+        family="openspiel",
+        description="Othello against C++ MCTS (20 simulations); self-play learner: MCTS (100), winners kept.",
+        options={
+            "game": "othello",
+            "learner": {"kind": "mcts", "simulations": 100},
+            "opponent": {"kind": "mcts", "simulations": 20},
+        },
+        num_tasks=40,
+    ),
+    EnvSpec(
+        name="hex",
+        family="openspiel",
+        description="Hex 7x7 against C++ MCTS (50 simulations); self-play learner: MCTS (300), winners kept.",
+        options={
+            "game": "hex",
+            "params": {"board_size": 7},
+            "learner": {"kind": "mcts", "simulations": 300},
+            "opponent": {"kind": "mcts", "simulations": 50},
+        },
+        num_tasks=100,
+    ),
+    EnvSpec(
+        name="clobber",
+        family="openspiel",
+        description="Clobber 5x5 against C++ MCTS (50 simulations); self-play learner: MCTS (300), winners kept.",
+        options={
+            "game": "clobber",
+            "params": {"rows": 5, "columns": 5},
+            "learner": {"kind": "mcts", "simulations": 300},
+            "opponent": {"kind": "mcts", "simulations": 50},
+        },
+        num_tasks=200,
+    ),
+    EnvSpec(
+        name="liars_dice",
+        family="openspiel",
+        description="Liar's dice (2 players, 1 die each) against the C++ CFR+ average policy (20 iterations); "
+                    "self-play learner: the best response to it, winners kept.",
+        options={
+            "game": "liars_dice",  # OpenSpiel's defaults: 2 players, 1 six-sided die each
+            "learner": {"kind": "best_response"},
+            "opponent": {"kind": "cfr_plus", "iterations": 20},
+        },
+        num_tasks=300,
+    ),
+    EnvSpec(
+        name="goofspiel",
+        family="openspiel",
+        description="Goofspiel (5 cards, points in descending order, turn-based) against the C++ CFR+ average "
+                    "policy (100 iterations); self-play learner: the win-maximising best response to it, winners kept.",
+        options={
+            "game": "goofspiel",
+            "params": {"num_cards": 5, "points_order": "descending"},
+            "learner": {"kind": "best_response"},
+            "opponent": {"kind": "cfr_plus", "iterations": 100},
+        },
+        num_tasks=300,
+    ),
+    EnvSpec(
+        name="gin_rummy",
+        family="openspiel",
+        description="Gin rummy against OpenSpiel's C++ SimpleGinRummyBot; self-play learner: the same bot, "
+                    "winners kept.",
+        options={
+            "game": "gin_rummy",
+            "learner": {"kind": "simple_gin_rummy"},
+            "opponent": {"kind": "simple_gin_rummy"},
+        },
+        num_tasks=100,
+    ),
+    EnvSpec(
+        name="math_sample",
+        family="math",
+        description="Math problems the project generates (fractions, equations, roots, sets, intervals...), "
+                    "gold answers graded by math-verify in killable worker processes.",
+        num_tasks=100,
+    ),
+    EnvSpec(
+        name="code_sample",
+        family="code",
+        description="Python tasks written for the project, with reference solutions and hidden unit tests "
+                    "run in the bubblewrap sandbox.",
+        num_tasks=31,
     ),
 )
 
@@ -237,13 +329,72 @@ def _spec_from_table(path: Path, name: str, table: Any, builtin: EnvSpec | None)
                             name, "family") from exc
     check = getattr(family_obj, "check", None)
     if check is not None:
+        key = _check_key(spec, family_obj)
+        if key in _passed_checks():
+            return spec
         try:
             check(spec)
+            _remember_check(key)
         except EnvOptionError as exc:
             raise EnvsFileError(path, exc.message, name, exc.key) from exc
         except Exception as exc:  # a family's check that fails otherwise still names the env
             raise EnvsFileError(path, f"{type(exc).__name__}: {exc}", name) from exc
     return spec
+
+
+# ---- checks that passed, remembered across processes ---------------------------------------------
+# A family's check may import its library (reasoning-gym takes seconds) and build a dataset; every
+# command and every Dagster run process reads the envs file, so a check that passed is remembered in
+# $ORBIT_HOME/.envs-checked.json under a key of the env's spec, the family's module file and the
+# installed packages (the site-packages folder's mtime changes when a package is added, removed or
+# upgraded). A changed spec, family or library is checked again.
+CHECKED_FILE = ".envs-checked.json"
+MAX_CHECKED = 512
+_CHECKED: set[str] | None = None
+
+
+def _check_key(spec: EnvSpec, family: Any) -> str:
+    module = sys.modules.get(type(family).__module__)
+    source = getattr(module, "__file__", None) or ""
+    stamps = []
+    for where in (source, sysconfig.get_paths()["purelib"]):
+        try:
+            stamps.append(os.stat(where).st_mtime_ns) if where else None
+        except OSError:
+            stamps.append(None)
+    blob = json.dumps([spec.name, spec.family, spec.num_tasks, spec.samples_per_task, spec.pass_threshold,
+                       spec.options, source, stamps, sys.version], sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _checked_path() -> Path:
+    return orbit_home() / CHECKED_FILE
+
+
+def _passed_checks() -> set[str]:
+    global _CHECKED
+    if _CHECKED is None:
+        try:
+            data = json.loads(_checked_path().read_text())
+            _CHECKED = {k for k in data if isinstance(k, str)} if isinstance(data, list) else set()
+        except (OSError, ValueError):
+            _CHECKED = set()
+    return _CHECKED
+
+
+def _remember_check(key: str) -> None:
+    checked = _passed_checks()
+    checked.add(key)
+    path = _checked_path()
+    if not path.parent.is_dir():  # never creates a home
+        return
+    keys = sorted(checked)[-MAX_CHECKED:]
+    tmp = path.with_name(f".{CHECKED_FILE}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(keys))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: remembered in this process only
+        tmp.unlink(missing_ok=True)
 
 
 def read_envs_file(path: Path, base: Mapping[str, EnvSpec]) -> dict[str, EnvSpec]:

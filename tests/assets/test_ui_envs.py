@@ -5,6 +5,7 @@ bad file shows as the location's load error naming the file, env and key."""
 import pytest
 
 from dagster_ui import gql
+from orbit.envs.registry import BUILTIN_SPECS
 
 ENV_DIMENSION = """{ assetNodeOrError(assetKey: {path: ["raw_samples"]}) { ... on AssetNode {
     partitionKeysByDimension { name partitionKeys } } } }"""
@@ -24,7 +25,7 @@ def _reload(port: int) -> dict:
 @pytest.mark.timeout(900)
 def test_the_ui_shows_the_declared_envs_after_a_reload(dagster_dev):
     port, home = dagster_dev
-    builtin = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb"]
+    builtin = [spec.name for spec in BUILTIN_SPECS]
     assert sorted(_env_keys(port)) == sorted(builtin)
     (home / "envs.toml").write_text('[envs.kuhn_fast]\nfamily = "openspiel"\ngame = "kuhn_poker"\n'
                                     'learner = { kind = "random" }\n')

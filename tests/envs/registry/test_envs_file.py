@@ -24,9 +24,10 @@ def envs_toml(tmp_path, monkeypatch):
     return path
 
 
-def test_no_file_means_the_builtin_five(envs_toml):
+def test_no_file_means_the_builtin_envs(envs_toml):
     assert not envs_toml.exists()
-    assert registry.env_names() == ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb")
+    assert registry.env_names()[:5] == ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb")
+    assert registry.env_names() == tuple(BUILTIN)
     assert all(s.source == "built-in" for s in registry.envs().values())
 
 
@@ -43,7 +44,7 @@ learner = { kind = "random" }
 num_tasks = 7
 """)
     envs = registry.envs()
-    assert list(envs)[:5] == list(BUILTIN) and list(envs)[5:] == ["kuhn_fast"]
+    assert list(envs)[:len(BUILTIN)] == list(BUILTIN) and list(envs)[len(BUILTIN):] == ["kuhn_fast"]
     ttt = envs["tic_tac_toe"]
     assert ttt.num_tasks == 12 and ttt.source == str(envs_toml)
     # options merge key by key: the learner stays the built-in's, the opponent is the file's
@@ -132,7 +133,7 @@ def test_orbit_envs_lists_declared_and_inactive_envs(tmp_path):
     out = _orbit(["envs", "--format", "json"], home)
     assert out.returncode == 0, out.stderr
     rows = {r["env"]: r for r in json.loads(out.stdout)}
-    assert list(rows)[:5] == list(BUILTIN)
+    assert list(rows)[:len(BUILTIN)] == list(BUILTIN)
     assert rows["kuhn_fast"] == {"env": "kuhn_fast", "family": "openspiel", "description": "Kuhn poker, random bots",
                                  "source": str((home / "envs.toml").resolve()), "status": "active"}
     assert rows["old_env"]["status"] == "inactive"
@@ -167,7 +168,29 @@ def test_orbit_run_follows_the_file_and_keeps_data_of_a_removed_env(tmp_path):
 
 def test_enabled_false_switches_a_builtin_env_off(envs_toml):
     envs_toml.write_text('[envs.liveweb]\nenabled = false\n\n[envs.leduc_poker]\nenabled = false\n')
-    assert registry.env_names() == ("tic_tac_toe", "connect_four", "kuhn_poker")
+    assert registry.env_names() == tuple(n for n in BUILTIN if n not in ("liveweb", "leduc_poker"))
     envs_toml.write_text('[envs.liveweb]\nenabled = "no"\n')
     with pytest.raises(EnvsFileError, match=r"\[envs.liveweb\] enabled: expected true or false"):
         registry.env_names()
+
+
+def test_a_passed_check_is_remembered_and_a_changed_spec_checked_again(envs_toml, tmp_path, monkeypatch):
+    """Every command and Dagster run process reads the file: a family's check that passed (it may import
+    its library) is remembered in the home under a key of the spec, and a changed spec is checked anew."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("ORBIT_HOME", str(home))
+    monkeypatch.setattr(registry, "_CHECKED", None)
+    calls = []
+    family = registry.load_family("openspiel")
+    monkeypatch.setattr(type(family), "check", lambda self, spec: calls.append(spec.name), raising=False)
+    envs_toml.write_text('[envs.k1]\nfamily = "openspiel"\ngame = "kuhn_poker"\n')
+    registry.env_names()
+    assert calls == ["k1"] and (home / registry.CHECKED_FILE).exists()
+    monkeypatch.setattr(registry, "_CHECKED", None)  # a new process: read back from the home
+    os.utime(envs_toml, ns=(2, 2))
+    registry.env_names()
+    assert calls == ["k1"]
+    envs_toml.write_text('[envs.k1]\nfamily = "openspiel"\ngame = "kuhn_poker"\nnum_tasks = 5\n')
+    registry.env_names()
+    assert calls == ["k1", "k1"]
