@@ -8,7 +8,6 @@ from orbit.envs.liveweb.cache import PageCache
 from orbit.envs.liveweb.demo_sites import ensure_demo_cache
 from orbit.envs.liveweb.teacher import Teacher, teacher_records
 
-GAMES = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker")
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +30,19 @@ def verifiers(liveweb_cache_dir) -> dict:
 def winners(liveweb_cache_dir) -> dict:
     """env -> one record of that env that passes verification (score 1.0)."""
     out = {}
-    for env in GAMES:
+    for env in env_names():
         spec = env_spec(env)
-        request = GenerationRequest(env=spec, round_key="r0000", num_tasks=12, samples_per_task=1, workers=1)
-        rows = pa.Table.from_batches(list(family_of(spec).generate(request))).to_pylist()
-        out[env] = next(r for r in rows if r["score"] == 1.0 and len(r["messages"]) >= 3)
+        if spec.family == "liveweb":
+            continue
+        for tasks in (12, 60):  # a few tasks are enough for every env's generator to win one
+            request = GenerationRequest(env=spec, round_key="r0000", num_tasks=tasks, samples_per_task=1, workers=1)
+            rows = pa.Table.from_batches(list(family_of(spec).generate(request))).to_pylist()
+            found = [r for r in rows if r["score"] == 1.0 and len(r["messages"]) >= 3]
+            if found:
+                out[env] = found[0]
+                break
+        else:
+            raise AssertionError(f"{env}: no winning record in 60 tasks")
     teacher = Teacher(PageCache(liveweb_cache_dir))
     out["liveweb"] = next(r for r in teacher_records(teacher, range(2000, 2010), 2, "liveweb", "r0000", 1)
                           if r["score"] == 1.0)
