@@ -112,11 +112,11 @@ $(TRAIN_DIR)/%/.installed: tests/trainers/requirements-%.txt
 $(SMOLLM_HF)/config.json: $(SMOLLM_GGUF) | $(TRAIN_DIR)/swift/.installed
 	$(TRAINER_ENV) $(TRAIN_DIR)/swift/bin/python tests/trainers/hf_model.py $(SMOLLM_GGUF) $(SMOLLM_HF)
 
-TRAINER_ENVS := tic_tac_toe,connect_four,kuhn_poker,leduc_poker,liveweb,leg_counting,tictactoe_ta
+TRAINER_ENVS := tic_tac_toe,connect_four,kuhn_poker,leduc_poker,liveweb,leg_counting,tictactoe_ta,math_sample,code_sample
 test-trainers: install $(TRAIN_DIR)/swift/.installed $(TRAIN_DIR)/trl/.installed $(SMOLLM_HF)/config.json
 	rm -rf $(TRAINERS_RUN) && mkdir -p $(TRAINERS_HOME) && cp tests/trainers/envs.toml $(TRAINERS_HOME)/envs.toml
-	# a real round through Dagster of the first built-in envs (LiveWeb tool use included) and of a reasoning-gym
-	# task and a TextArena game declared in envs.toml: the export assets write the cards
+	# a real round through Dagster of the first built-in envs (LiveWeb tool use included), math_sample and
+	# code_sample, and of a reasoning-gym task and a TextArena game declared in envs.toml: the exports write the cards
 	ORBIT_HOME=$(TRAINERS_HOME) DAGSTER_HOME=$(TRAINERS_HOME)/dagster ORBIT_ENVS_FILE= .venv/bin/orbit run --rounds 1 \
 	    --tasks 12 --samples-per-task 2 --envs $(TRAINER_ENVS)
 	python3 tests/trainers/install_reward.py $(TRAIN_DIR)/swift/bin/python $(TRAIN_DIR)/trl/bin/python

@@ -1,6 +1,6 @@
-"""The families users declare, through the real model: a reasoning-gym task and a TextArena game in
-envs.toml, one round each with SmolLM2-135M behind llama.cpp as the policy (`orbit run --policy`), as a
-user runs it. Any p is fine for a 135M model; what must hold is that every policy row was recorded in the
+"""The task families beyond games, through the real model: a reasoning-gym task and a TextArena game
+declared in envs.toml, and the built-in math_sample and code_sample, one round each with SmolLM2-135M
+behind llama.cpp as the policy (`orbit run --policy`), as a user runs it. Any p is fine for a 135M model; what must hold is that every policy row was recorded in the
 env's format and that the verifier agrees with the recording (an answer may be wrong or missing, a move
 may lose, but the record is never one the replay contradicts)."""
 
@@ -28,6 +28,7 @@ env_id = "TicTacToe-v0"
 max_turns = 12
 """
 TASKS = 4
+NAMES = ("leg_counting", "tictactoe_ta", "math_sample", "code_sample")
 # reasons that would mean the recording and its replay disagree (not merely a wrong answer or a lost game)
 CONTRADICTIONS = ("prompt.", "task.", "record.", "actions.", "observation.", "trajectory.")
 
@@ -41,12 +42,12 @@ def test_declared_envs_play_through_the_real_model(llama, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("ORBIT_ENVS_FILE", "ORBIT_LAKE")}
     env.update(ORBIT_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), DAGSTER_DISABLE_TELEMETRY="1")
     out = subprocess.run([sys.executable, "-m", "orbit_cli", "run", "--rounds", "1", "--envs",
-                          "leg_counting,tictactoe_ta", "--tasks", str(TASKS), "--best-of", "1", "--concurrency", "1",
+                          ",".join(NAMES), "--tasks", str(TASKS), "--best-of", "1", "--concurrency", "1",
                           "--policy", llama.policy_uri], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-4000:]
     con = duckdb.connect()
     lake = home / "lake"
-    for name in ("leg_counting", "tictactoe_ta"):
+    for name in NAMES:
         rows = con.execute(
             "SELECT messages, passed, score, reasons, metadata FROM read_parquet(?) WHERE source = 'policy'",
             [str(lake / "verified_samples" / "r0000" / name / "part-0.parquet")]).fetchall()

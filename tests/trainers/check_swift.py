@@ -127,7 +127,7 @@ def main(lake: str, model_dir: str, only: str = "") -> None:
     lake = Path(lake)
     out = Path(tempfile.mkdtemp(prefix="orbit-swift-"))
     sft_envs = exported_envs(lake / "sft_export" / ROUND)
-    assert {"leg_counting", "tictactoe_ta"} <= sft_envs, sft_envs  # the declared envs' rows are in the exports
+    assert {"leg_counting", "tictactoe_ta", "math_sample", "code_sample"} <= sft_envs, sft_envs  # these envs' rows are in the exports
     for kind in ("sft", "dpo", "grpo"):
         if not only or only == kind:
             run(kind, lake, model_dir, out)
