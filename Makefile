@@ -98,7 +98,10 @@ SMOLLM_HF := $(MODELS_DIR)/smollm2-135m-hf
 TRAINERS_RUN := $(CURDIR)/.tools/trainers-run
 TRAINERS_HOME := $(TRAINERS_RUN)/home
 # offline: every hub lookup the trainers still try goes to a closed loopback port, never out
-TRAINER_ENV := HF_HOME=$(CURDIR)/.tools/hf MODELSCOPE_CACHE=$(CURDIR)/.tools/modelscope HF_HUB_OFFLINE=1 \
+# the datasets cache lives in the run's folder: a cache from an earlier run of the same export path must not be
+# read back (it held the previous round's rows)
+TRAINER_ENV := HF_HOME=$(CURDIR)/.tools/hf HF_DATASETS_CACHE=$(TRAINERS_RUN)/hf-datasets \
+	MODELSCOPE_CACHE=$(CURDIR)/.tools/modelscope HF_HUB_OFFLINE=1 \
 	HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_ENDPOINT=http://127.0.0.1:9 \
 	MODELSCOPE_ENDPOINT=http://127.0.0.1:9 USE_HF=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=2
 
