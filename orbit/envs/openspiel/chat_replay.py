@@ -25,7 +25,7 @@ from typing import Sequence
 import pyspiel
 
 from orbit.envs.openspiel.prompts import game_text, parse_answer, turn_prompt
-from orbit.envs.openspiel.tasks import GameTask, load_game
+from orbit.envs.openspiel.tasks import GameTask, load_game, new_state
 
 GAME_OVER = "Game over."
 MAX_SEARCH_NODES = 20_000  # states a search between two learner turns may visit (a hostile chat cannot pin a worker)
@@ -107,7 +107,7 @@ def history_from_chat(task: GameTask, prefix: Sequence[int], messages: Sequence[
     """The history of a game conversation (system prompt, then user/assistant turns, optionally a closing
     ``final_prompt``), from ``task`` and the moves before the learner's first turn (``prefix``)."""
     messages = [dict(m) for m in messages]
-    state = load_game(task).new_initial_state()
+    state = new_state(load_game(task))
     history: list[int] = []
     for action in prefix:
         if state.is_terminal() or action not in (

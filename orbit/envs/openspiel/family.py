@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
+import pyspiel
 
 from orbit.io import lake
 from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest
-from orbit.envs.openspiel.bots import bot_label, make_bot
-from orbit.envs.openspiel.cfr import PolicyTable, params_key, policy_table, solve_cfr
+from orbit.envs.openspiel.bots import TABLE_KINDS, bot_label, make_bot
+from orbit.envs.openspiel.cfr import (BEST_RESPONSE, SOLVERS, PolicyTable, params_key, policy_key, policy_table,
+                                      solve_cfr)
 from orbit.envs.openspiel.match import BotMatch, MatchResult, bot_chat, learner_score, play_bots
 from orbit.envs.openspiel.rollout import play_policy_match
 from orbit.envs.openspiel.tasks import SUPPORTED_GAMES, GameTask, TaskSpecError, load_game, match_seeds
@@ -48,17 +50,39 @@ def game_tasks(game: str, params: Mapping[str, Any], num_tasks: int, base_seed: 
     return [GameTask(game=game, seed=base_seed + i, seat=i % players, params=dict(params)) for i in range(num_tasks)]
 
 
+def table_config(game: str, params: Mapping[str, Any], config: Mapping[str, Any],
+                 opponent: Mapping[str, Any] | None = None) -> tuple[str, dict, int] | None:
+    """(policy key, params, iterations) of the policy table a bot plays (``cfr.policy_key``: the game
+    itself for CFR), None for a bot that plays none. A best response (a learner) is to the env's
+    ``opponent``, whose table has that opponent's kind and iterations."""
+    kind = config.get("kind")
+    if kind in SOLVERS:
+        return policy_key(game, kind), dict(params), int(config.get("iterations", 100))
+    if kind == BEST_RESPONSE:
+        opponent = opponent or {}
+        base = opponent.get("kind")
+        if base not in SOLVERS:
+            raise ValueError(f"a best response is to a cfr or cfr_plus opponent, not {base!r}")
+        return policy_key(game, BEST_RESPONSE, base), dict(params), int(opponent.get("iterations", 100))
+    return None
+
+
 def cfr_configs(specs: list[EnvSpec]) -> list[tuple[str, dict, int]]:
-    """Every (game, params, iterations) a CFR bot of these envs needs."""
+    """Every (game, params, iterations) a table bot of these envs needs (``game`` is a ``policy_key``:
+    the game itself for a CFR bot); a best response comes after the policy it answers."""
     out = []
     for spec in specs:
         if spec.family != "openspiel":
             continue
+        game, params = spec.options["game"], dict(spec.options.get("params") or {})
+        opponent = spec.options.get("opponent") or {}
         for role in ("learner", "opponent"):
             cfg = spec.options.get(role) or {}
-            if cfg.get("kind") == "cfr":
-                item = (spec.options["game"], dict(spec.options.get("params") or {}), int(cfg.get("iterations", 100)))
-                if item not in out:
+            items = [table_config(game, params, cfg, opponent)]
+            if cfg.get("kind") == BEST_RESPONSE:
+                items.insert(0, table_config(game, params, opponent))
+            for item in items:
+                if item is not None and item not in out:
                     out.append(item)
     return out
 
@@ -150,7 +174,10 @@ class SelfplayColumns:
 
     def add_bot(self, task: GameTask, sample_idx: int, seed: int, match: BotMatch) -> None:
         self._add(task, sample_idx, seed, match.history, match.returns, match.terminated)
-        self.chats.append((tuple(match.turns), tuple(match.answers)))
+        if match.prompts is None:
+            self.chats.append((tuple(match.turns), tuple(match.answers)))
+        else:  # the turn prompts the match rendered as it played
+            self.chats.append((tuple(match.turns), tuple(match.answers), tuple(match.prompts)))
 
     def add(self, task: GameTask, sample_idx: int, seed: int, result: MatchResult) -> None:
         self._add(task, sample_idx, seed, result.history, result.returns, result.terminated)
@@ -168,8 +195,7 @@ class SelfplayColumns:
             if type(chat) is tuple:
                 if job_task is not task:  # rows come task by task
                     task, game = job_task, load_game(job_task)
-                turns, answers = chat
-                texts = bot_chat(task, game, history, turns, answers)
+                texts = bot_chat(task, game, history, *chat)
                 if rows is None:
                     roles += chat_order(len(texts))
                     contents += texts
@@ -219,9 +245,14 @@ def _rows_messages(roles: list, contents: list, offsets: list[int]) -> list[list
     return [[message(roles[i], contents[i]) for i in range(start, end)] for start, end in zip(offsets, offsets[1:])]
 
 
+Tables = tuple["PolicyTable | None", "PolicyTable | None"]  # the learner's and the opponent's policy tables
+
+
 def _play_into(columns: SelfplayColumns, env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
-               jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> SelfplayColumns:
-    """Play ``jobs`` (task, sample index) in order, each match's record going into ``columns``."""
+               jobs: list[tuple[GameTask, int]], tables: Tables) -> SelfplayColumns:
+    """Play ``jobs`` (task, sample index) in order, each match's record going into ``columns``;
+    ``tables``: the (learner, opponent) bots' policy tables."""
+    learner_table, opponent_table = tables
     task = game = None
     for job_task, sample_idx in jobs:
         if job_task is not task:  # jobs come task by task: per-task values are made once
@@ -231,16 +262,16 @@ def _play_into(columns: SelfplayColumns, env_name: str, round_key: str, learner:
             seed_of = match_seeds(round_key, env_name, task.seed)
         seed = seed_of(sample_idx)
         columns.add_bot(task, sample_idx, seed, play_bots(
-            task, make_bot(learner, game, seed + 1, cfr_table), make_bot(opponent, game, seed + 2, cfr_table),
+            task, make_bot(learner, game, seed + 1, learner_table), make_bot(opponent, game, seed + 2, opponent_table),
             seed, game))
     return columns
 
 
 def _play_chunk(env_name: str, round_key: str, learner: Mapping, opponent: Mapping,
-                jobs: list[tuple[GameTask, int]], cfr_table: PolicyTable | None) -> pa.RecordBatch:
+                jobs: list[tuple[GameTask, int]], tables: Tables) -> pa.RecordBatch:
     """The records of ``jobs`` (task, sample index) as one batch, with the values ``make_record`` writes."""
     columns = SelfplayColumns(env_name, round_key, learner, opponent)
-    return _play_into(columns, env_name, round_key, learner, opponent, jobs, cfr_table).batch()
+    return _play_into(columns, env_name, round_key, learner, opponent, jobs, tables).batch()
 
 
 def _play_chunk_ipc(*args) -> bytes:
@@ -254,7 +285,11 @@ def chunked(items: list, n_chunks: int) -> list[list]:
 
 
 OPTION_KEYS = ("game", "params", "learner", "opponent", "max_tokens", "pool_worth_seconds")
-BOT_KEYS = {"mcts": ("kind", "simulations", "rollouts"), "cfr": ("kind", "iterations"), "random": ("kind",)}
+BOT_KEYS = {"mcts": ("kind", "simulations", "rollouts"), "cfr": ("kind", "iterations"),
+            "cfr_plus": ("kind", "iterations"), "best_response": ("kind",), "simple_gin_rummy": ("kind",),
+            "random": ("kind",)}
+# Games whose policy tables are solved in seconds (the table bots: cfr, cfr_plus, best_response)
+TABLE_GAMES = frozenset({"kuhn_poker", "leduc_poker", "liars_dice", "goofspiel"})
 
 
 def _positive_int(key: str, value: Any, high: int) -> None:
@@ -296,6 +331,23 @@ class OpenSpielFamily:
         for role in ("learner", "opponent"):
             if role in spec.options:
                 check_bot(role, spec.options[role])
+        loaded = load_game(game, dict(params))
+        for role in ("learner", "opponent"):
+            kind = (spec.options.get(role) or {}).get("kind", "random")
+            if kind == "mcts" and loaded.get_type().information != pyspiel.GameType.Information.PERFECT_INFORMATION:
+                raise EnvOptionError(f"{role}.kind", f"{game} is a game of imperfect information, and MCTS "
+                                     "searches the true state (it would see hidden cards and dice); use a policy "
+                                     "table (cfr, cfr_plus, best_response) or random")
+            if kind in TABLE_KINDS and game not in TABLE_GAMES:
+                raise EnvOptionError(f"{role}.kind", f"a {kind} bot needs a solved policy table, solved only for "
+                                     f"{', '.join(sorted(TABLE_GAMES))}")
+            if kind == "simple_gin_rummy" and game != "gin_rummy":
+                raise EnvOptionError(f"{role}.kind", "the simple_gin_rummy bot plays gin_rummy only")
+        if (spec.options.get("opponent") or {}).get("kind") == BEST_RESPONSE:
+            raise EnvOptionError("opponent.kind", "best_response is a learner: the best response to the opponent")
+        if (spec.options.get("learner") or {}).get("kind") == BEST_RESPONSE and \
+                (spec.options.get("opponent") or {}).get("kind") not in SOLVERS:
+            raise EnvOptionError("learner.kind", "a best_response learner answers a cfr or cfr_plus opponent")
         if "max_tokens" in spec.options:
             _positive_int("max_tokens", spec.options["max_tokens"], 1_000_000)
 
@@ -303,14 +355,21 @@ class OpenSpielFamily:
         self._cfr_tables: dict[tuple, PolicyTable] = {}
 
     def _cfr_table(self, request: GenerationRequest, *configs: Mapping) -> PolicyTable | None:
+        """The policy table of the first of ``configs`` that plays one (a best response: to the request's
+        opponent), from the lake or solved here; remembered per process."""
         game, params = request.option("game"), dict(request.option("params") or {})
+        opponent = request.option("opponent") or {}
         for cfg in configs:
-            if cfg.get("kind") == "cfr":
-                key = (game, params_key(params), int(cfg.get("iterations", 100)), str(request.lake))
+            table = table_config(game, params, cfg, opponent)
+            if table is not None:
+                key = (table[0], params_key(params), table[2], str(request.lake))
                 if key not in self._cfr_tables:
-                    self._cfr_tables[key] = load_cfr_table(game, params, key[2], request.lake)
+                    self._cfr_tables[key] = load_cfr_table(table[0], params, table[2], request.lake)
                 return self._cfr_tables[key]
         return None
+
+    def _tables(self, request: GenerationRequest, learner: Mapping, opponent: Mapping) -> Tables:
+        return self._cfr_table(request, learner), self._cfr_table(request, opponent)
 
     def _tasks(self, request: GenerationRequest) -> list[GameTask]:
         params = dict(request.option("params") or {})
@@ -331,7 +390,7 @@ class OpenSpielFamily:
     def generate(self, request: GenerationRequest) -> Iterator[pa.RecordBatch]:
         learner = dict(request.option("learner") or {"kind": "random"})
         opponent = dict(request.option("opponent") or {"kind": "random"})
-        cfr_table = self._cfr_table(request, learner, opponent)
+        tables = self._tables(request, learner, opponent)  # (learner's, opponent's)
         tasks = self._tasks(request)
         jobs = [(t, s) for t in tasks for s in range(request.samples_per_task)]
         args = (request.env.name, request.round_key, learner, opponent)
@@ -345,39 +404,39 @@ class OpenSpielFamily:
         warm = workers > 1 and pool_running(workers)
         worth = float(request.option("pool_worth_seconds", POOL_WARM_WORTH_S if warm else POOL_WORTH_S))
         started = time.perf_counter()
-        first_columns = _play_into(SelfplayColumns(*args), *args, head[:1], cfr_table)
+        first_columns = _play_into(SelfplayColumns(*args), *args, head[:1], tables)
         one_game = time.perf_counter() - started  # the match, not the batch
         first = first_columns.batch()
         if warm and one_game * len(rest) >= worth:
             # This process's pool runs already, so nothing is left to start and one game is estimate
             # enough: the workers play the chunks while this process plays the rest of the probe.
-            yield from self._pooled(args, cfr_table, workers, first, head[1:], chunks)
+            yield from self._pooled(args, tables, workers, first, head[1:], chunks)
             return
         # Play the rest of the probe here and time it (after the first game, so one-time imports and
         # game loading do not count): starting worker processes only pays off for the rest when the
         # remaining work clearly outweighs it.
         started = time.perf_counter()
-        batch = _play_chunk(*args, head[1:], cfr_table) if len(head) > 1 else None
+        batch = _play_chunk(*args, head[1:], tables) if len(head) > 1 else None
         estimate = (time.perf_counter() - started) / max(1, len(head) - 1) * len(rest)
         yield first
         if batch is not None:
             yield batch
         if workers <= 1 or estimate < worth:
             for chunk in chunks:
-                yield _play_chunk(*args, chunk, cfr_table)
+                yield _play_chunk(*args, chunk, tables)
             return
         # The pool starts in the background: meanwhile this process plays the chunks in order, and
         # hands the rest to the pool once every worker is up.
         ready = start_pool(workers)
         played = 0
         while played < len(chunks) and not ready.done():
-            yield _play_chunk(*args, chunks[played], cfr_table)
+            yield _play_chunk(*args, chunks[played], tables)
             played += 1
         if played < len(chunks):
-            yield from self._pooled(args, cfr_table, workers, None, [], chunks[played:], ready.result())
+            yield from self._pooled(args, tables, workers, None, [], chunks[played:], ready.result())
 
     @staticmethod
-    def _pooled(args: tuple, cfr_table: PolicyTable | None, workers: int, first: pa.RecordBatch | None,
+    def _pooled(args: tuple, tables: Tables, workers: int, first: pa.RecordBatch | None,
                 here: list, chunks: list[list], pool=None) -> Iterator[pa.RecordBatch]:
         """``first``, the batch of ``here`` (played in this process meanwhile), then ``chunks`` played on
         the pool, in that order.
@@ -394,11 +453,11 @@ class OpenSpielFamily:
         futures: list[list] = []
         try:
             for pieces in parts:
-                futures.append([pool.submit(_play_chunk_ipc, *args, piece, cfr_table) for piece in pieces])
+                futures.append([pool.submit(_play_chunk_ipc, *args, piece, tables) for piece in pieces])
             if first is not None:
                 yield first
             if here:
-                yield _play_chunk(*args, here, cfr_table)
+                yield _play_chunk(*args, here, tables)
             for pieces in futures:
                 batches = [ipc_batch(future.result()) for future in pieces]
                 yield batches[0] if len(batches) == 1 else pa.concat_batches(batches)

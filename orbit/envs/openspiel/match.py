@@ -19,8 +19,8 @@ from typing import Generator
 import pyspiel
 
 from orbit.envs.openspiel.bots import Bot
-from orbit.envs.openspiel.prompts import game_text, parse_answer, system_prompt, turn_prompt_at
-from orbit.envs.openspiel.tasks import GameTask, load_game
+from orbit.envs.openspiel.prompts import game_text, parse_answer, prompt_for, system_prompt, turn_prompt_at
+from orbit.envs.openspiel.tasks import GameTask, load_game, new_state
 from orbit.io.plain_messages import chat_order
 from orbit.io.schema import message
 
@@ -72,7 +72,7 @@ def match_steps(task: GameTask, opponent: Bot, seed: int,
                 game: pyspiel.Game | None = None) -> Generator[LearnerTurn, str, MatchResult]:
     """``game`` is the task's loaded game when the caller has it (it is loaded here otherwise)."""
     game = game or load_game(task)
-    state = game.new_initial_state()
+    state = new_state(game)
     history: list[int] = []  # every action applied here, to key the remembered turn prompts
     chance_rng = None  # made at the first chance node (no_player_action)
     messages = [message("system", system_prompt(task.game, task.seat))]
@@ -113,17 +113,21 @@ class BotMatch:
     answers: list
     returns: list[float] | None
     terminated: str | None
+    prompts: list[str] | None = None
+    """The turn prompt at each learner turn, for a game that renders them in play (``PROMPTS_IN_PLAY``)."""
 
 
 def play_bots(task: GameTask, learner: Bot, opponent: Bot, seed: int, game: pyspiel.Game | None = None) -> BotMatch:
     """``match_steps`` driven by a bot that answers ``str(learner(state))``, without the text: the
     same moves, chance draws, returns and reasons (``bot_chat`` writes the messages)."""
     game = game or load_game(task)
-    state = game.new_initial_state()
+    state = new_state(game)
     seat = task.seat
     history: list[int] = []
     turns: list[int] = []
     answers: list = []
+    entry = game_text(game)
+    prompts = [] if entry.prompts_in_play else None
     chance_rng = None
     terminated = None
     while True:
@@ -133,6 +137,8 @@ def play_bots(task: GameTask, learner: Bot, opponent: Bot, seed: int, game: pysp
         if player < 0:
             action, chance_rng = no_player_action(task, state, player, chance_rng, seed)
         elif player == seat:
+            if prompts is not None:
+                prompts.append(prompt_for(entry, state, seat))
             action = learner(state)
             turns.append(len(history))
             if type(action) is not int:  # read back from its text, as a chat answer is
@@ -151,15 +157,22 @@ def play_bots(task: GameTask, learner: Bot, opponent: Bot, seed: int, game: pysp
         state.apply_action(action)
         history.append(action)
     returns = None if terminated else [float(r) for r in state.returns()]
-    return BotMatch(history, turns, answers, returns, terminated)
+    return BotMatch(history, turns, answers, returns, terminated, prompts)
 
 
 def bot_chat(task: GameTask, game: pyspiel.Game, history: tuple[int, ...], turns: "tuple[int, ...] | list[int]",
-             answers: "tuple | list") -> list[str]:
+             answers: "tuple | list", shown: "tuple[str, ...] | list[str] | None" = None) -> list[str]:
     """The contents of a bot match's messages, whose roles are ``chat_order`` of as many: the system
-    prompt, then each learner turn's prompt and answer, as ``match_steps`` writes them. A turn prompt
-    this process remembers is looked up; another is rendered from a replay of the history."""
+    prompt, then each learner turn's prompt and answer, as ``match_steps`` writes them. ``shown``: the
+    turn prompts the match rendered as it played (``BotMatch.prompts``), when it did. Otherwise a turn
+    prompt this process remembers is looked up; another is rendered from a replay of the history."""
     seat = task.seat
+    if shown is not None:
+        contents = [system_prompt(task.game, seat)]
+        for text, answer in zip(shown, answers):
+            contents.append(text)
+            contents.append(answer if type(answer) is str else str(answer))
+        return contents
     prompts = game_text(game).prompts
     contents = [system_prompt(task.game, seat)]
     state, applied = None, 0
@@ -168,7 +181,7 @@ def bot_chat(task: GameTask, game: pyspiel.Game, history: tuple[int, ...], turns
         text = prompts.get((seat, prefix))
         if text is None:
             if state is None:
-                state = game.new_initial_state()
+                state = new_state(game)
             for action in history[applied:at]:
                 state.apply_action(action)
             applied = at
@@ -183,6 +196,6 @@ def play_bot_match(task: GameTask, learner: Bot, opponent: Bot, seed: int,
     """A match with a bot in the learner's seat, messages and all."""
     game = game or load_game(task)
     played = play_bots(task, learner, opponent, seed, game)
-    contents = bot_chat(task, game, tuple(played.history), played.turns, played.answers)
+    contents = bot_chat(task, game, tuple(played.history), played.turns, played.answers, played.prompts)
     messages = [message(role, content) for role, content in zip(chat_order(len(contents)), contents)]
     return MatchResult(messages=messages, history=played.history, returns=played.returns, terminated=played.terminated)

@@ -24,6 +24,10 @@ from orbit.policies.answers import ANSWER_FORMAT, ANSWER_KEY, parse_answer  # no
 
 LEGAL_HEADER = "Legal actions (answer with one ID):"
 ANSWER_MAX_TOKENS = 48
+# The longest turn prompt a game env shows, in characters (about 400 tokens of a BPE tokenizer; the
+# export's estimate, UTF-8 bytes / 1.8, gives 667). gin_rummy's are the longest: its 4x13 hand grid,
+# the discard pile and at most a dozen legal card actions (the tests hold every game env to it).
+MAX_TURN_PROMPT_CHARS = 1_200
 
 RULES = {
     "tic_tac_toe": "Tic-tac-toe on a 3x3 board. Player 0 plays x, player 1 plays o. "
@@ -35,6 +39,35 @@ RULES = {
     "leduc_poker": "Leduc poker with a six-card deck (two suits of J, Q, K). Each player antes 1 and gets one "
     "private card; a public card is revealed after the first betting round. Players Fold, Call or Raise "
     "(2 in round one, 4 in round two). A pair with the public card wins, otherwise the higher card.",
+    "othello": "Othello on an 8x8 board (columns a-h, rows 1-8). Player 0 plays Black (x) and moves first, "
+    "player 1 plays White (o). Place a disc so that it brackets a straight line of opponent discs between it "
+    "and one of your discs; every bracketed disc flips to your colour. With no such move you must pass. "
+    "When neither player can move, the player with more discs wins; equal counts are a draw.",
+    "hex": "Hex on a rhombus of hexagonal cells (columns a, b, c, ..., rows 1, 2, 3, ...). Player 0 (x) moves "
+    "first and wins by linking the top and bottom rows with a chain of x cells; player 1 (o) wins by linking "
+    "the leftmost and rightmost columns with o cells. A cell touches up to six neighbours; there are no draws.",
+    "clobber": "Clobber on a rectangular board (columns a, b, c, ..., rows 1, 2, 3, ...) that starts full of "
+    "alternating stones. Player 0 moves the o stones and goes first, player 1 the x stones. A move takes one "
+    "of your stones onto an orthogonally adjacent opponent stone, which is removed ('a5b5' moves from a5 to "
+    "b5). A player who cannot move loses; there are no draws.",
+    "liars_dice": "Liar's dice for two players, each rolling their own dice (one six-sided die each); you see "
+    "only your own. Your observation is your dice, then the bids so far. A bid 'q-f' claims that at least q "
+    "of all the dice show face f; a 6 is wild and counts as every face. Each bid must be higher than the "
+    "last (more dice, or as many with a higher face), or you call 'Liar' on the last bid: the dice are "
+    "revealed and the bidder loses if the claim is false, the caller if it is true. There are no draws.",
+    "goofspiel": "Goofspiel. Each player holds bid cards 1 to N; the point cards 1 to N are put up one per "
+    "turn (your observation shows the current point card and those remaining). Each turn both players bid "
+    "one remaining card: player 0 bids first and player 1 bids without seeing that bid. The higher bid wins "
+    "the point card (equal bids: nobody; the win sequence shows -3); bids are then revealed and spent. "
+    "After the last turn the player with more points wins; equal points are a draw.",
+    "gin_rummy": "Gin rummy with a 52-card deck (ranks A 2-9 T J Q K, suits s c d h) and 10-card hands; you "
+    "see your own hand, the upcard, the previous upcard and the discard pile, never the opponent's hand "
+    "(until it is laid down after a knock). A turn: draw the upcard or the top of the stock, then discard one card. "
+    "Melds are 3+ cards of a rank or 3+ in sequence in a suit; deadwood is the unmelded cards (A 1, 2-9 face "
+    "value, T J Q K 10). With deadwood 10 or less you may knock: you discard, lay your melds, the opponent "
+    "lays off cards on them, and the lower deadwood scores the difference (gin, no deadwood: +25; an "
+    "undercut of the knocker: +25 to the defender). A positive score wins; a game whose stock runs out is "
+    "a draw.",
 }
 
 
@@ -60,10 +93,16 @@ def _system_prompt(game: str, seat: int) -> str:
 
 # Games whose states spell an action the way the game does: ``State::ActionToString(player, action)``
 # is a function of (player, action) alone (OpenSpiel's tic_tac_toe and connect_four name the mark and
-# the cell or column, kuhn_poker and leduc_poker the bet or the dealt card). Their legal-action lines
-# are remembered per (player, legal actions); a test walks their trees to hold them to it. Any other
-# game's lines are rendered from the state every time.
-STATELESS_ACTION_STRINGS = frozenset({"tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"})
+# the cell or column, kuhn_poker and leduc_poker the bet or the dealt card, othello and hex the cell,
+# clobber the from and to cells, liars_dice the bid, gin_rummy the card, meld or draw). Their
+# legal-action lines are remembered per (player, legal actions); a test walks their trees to hold them
+# to it. Any other game's lines (goofspiel's turn-based transform among them) are rendered from the
+# state every time.
+STATELESS_ACTION_STRINGS = frozenset({"tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "othello", "hex",
+                                      "clobber", "liars_dice", "gin_rummy"})
+# Games whose self-play matches render the learner's turn prompts as they play: a gin_rummy move takes
+# 9 us to apply (a tic-tac-toe move well under 1), and its prompts, one per history, are never met again.
+PROMPTS_IN_PLAY = frozenset({"gin_rummy"})
 MAX_LEGAL_LINES = 4096  # remembered legal-action texts per game
 MAX_TURN_PROMPTS = 200_000  # remembered turn prompts per game
 
@@ -73,7 +112,7 @@ class GameText:
     STATELESS_ACTION_STRINGS) its legal-action texts by (player, legal actions), and the turn prompts
     ``turn_prompt_at`` remembers by (player, history)."""
 
-    __slots__ = ("game", "observe", "lines", "prompts")
+    __slots__ = ("game", "observe", "lines", "action_lines", "prompts", "prompts_in_play")
 
     def __init__(self, game: pyspiel.Game):
         game_type = game.get_type()
@@ -82,7 +121,13 @@ class GameText:
         self.observe = pyspiel.State.observation_string if game_type.provides_observation_string \
             else pyspiel.State.information_state_string
         self.lines: dict[tuple, str] | None = {} if game_type.short_name in STATELESS_ACTION_STRINGS else None
+        # player -> action -> its ``ID -> action`` line, for a game of STATELESS_ACTION_STRINGS: a legal-action
+        # set met for the first time is joined from these (games with many different sets, like hex's)
+        self.action_lines: dict[int, dict[int, str]] = {}
         self.prompts: dict[tuple, str] = {}
+        # a self-play match renders the learner's turn prompts while it plays (``match.play_bots``), instead
+        # of replaying the history for them afterwards: for games whose moves are slow to apply
+        self.prompts_in_play = game_type.short_name in PROMPTS_IN_PLAY
 
 
 _GAME_TEXT: dict[int, GameText] = {}
@@ -128,7 +173,29 @@ def _legal_lines(entry: GameText, state: pyspiel.State, player: int, legal: tupl
         return render_legal_action_lines(state, player)
     key = (player, tuple(state.legal_actions(player)) if legal is None else legal)
     text = lines.get(key)
-    return _remember(lines, key, MAX_LEGAL_LINES, render_legal_action_lines, state, player) if text is None else text
+    if text is None:
+        if len(lines) >= MAX_LEGAL_LINES:
+            lines.clear()
+        text = lines[key] = _joined_lines(entry.action_lines, state, player, key[1])
+    return text
+
+
+def _joined_lines(action_lines: dict, state: pyspiel.State, player: int, legal: tuple[int, ...]) -> str:
+    """``render_legal_action_lines(state, player)`` for a game of STATELESS_ACTION_STRINGS, each line
+    remembered per player and action."""
+    lines = action_lines.get(player)
+    if lines is None:
+        if len(action_lines) >= MAX_LEGAL_LINES:
+            action_lines.clear()
+        lines = action_lines[player] = {}
+    try:
+        return "\n".join(map(lines.__getitem__, legal))
+    except KeyError:  # an action met for the first time
+        to_string = state.action_to_string
+        for action in legal:
+            if action not in lines:
+                lines[action] = f"{action} -> {to_string(player, action)}"
+        return "\n".join(map(lines.__getitem__, legal))
 
 
 def turn_prompt(state: pyspiel.State, player: int) -> str:

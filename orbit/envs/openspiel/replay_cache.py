@@ -20,6 +20,7 @@ import pyspiel
 
 from orbit.envs.openspiel.match import CHANCE, TERMINAL
 from orbit.envs.openspiel.prompts import GameText, game_text
+from orbit.envs.openspiel.tasks import new_state
 
 MAX_NODES = 300_000  # remembered nodes per game; past it new nodes are computed but not stored
 # A new node is remembered once its parent has been gone through by this many replays: a line that
@@ -63,12 +64,12 @@ class GameTree:
     def __init__(self, game: pyspiel.Game):
         self.game = game
         self.text: GameText = game_text(game)  # the game's prompt texts
-        self.root = Node(*facts(game.new_initial_state()))
+        self.root = Node(*facts(new_state(game)))
         self.nodes = 1
 
     def state_at(self, path: list[int]) -> pyspiel.State:
         """The pyspiel state ``path`` reaches from the initial state (every action legal there)."""
-        state = self.game.new_initial_state()
+        state = new_state(self.game)
         apply = state.apply_action
         for action in path:
             apply(action)

@@ -22,7 +22,7 @@ from orbit.envs.openspiel.bots import make_bot
 from orbit.envs.openspiel.chat_replay import final_prompt
 from orbit.envs.openspiel.match import learner_score, no_player_action
 from orbit.envs.openspiel.prompts import parse_answer, turn_prompt
-from orbit.envs.openspiel.tasks import GameTask, load_game
+from orbit.envs.openspiel.tasks import GameTask, load_game, new_state
 from orbit.io.schema import stable_hash
 
 
@@ -47,7 +47,7 @@ class GameSession:
         params = dict(self.spec.options.get("params") or {})
         self.task = GameTask.from_json(spec, expect=(self.spec.options["game"], params))
         game = load_game(self.task)
-        self.state = game.new_initial_state()
+        self.state = new_state(game)
         self.history: list[int] = []
         for action in (json.loads(task_history) if isinstance(task_history, str) else task_history):
             self.state.apply_action(int(action))

@@ -213,7 +213,8 @@ def test_plain_texts_hold_the_roles_and_texts_of_the_plain_message_lists():
     assert shared == 20 + 3 + 3
 
 
-@pytest.mark.parametrize("game_name", ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "chess"])
+@pytest.mark.parametrize("game_name", ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "othello", "hex",
+                                       "clobber", "liars_dice", "gin_rummy", "chess"])
 def test_remembered_legal_action_lines_are_the_states_own(game_name):
     """A game of STATELESS_ACTION_STRINGS reuses its legal-action texts by (player, legal actions): every
     state met in random play must spell its actions that way. Any other game (chess names a move by
@@ -227,7 +228,7 @@ def test_remembered_legal_action_lines_are_the_states_own(game_name):
     assert (remembered is not None) == (game_name in prompts.STATELESS_ACTION_STRINGS)
     rng = random.Random(11)
     checked = 0
-    for _ in range(300 if game_name != "chess" else 4):
+    for _ in range({"chess": 4, "othello": 12, "hex": 12, "gin_rummy": 20}.get(game_name, 300)):
         state = game.new_initial_state()
         moves = 0
         while not state.is_terminal() and moves < 40:
