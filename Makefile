@@ -20,8 +20,11 @@ $(CURDIR)/.uv/bin/uv:
 	$(UV) sync --frozen
 	@touch $@
 
+# the flywheel on the first five built-in envs (games and LiveWeb, where the table policy learns); every
+# other declared env runs with `orbit run --envs ...` or `make run RUN_ENVS=...`
+RUN_ENVS ?= tic_tac_toe,connect_four,kuhn_poker,leduc_poker,liveweb
 run: install
-	.venv/bin/orbit flywheel --rounds 5
+	.venv/bin/orbit flywheel --rounds 5 --envs $(RUN_ENVS)
 
 ui: install
 	@.venv/bin/orbit home

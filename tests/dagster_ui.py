@@ -4,7 +4,14 @@ import json
 import socket
 import urllib.request
 
+from orbit.envs.registry import BUILTIN_SPECS
 
+
+# The UI tests run the first five built-in envs: the envs file of their home switches the others off (a round
+# of every built-in env through the daemon would take most of `make test`'s budget).
+UI_ENVS = ("tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb")
+UI_ENVS_TOML = "".join(f"[envs.{spec.name}]\nenabled = false\n\n" for spec in BUILTIN_SPECS
+                       if spec.name not in UI_ENVS)
 REPO = {"repositoryLocationName": "orbit_assets", "repositoryName": "__repository__"}
 
 

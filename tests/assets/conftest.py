@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dagster_ui import free_port, gql
+from dagster_ui import UI_ENVS_TOML, free_port, gql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +24,7 @@ def dagster_dev(tmp_path):
                ORBIT_MAX_ROUNDS="1")  # the embedded trainer's checkpoint must not start r0001 here
     subprocess.run([sys.executable, "-m", "orbit_cli.commands", "home"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
+    (home / "envs.toml").write_text(UI_ENVS_TOML)
     log = open(tmp_path / "dagster-dev.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "--host", "127.0.0.1",
                              "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

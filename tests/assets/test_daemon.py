@@ -17,8 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orbit.io import lake
-from orbit.envs import env_names
-from dagster_ui import REPO, gql as _gql
+from dagster_ui import REPO, UI_ENVS, gql as _gql
 from orbit.flywheel.rounds import RoundRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +36,7 @@ def test_ui_round_plus_backfill_materializes_each_partition_once(dagster_dev):
         addDynamicPartition(repositorySelector: $repo, partitionsDefName: "rounds", partitionKey: "r0000") {
           __typename ... on PythonError { message } } }""", {"repo": REPO})
     assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", added
-    partitions = [f"{env}|r0000" for env in env_names()]
+    partitions = [f"{env}|r0000" for env in UI_ENVS]  # the envs the home declares (conftest)
     launched = _gql(port, """mutation($params: LaunchBackfillParams!) {
         launchPartitionBackfill(backfillParams: $params) {
           __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",

@@ -97,3 +97,29 @@ def test_liveweb_episode_whose_tool_calls_the_server_accepts(llama, tmp_path):
         assert isinstance(passed, bool) and (passed or reasons)
     print(f"liveweb: {len(calls)} tool calls accepted, {len(multi_turn)} multi-turn episodes, "
           f"{stats.accounting.requests} requests")
+
+
+NEW_GAMES = ["clobber", "liars_dice"]  # one new perfect-information game, one imperfect-information game
+
+
+def test_new_games_through_orbit_with_constrained_decoding(llama, home):
+    """clobber 5x5 (against MCTS; a 7x7 hex conversation outgrows the 4,096-token context) and liars_dice (against the CFR+ table, solved by the round) through Dagster:
+    every move the model makes is a legal ID of the prompt's list; any p."""
+    resources = resources_for(lake=str(home / "lake"))
+    resources["policies"] = PolicyResource(concurrency=1, timeout_s=120, cache_root=str(home / "cache"))
+    with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+        run_rounds(["r0000"], NEW_GAMES, instance=instance, resources=resources, log=lambda m: None,
+                   run_config=raw_samples_config(num_tasks=4, samples_per_task=1, policy=llama.policy_uri,
+                                                 best_of=1))
+    con = duckdb.connect()
+    for env in NEW_GAMES:
+        verified = str(lake.partition_file(home / "lake", "verified_samples", "r0000", env))
+        rows = con.execute("SELECT messages, passed, reasons FROM read_parquet(?) WHERE source = 'policy'",
+                           [verified]).fetchall()
+        assert len(rows) == 4
+        answers = [m["content"] for messages, *_ in rows for m in messages if m["role"] == "assistant"]
+        assert answers and all(parse_answer(a) is not None for a in answers), answers
+        reasons = {r for _, _, rs in rows for r in rs}
+        assert not reasons & {"answer.unparseable", "action.illegal"}, reasons
+        print(f"{env}: untrained SmolLM2-135M p = {sum(r[1] for r in rows) / len(rows):.2f} over 4 matches "
+              f"against the default opponent; reasons {sorted(reasons)}")
