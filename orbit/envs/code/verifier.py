@@ -37,8 +37,9 @@ from orbit.compute.sandbox import Limits, RunResult, sandbox
 from orbit.envs.base import EnvSpec, Verdict
 from orbit.envs.code.extract import extract_code
 from orbit.envs.code.tasks import SYSTEM_PROMPT, CodeTask, TaskSet, load_tasks, matches
-from orbit.io.jsonmemo import loads_shared
-from orbit.io.plain_messages import PlainTexts
+from orbit.envs.math.task_record import (  # noqa: F401 -- the reason ids, importable from here too
+    ENV_MISMATCH, METADATA_INVALID, PROMPT_MISMATCH, ROLES, SPEC_INVALID, SYSTEM_MISMATCH, TASK_ENV_MISMATCH,
+    TASK_ID_MISMATCH, TASK_UNKNOWN, TOOL_USE, TOOLS_MISMATCH, TURN_ORDER, check_task_record)
 
 VERIFIER_NAME = "code_tests"
 VERIFIER_VERSION = "1"
@@ -48,17 +49,6 @@ DEFAULT_MEMORY_MB = 1024
 DEFAULT_OUTPUT_KB = 1024
 MAX_MEMO = 16_384
 
-ENV_MISMATCH = "record.env_mismatch"
-METADATA_INVALID = "record.metadata_not_object"
-SPEC_INVALID = "task.spec_invalid"
-TASK_UNKNOWN = "task.unknown"
-TASK_ENV_MISMATCH = "task.env_mismatch"
-TASK_ID_MISMATCH = "task.id_mismatch"
-TOOLS_MISMATCH = "record.tools_mismatch"
-TOOL_USE = "trajectory.unexpected_tool_call"
-TURN_ORDER = "trajectory.turn_order"
-SYSTEM_MISMATCH = "prompt.system_mismatch"
-PROMPT_MISMATCH = "prompt.mismatch"
 TIMEOUT = "code.timeout"
 MEMORY = "code.memory"
 CRASH = "code.crash"
@@ -68,7 +58,6 @@ FORBIDDEN = "code.forbidden"
 OUTPUT_LIMIT = "code.output_limit"
 SANDBOX_ERROR = "sandbox.error"
 INTERNAL_ERROR = "verify.internal_error"
-ROLES = ("system", "user", "assistant")
 CPU_SIGNALS = {signal.SIGXCPU}
 
 
@@ -151,17 +140,6 @@ def run_verdict(task: CodeTask, run: RunResult) -> Verdict:
     return Verdict(0.0, (f"{TESTS_FAILED}:{passed}/{total}",))
 
 
-def _messages(record: Mapping[str, Any]) -> tuple[list, list] | str:
-    messages = record.get("messages")
-    if type(messages) is PlainTexts:
-        return list(messages.roles), list(messages.texts)
-    if not isinstance(messages, (list, tuple)) or not all(isinstance(m, Mapping) for m in messages):
-        return TURN_ORDER
-    for i, m in enumerate(messages):
-        if m.get("tool_calls") or m.get("tool_call_id") is not None or m.get("role") == "tool":
-            return f"{TOOL_USE}:{i}"
-    return [m.get("role") for m in messages], [m.get("content") for m in messages]
-
 
 class CodeVerifier:
     parallel_safe = False  # it runs its own sandboxes (subprocesses), several at once in verify_many
@@ -194,40 +172,12 @@ class CodeVerifier:
 
     def check(self, record: Mapping[str, Any]) -> Verdict | tuple[CodeTask, str]:
         """A failed verdict, or ``(task, code)`` to run."""
-        if record.get("env") != self.env.name:
-            return Verdict(0.0, (ENV_MISMATCH,))
-        try:
-            meta = loads_shared(record.get("metadata") or "{}")
-        except (TypeError, ValueError, RecursionError):
-            meta = None
-        if not isinstance(meta, dict):
-            return Verdict(0.0, (METADATA_INVALID,))
-        spec = meta.get("task")
-        if not isinstance(spec, dict) or type(spec.get("id")) is not str:
-            return Verdict(0.0, (SPEC_INVALID,))
-        task = self._tasks().by_id.get(spec["id"])
-        if task is None:
-            return Verdict(0.0, (TASK_UNKNOWN,))
-        if spec != task.spec:
-            return Verdict(0.0, (TASK_ENV_MISMATCH,))
-        if record.get("task_id") != task.task_id:
-            return Verdict(0.0, (TASK_ID_MISMATCH,))
-        if record.get("tools") is not None:
-            return Verdict(0.0, (TOOLS_MISMATCH,))
-        chat = _messages(record)
-        if isinstance(chat, str):
-            return Verdict(0.0, (chat,))
-        roles, texts = chat
-        if tuple(roles) != ROLES:
-            return Verdict(0.0, (TURN_ORDER,))
-        reasons = []
-        if texts[0] != SYSTEM_PROMPT:
-            reasons.append(SYSTEM_MISMATCH)
-        if texts[1] != task.prompt:
-            reasons.append(PROMPT_MISMATCH)
-        if reasons:
-            return Verdict(0.0, tuple(reasons))
-        code, reason = extract_code(texts[2])
+        checked = check_task_record(record, self.env.name, self._tasks().by_id, SYSTEM_PROMPT,
+                                    lambda task: task.prompt)
+        if isinstance(checked, Verdict):
+            return checked
+        task, reply = checked
+        code, reason = extract_code(reply)
         if reason:
             return Verdict(0.0, (reason,))
         return task, code

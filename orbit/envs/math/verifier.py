@@ -32,8 +32,9 @@ from orbit.envs.base import EnvSpec, Verdict
 from orbit.envs.math import grading
 from orbit.envs.math.answers import final_answer
 from orbit.envs.math.tasks import SYSTEM_PROMPT, TaskSet, load_tasks
-from orbit.io.jsonmemo import loads_shared
-from orbit.io.plain_messages import PlainTexts
+from orbit.envs.math.task_record import (  # noqa: F401 -- the reason ids, importable from here too
+    ENV_MISMATCH, METADATA_INVALID, PROMPT_MISMATCH, ROLES, SPEC_INVALID, SYSTEM_MISMATCH, TASK_ENV_MISMATCH,
+    TASK_ID_MISMATCH, TASK_UNKNOWN, TOOL_USE, TOOLS_MISMATCH, TURN_ORDER, check_task_record)
 
 VERIFIER_NAME = "math_verify"
 VERIFIER_VERSION = "1"
@@ -41,17 +42,6 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_MEMORY_MB = 4096
 MAX_MEMO = 65_536
 
-ENV_MISMATCH = "record.env_mismatch"
-METADATA_INVALID = "record.metadata_not_object"
-SPEC_INVALID = "task.spec_invalid"
-TASK_UNKNOWN = "task.unknown"
-TASK_ENV_MISMATCH = "task.env_mismatch"
-TASK_ID_MISMATCH = "task.id_mismatch"
-TOOLS_MISMATCH = "record.tools_mismatch"
-TOOL_USE = "trajectory.unexpected_tool_call"
-TURN_ORDER = "trajectory.turn_order"
-SYSTEM_MISMATCH = "prompt.system_mismatch"
-PROMPT_MISMATCH = "prompt.mismatch"
 WRONG = "answer.wrong"
 VERIFY_TIMEOUT = "verify.timeout"
 VERIFY_MEMORY = "verify.memory"
@@ -59,7 +49,6 @@ VERIFY_CRASH = "verify.crash"
 VERIFY_ERROR = "verify.error"
 POOL_ERROR = "verify.pool_error"
 INTERNAL_ERROR = "verify.internal_error"
-ROLES = ("system", "user", "assistant")
 
 
 def default_workers() -> int:
@@ -80,18 +69,6 @@ def shared_pool(workers: int, timeout: float, memory_mb: int | None) -> Killable
                                               preload=grading.PRELOAD, memory_mb=memory_mb, warmup=grading.WARMUP)
         return pool
 
-
-def _messages(record: Mapping[str, Any]) -> tuple[list, list] | str:
-    """(roles, texts) of a plain three-message chat, or the reason id why it is not one."""
-    messages = record.get("messages")
-    if type(messages) is PlainTexts:
-        return list(messages.roles), list(messages.texts)
-    if not isinstance(messages, (list, tuple)) or not all(isinstance(m, Mapping) for m in messages):
-        return TURN_ORDER
-    for i, m in enumerate(messages):
-        if m.get("tool_calls") or m.get("tool_call_id") is not None or m.get("role") == "tool":
-            return f"{TOOL_USE}:{i}"
-    return [m.get("role") for m in messages], [m.get("content") for m in messages]
 
 
 class MathVerifier:
@@ -123,40 +100,12 @@ class MathVerifier:
 
     def check(self, record: Mapping[str, Any]) -> Verdict | tuple[str, str]:
         """A failed verdict, or the ``(gold, answer)`` pair math-verify must grade."""
-        if record.get("env") != self.env.name:
-            return Verdict(0.0, (ENV_MISMATCH,))
-        try:
-            meta = loads_shared(record.get("metadata") or "{}")
-        except (TypeError, ValueError, RecursionError):
-            meta = None
-        if not isinstance(meta, dict):
-            return Verdict(0.0, (METADATA_INVALID,))
-        spec = meta.get("task")
-        if not isinstance(spec, dict) or type(spec.get("id")) is not str:
-            return Verdict(0.0, (SPEC_INVALID,))
-        task = self._tasks().by_id.get(spec["id"])
-        if task is None:
-            return Verdict(0.0, (TASK_UNKNOWN,))
-        if spec != task.spec:
-            return Verdict(0.0, (TASK_ENV_MISMATCH,))
-        if record.get("task_id") != task.task_id:
-            return Verdict(0.0, (TASK_ID_MISMATCH,))
-        if record.get("tools") is not None:
-            return Verdict(0.0, (TOOLS_MISMATCH,))
-        chat = _messages(record)
-        if isinstance(chat, str):
-            return Verdict(0.0, (chat,))
-        roles, texts = chat
-        if tuple(roles) != ROLES:
-            return Verdict(0.0, (TURN_ORDER,))
-        reasons = []
-        if texts[0] != SYSTEM_PROMPT:
-            reasons.append(SYSTEM_MISMATCH)
-        if texts[1] != task.problem:
-            reasons.append(PROMPT_MISMATCH)
-        if reasons:
-            return Verdict(0.0, tuple(reasons))
-        answer, reason = final_answer(texts[2])
+        checked = check_task_record(record, self.env.name, self._tasks().by_id, SYSTEM_PROMPT,
+                                    lambda task: task.problem)
+        if isinstance(checked, Verdict):
+            return checked
+        task, reply = checked
+        answer, reason = final_answer(reply)
         if reason:
             return Verdict(0.0, (reason,))
         return task.answer, answer
