@@ -26,7 +26,7 @@ from orbit.envs.math.tasks import (ANSWER_FORMAT, MathTask, load_tasks, partitio
                                    teacher_completion)
 from orbit.envs.math.verifier import MathVerifier
 from orbit.io.schema import make_record, message, records_to_batch, stable_hash
-from orbit.policies.base import Decoding
+from orbit.envs.math.task_record import answer_once
 
 TEACHER_POLICY = "teacher:gold"
 DEFAULT_MAX_TOKENS = 1024
@@ -93,29 +93,10 @@ class MathFamily:
 
     async def rollout(self, request: GenerationRequest, task: MathTask, sample_idx: int, policy_id: str, complete,
                       extra_metadata: Mapping[str, Any] | None = None) -> dict:
-        env_name = request.env.name
-        seed = rollout_seed(env_name, request.round_key, task.task_id, sample_idx)
-        messages = prompt_messages(task)
-        max_tokens = int(request.option("max_tokens", DEFAULT_MAX_TOKENS))
-        reply = await complete(messages, None, 0, seed, decoding=Decoding(max_tokens=max_tokens))
-        metadata: dict[str, Any] = {
-            "task": task.spec, "sampling_seed": seed, "answer_format": ANSWER_FORMAT,
-            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                      "calls": 1, "cost": reply.cost},
-            **dict(extra_metadata or {}),
-        }
-        if reply.finish_reason is not None:
-            metadata["finish_reason"] = reply.finish_reason
-        if not reply.ok:
-            metadata["sample_error"] = reply.error
-            score = 0.0
-        else:
-            turn = dict(reply.message or {})
-            messages = messages + [message("assistant", turn.get("content"), tool_calls=turn.get("tool_calls") or None)]
-            score = None  # the verifier scores the reply
-        return make_record(env=env_name, task_id=task.task_id, round_key=request.round_key, sample_idx=sample_idx,
-                           source="policy", policy=policy_id, seed=seed, messages=messages, score=score,
-                           metadata=metadata)
+        seed = rollout_seed(request.env.name, request.round_key, task.task_id, sample_idx)
+        return await answer_once(request, task, sample_idx, policy_id, complete, extra_metadata, seed=seed,
+                                 messages=prompt_messages(task), answer_format=ANSWER_FORMAT,
+                                 max_tokens=int(request.option("max_tokens", DEFAULT_MAX_TOKENS)))
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> MathVerifier:
         return MathVerifier(env)

@@ -1,12 +1,14 @@
-"""What the math and code verifiers check of a record before grading its answer: the env, the task spec
+"""What the math and code families share: what their verifiers check of a record before grading its answer: the env, the task spec
 against the env's task file, the task id, no tools, and the system/user/assistant chat whose prompts are
-the family's system prompt and the task's own text."""
+the family's system prompt and the task's own text; and a policy's one-request sample."""
 
 from typing import Any, Callable, Mapping
 
 from orbit.envs.base import Verdict
 from orbit.io.jsonmemo import loads_shared
 from orbit.io.plain_messages import PlainTexts
+from orbit.io.schema import make_record, message
+from orbit.policies.base import Decoding
 
 ENV_MISMATCH = "record.env_mismatch"
 METADATA_INVALID = "record.metadata_not_object"
@@ -73,3 +75,28 @@ def check_task_record(record: Mapping[str, Any], env_name: str, tasks_by_id: Map
     if reasons:
         return Verdict(0.0, tuple(reasons))
     return task, texts[2]
+
+
+async def answer_once(request: Any, task: Any, sample_idx: int, policy_id: str, complete, extra_metadata, *,
+                      seed: int, messages: list[dict], answer_format: str, max_tokens: int) -> dict:
+    """A policy's one-request sample of a math or code task: the record of its reply (score left to the
+    verifier), or of the failed request (score 0, ``metadata.sample_error``)."""
+    reply = await complete(messages, None, 0, seed, decoding=Decoding(max_tokens=max_tokens))
+    metadata: dict[str, Any] = {
+        "task": task.spec, "sampling_seed": seed, "answer_format": answer_format,
+        "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                  "calls": 1, "cost": reply.cost},
+        **dict(extra_metadata or {}),
+    }
+    if reply.finish_reason is not None:
+        metadata["finish_reason"] = reply.finish_reason
+    if not reply.ok:
+        metadata["sample_error"] = reply.error
+        score = 0.0
+    else:
+        turn = dict(reply.message or {})
+        messages = messages + [message("assistant", turn.get("content"), tool_calls=turn.get("tool_calls") or None)]
+        score = None  # the verifier scores the reply
+    return make_record(env=request.env.name, task_id=task.task_id, round_key=request.round_key,
+                       sample_idx=sample_idx, source="policy", policy=policy_id, seed=seed, messages=messages,
+                       score=score, metadata=metadata)
