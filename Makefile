@@ -17,7 +17,7 @@ $(CURDIR)/.uv/bin/uv:
 	$(CURDIR)/.uv/bin/pip install --quiet uv==$(UV_VERSION)
 
 .venv/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-groups
 	@touch $@
 
 # the flywheel on the first five built-in envs (games and LiveWeb, where the table policy learns); every
