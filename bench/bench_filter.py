@@ -43,7 +43,7 @@ from orbit.stages.filter import (RANKING_KEY, best_per_task_sql, filter_file, fi
                              read_whole)
 from orbit.io.schema import MESSAGE_TYPE, TOOL_CALL_TYPE, VERIFIED_SCHEMA  # noqa: E402
 
-ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb"]
+ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker"]  # game rows: their trajectory is the game line
 GOAL_SPEEDUP = 30.0
 
 
@@ -96,10 +96,12 @@ def synth_verified(rows: int, tasks: int, pass_rate: float, seed: int = 0, first
         fields=list(MESSAGE_TYPE),
     )
     messages = pa.ListArray.from_arrays(pa.array(offsets), msgs)
+    # one game line per task: distinct tasks' winners are distinct trajectories, so the dedup stage inside
+    # filter_file drops none of them and both sides keep the same record_ids (its cost is in the timing)
     meta_pool = pa.array([
-        '{"history": [' + ", ".join(str((j * 7 + k) % 9) for k in range(3 + j % 6)) + '], "returns": [1.0, -1.0], '
+        '{"history": [' + ", ".join(np.base_repr(j, 9)) + '], "returns": [1.0, -1.0], '
         f'"task": {{"game": "tic_tac_toe", "params": {{}}, "seat": {j % 2}, "seed": {j}}}, "terminated": null}}'
-        for j in range(1024)
+        for j in range(tasks)
     ])
     reasons_pool = pa.array([[], ["score.below_threshold"]], pa.list_(pa.string()))
     columns = {
@@ -114,7 +116,7 @@ def synth_verified(rows: int, tasks: int, pass_rate: float, seed: int = 0, first
         "messages": messages,
         "tools": pa.nulls(rows, pa.string()),
         "score": pa.array(score),
-        "metadata": meta_pool.take(pa.array(rng.integers(0, len(meta_pool), rows))),
+        "metadata": meta_pool.take(pa.array(key)),
         "schema_version": pa.array(np.ones(rows, dtype=np.int16)),
         "claimed_score": pa.array(claimed),
         "passed": pa.array(passed),

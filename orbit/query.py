@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from orbit.io import lake
-from orbit.io.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
+from orbit.io.schema import FILTERED_SCHEMA, RECORD_SCHEMA, VERIFIED_SCHEMA
 from orbit.flywheel.report import FIT_SCHEMA
 from orbit.stages.yields import INDEX_ORDER, YIELD_SCHEMA, yields_table
 
@@ -36,7 +36,7 @@ from orbit.stages.yields import INDEX_ORDER, YIELD_SCHEMA, yields_table
 VIEWS = {
     "raw_samples": ("raw_samples", 2, RECORD_SCHEMA),
     "verified_samples": ("verified_samples", 2, VERIFIED_SCHEMA),
-    "filtered_dataset": ("filtered_dataset", 2, VERIFIED_SCHEMA),
+    "filtered_dataset": ("filtered_dataset", 2, FILTERED_SCHEMA),
     "yields": ("yield_metrics", 2, YIELD_SCHEMA),
     "flywheel": ("flywheel_report", 0, FIT_SCHEMA),
 }
@@ -257,7 +257,7 @@ FLYWHEEL_HEADLINE_SQL = "SELECT env, headline FROM flywheel ORDER BY env"
 SUMMARY_SQL = f"""
 SELECT round, env, source, attempts, passes, round(pass_rate, 4) AS p,
        round(pass_rate_low, 4) AS p_low, round(pass_rate_high, 4) AS p_high,
-       tasks, tasks_solved, clean_trajectories AS clean,
+       tasks, tasks_solved, clean_trajectories AS clean, dropped_exact, dropped_near,
        round(attempts_per_clean, 2) AS cost_per_clean, round(g, 3) AS g
 FROM {YIELD_TABLE}
 """

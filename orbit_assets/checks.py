@@ -1,8 +1,9 @@
-"""Asset checks: counts add up at every stage, schemas hold, no duplicate task survives.
+"""Asset checks: counts add up at every stage, schemas hold, no duplicate task or trajectory survives.
 
 They read the partition files with DuckDB; a failure blocks downstream stages.
 """
 
+import glob
 from pathlib import Path
 
 import dagster as dg
@@ -10,10 +11,12 @@ import duckdb
 import pyarrow.parquet as pq
 
 from orbit.io import lake
-from orbit.io.schema import RECORD_SCHEMA, VERIFIED_SCHEMA, check_schema
+from orbit.io.keys import validate_round
+from orbit.io.schema import FILTERED_SCHEMA, RECORD_SCHEMA, VERIFIED_SCHEMA, check_schema
+from orbit_assets.export import training_set
 from orbit_assets.filter import filtered_dataset
 from orbit_assets.generate import raw_samples
-from orbit_assets.partitions import round_and_env, round_env_partitions
+from orbit_assets.partitions import round_and_env, round_env_partitions, round_partitions
 from orbit_assets.verify import verified_samples
 from resources.settings import OrbitSettings
 
@@ -70,28 +73,60 @@ def verified_conservation(context, settings: OrbitSettings) -> dg.AssetCheckResu
 
 
 @dg.asset_check(asset=filtered_dataset, blocking=True, partitions_def=round_env_partitions,
-                description="Filtered rows all passed, are at most the passed rows, and have no duplicate (env, task_id).")
+                description="Filtered rows all passed and have no duplicate (env, task_id) nor canonical trajectory; "
+                "kept + dropped_exact + dropped_near = the passed tasks (the dedup stage's input).")
 def filtered_unique(context, settings: OrbitSettings) -> dg.AssetCheckResult:
     verified, filtered = _files(context, settings, "verified_samples", "filtered_dataset")
-    problems = check_schema(pq.read_schema(filtered), VERIFIED_SCHEMA)
+    problems = check_schema(pq.read_schema(filtered), FILTERED_SCHEMA)
     (passed, tasks_passed) = _scalar(
         "SELECT count(*) FILTER (WHERE passed), count(DISTINCT (env, task_id)) FILTER (WHERE passed) FROM read_parquet(?)",
         verified,
     )
-    rows, keys, not_passed = _scalar(
-        "SELECT count(*), count(DISTINCT (env, task_id)), count(*) FILTER (WHERE NOT passed) FROM read_parquet(?)",
+    rows, keys, not_passed, trajectories, exact, near = (0, 0, 0, 0, 0, 0) if problems else _scalar(
+        "SELECT count(*), count(DISTINCT (env, task_id)), count(*) FILTER (WHERE NOT passed), "
+        "count(DISTINCT dedup_key), coalesce(sum(dropped_exact), 0), coalesce(sum(dropped_near), 0) "
+        "FROM read_parquet(?)",
         filtered,
     )
     if rows > passed:
         problems.append(f"filtered {rows} > passed {passed}")
     if keys != rows:
         problems.append(f"{rows - keys} duplicate (env, task_id) rows")
+    if trajectories != rows:
+        problems.append(f"{rows - trajectories} rows repeat a canonical trajectory (dedup_key)")
     if not_passed:
         problems.append(f"{not_passed} rows that did not pass")
-    if rows != tasks_passed:
-        problems.append(f"filtered {rows} != distinct passed tasks {tasks_passed}")
+    if rows + exact + near != tasks_passed:
+        problems.append(f"kept {rows} + dropped_exact {exact} + dropped_near {near} != passed tasks {tasks_passed}")
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={"passed": passed, "filtered": rows, "duplicates_dropped": passed - rows,
+        metadata={"passed": passed, "tasks_passed": tasks_passed, "filtered": rows,
+                  "duplicates_dropped": passed - tasks_passed, "dropped_exact": int(exact),
+                  "dropped_near": int(near), "problems": "; ".join(problems) or "none"},
+    )
+
+
+@dg.asset_check(asset=training_set, blocking=True, partitions_def=round_partitions,
+                description="The cumulative training set repeats no (env, task_id) and no canonical trajectory; "
+                "kept + dropped_exact + dropped_near = the distinct tasks of every filtered round <= r.")
+def training_set_unique(context, settings: OrbitSettings) -> dg.AssetCheckResult:
+    round_key = validate_round(context.partition_key)
+    path = lake.partition_file(settings.lake_path(), "training_set", round_key)
+    problems = check_schema(pq.read_schema(path), FILTERED_SCHEMA)
+    files = lake.asset_glob(settings.lake_path(), "filtered_dataset", 2)
+    rows, keys, trajectories, exact, near = _scalar(
+        "SELECT count(*), count(DISTINCT (env, task_id)), count(DISTINCT dedup_key), "
+        "coalesce(sum(dropped_exact), 0), coalesce(sum(dropped_near), 0) FROM read_parquet(?)", path)
+    (tasks,) = _scalar("SELECT count(DISTINCT (env, task_id)) FROM read_parquet(?, hive_partitioning = false, "
+                       "union_by_name = true) WHERE round <= ?", files, round_key) if glob.glob(files) else (0,)
+    if keys != rows:
+        problems.append(f"{rows - keys} duplicate (env, task_id) rows")
+    if trajectories != rows:
+        problems.append(f"{rows - trajectories} rows repeat a canonical trajectory (dedup_key)")
+    if rows + exact + near != tasks:
+        problems.append(f"kept {rows} + dropped_exact {exact} + dropped_near {near} != filtered tasks {tasks}")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"rows": rows, "filtered_tasks": tasks, "dropped_exact": int(exact), "dropped_near": int(near),
                   "problems": "; ".join(problems) or "none"},
     )

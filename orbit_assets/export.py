@@ -9,6 +9,7 @@ from typing import Optional
 import dagster as dg
 
 from orbit.io import lake
+from orbit.stages.dedup import dedup_card
 from orbit.stages.export import TRAINER_CONTRACT, ExportOptions, export_round, cumulative_training_set, train_commands
 from orbit.io.keys import validate_round
 from orbit.io.lake import ArrowStream
@@ -84,6 +85,9 @@ def grpo_export(context: dg.AssetExecutionContext, config: ExportConfig, setting
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(filtered_dataset),
           automation_condition=round_settled_updated, kinds={"parquet"},
-          description="Cumulative training set: filtered samples of every round <= r, best per (env, task_id).")
+          description="Cumulative training set: filtered samples of every round <= r, best per (env, task_id), "
+          "then one per canonical trajectory and per MinHash cluster across rounds (stored signatures, never "
+          "rehashed), the best kept.")
 def training_set(context: dg.AssetExecutionContext, settings: OrbitSettings) -> ArrowStream:
+    context.add_output_metadata({"dedup_card": dg.MetadataValue.md(dedup_card())})
     return cumulative_training_set(settings.lake_path(), validate_round(context.partition_key))

@@ -1,4 +1,4 @@
-"""Filter: passed samples, one per (env, task_id), best first."""
+"""Filter: passed samples, one per (env, task_id), best first; then the dedup stage (one per trajectory)."""
 
 from pathlib import Path
 
@@ -14,7 +14,9 @@ from orbit_assets.partitions import round_env_partitions
     partitions_def=round_env_partitions,
     group_name="filter",
     automation_condition=upstream_updated,
-    description="Passed samples deduplicated by (env, task_id), keeping the best (score desc, shorter, record_id).",
+    description="Passed samples deduplicated by (env, task_id), then by canonical trajectory (exact) and by MinHash "
+    "LSH over the assistant turns (near: 14 bands x 8 rows, Jaccard threshold ~0.72), keeping the best of each "
+    "(score desc, shorter, record_id); rows carry dedup_key, minhash, dropped_exact, dropped_near.",
     kinds={"parquet", "duckdb"},
 )
 def filtered_dataset(verified_samples: Path) -> ArrowStream:

@@ -11,8 +11,9 @@ from orbit.io.schema import VERIFIED_SCHEMA, make_record, message
 
 def verified_row(env="tic_tac_toe", task_id="t0", score=1.0, passed=True, n_messages=3, sample_idx=0,
                  source="selfplay", round_key="r0000", reasons=None) -> dict:
+    # every task plays its own trajectory (the filter's dedup stage would merge identical ones)
     msgs = [message("system", "s"), message("user", "u")] + [
-        message("assistant", str(i)) for i in range(max(1, n_messages - 2))
+        message("assistant", f"{task_id}:{i}") for i in range(max(1, n_messages - 2))
     ]
     row = make_record(env=env, task_id=task_id, round_key=round_key, sample_idx=sample_idx, source=source,
                       policy="bot", seed=0, messages=msgs, score=score, metadata={})

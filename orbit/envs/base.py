@@ -92,3 +92,87 @@ class EnvFamily(Protocol):
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> Verifier:
         """The env's verifier."""
+
+
+# ------------------------------------------------------------------------------------------ dedup hooks
+#
+# The dedup stage (``orbit.stages.dedup``) asks an env's family two things about a record (a dict of the
+# verified schema: ``messages``, ``metadata``, ``tools``, ...). A family may define either as a method
+# of the same name; these are the defaults, and the only place the rules live.
+#
+# - ``trajectory_key(record) -> str``: the record's canonical trajectory. Two records with the same
+#   key (in the same env) are exact duplicates, whatever their task ids. Games: the game and its
+#   action history; tool use: the canonical tool-call sequence and answers; text families (the
+#   default): a hash of the prompt and the normalised final answer.
+# - ``dedup_text(record) -> (text, kind)``: what the near-duplicate stage MinHashes: the assistant
+#   turns only (system prompts, tool schemas and board renderings are boilerplate that would merge
+#   distinct trajectories). ``kind`` is ``"prose"`` (word 5-gram shingles) or ``"code"`` (character
+#   n-grams: code and JSON). An empty text has no signature and is deduplicated exactly only.
+
+def normalise_text(text: Any) -> str:
+    """Casefolded, whitespace collapsed: what makes two answers the same answer."""
+    return " ".join(str(text or "").casefold().split())
+
+
+def _messages(record: Mapping[str, Any]) -> list:
+    messages = record.get("messages")
+    if not isinstance(messages, (list, tuple)):
+        return []
+    return [m for m in messages if type(m) is dict or isinstance(m, Mapping)]
+
+
+def prompt_digest(record: Mapping[str, Any]) -> str:
+    """sha256 of the messages before the first assistant turn (roles and contents)."""
+    import hashlib
+    import json
+
+    prompt = []
+    for m in _messages(record):
+        if m.get("role") == "assistant":
+            break
+        prompt.append([m.get("role"), m.get("content")])
+    blob = json.dumps(prompt, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def assistant_turns(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [m for m in _messages(record) if m.get("role") == "assistant"]
+
+
+def canonical_tool_calls(message: Mapping[str, Any]) -> list[str]:
+    """A message's tool calls as ``name(canonical JSON arguments)``: key order and spacing do not matter;
+    arguments that are not JSON are kept as their text."""
+    import json
+
+    out = []
+    for call in message.get("tool_calls") or []:
+        fn = (call or {}).get("function") or {} if isinstance(call, Mapping) else {}
+        args = fn.get("arguments") if isinstance(fn, Mapping) else None
+        try:
+            args = json.dumps(json.loads(args), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError):
+            args = str(args or "")
+        out.append(f"{fn.get('name') if isinstance(fn, Mapping) else ''}({args})")
+    return out
+
+
+def default_trajectory_key(record: Mapping[str, Any]) -> str:
+    """Text families: the prompt's hash and the normalised final answer (the last assistant turn, its
+    tool calls included)."""
+    turns = assistant_turns(record)
+    last = turns[-1] if turns else {}
+    answer = normalise_text(last.get("content")) + "".join(canonical_tool_calls(last)) if last else ""
+    return f"text\x00{prompt_digest(record)}\x00{answer}"
+
+
+def default_dedup_text(record: Mapping[str, Any]) -> tuple[str, str]:
+    """The assistant turns (contents and tool calls); ``code`` kind when any turn calls a tool (JSON)."""
+    parts, kind = [], "prose"
+    for m in assistant_turns(record):
+        if m.get("content"):
+            parts.append(str(m["content"]))
+        calls = canonical_tool_calls(m)
+        if calls:
+            kind = "code"
+            parts.extend(calls)
+    return "\n".join(parts), kind

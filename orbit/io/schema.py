@@ -59,6 +59,18 @@ VERIFIED_EXTRA_FIELDS = [
 ]
 VERIFIED_SCHEMA = pa.schema(RECORD_FIELDS + VERIFIED_EXTRA_FIELDS)
 
+# Filtered rows (``filtered_dataset``, ``training_set``) add the dedup stage's columns
+# (``orbit.stages.dedup``): ``dedup_key`` (hex of sha256(env, canonical trajectory)[:16]), ``minhash``
+# (the MinHash signature of the assistant turns; null when they hold no text), and how many rows the
+# kept row absorbed as exact (``dropped_exact``) and near (``dropped_near``) duplicates.
+DEDUP_EXTRA_FIELDS = [
+    pa.field("dedup_key", pa.string()),
+    pa.field("minhash", pa.list_(pa.uint32())),
+    pa.field("dropped_exact", pa.int32()),
+    pa.field("dropped_near", pa.int32()),
+]
+FILTERED_SCHEMA = pa.schema(RECORD_FIELDS + VERIFIED_EXTRA_FIELDS + DEDUP_EXTRA_FIELDS)
+
 MESSAGE_KEYS = tuple(f.name for f in MESSAGE_TYPE)
 _MESSAGE_KEY_SET = frozenset(MESSAGE_KEYS)
 

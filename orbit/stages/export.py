@@ -36,11 +36,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from orbit.io import lake
 from orbit.stages.filter import RANKING
-from orbit.io.schema import VERIFIED_SCHEMA, prompt_of
+from orbit.io.schema import FILTERED_SCHEMA, VERIFIED_SCHEMA, prompt_of
+from orbit.stages.dedup import KEPT, PARAMS, Clusterer, DedupParams, absorbed, dedup_card, minhash_matrix
 
 TRAINER_CONTRACT = {"ms-swift": "4.6.0", "trl": "1.16.0"}
 FLAVOURS = ("swift", "trl")
@@ -74,6 +76,7 @@ class ExportCounts:
     rounds: set = field(default_factory=set)
     verifiers: set = field(default_factory=set)
     closing_tool_messages_cut: int = 0
+    dropped: Counter = field(default_factory=Counter)  # rows the exported rows absorbed in the dedup stage
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] += n
@@ -95,7 +98,8 @@ class ExportCounts:
                 "skipped": sum(self.skipped.values()), "skipped_reasons": dict(sorted(self.skipped.items())),
                 "splits": dict(self.splits), "envs": dict(sorted(self.envs.items())),
                 "verifiers": sorted(self.verifiers), "num_tokens": self.length_stats(),
-                "closing_tool_messages_cut": self.closing_tool_messages_cut}
+                "closing_tool_messages_cut": self.closing_tool_messages_cut,
+                **({"dedup_dropped": dict(sorted(self.dropped.items()))} if self.dropped else {})}
 
 
 # ---------------------------------------------------------------------------------------------- lengths
@@ -399,6 +403,8 @@ def _build(kind: str, round_key: str, items: Iterable[tuple], makers: dict, leng
             counts.verifiers.add(record["verifier"])
         if kind == "sft":
             counts.closing_tool_messages_cut += trained_episode(record.get("messages") or [])[1]
+            for column in ("dropped_exact", "dropped_near"):
+                counts.dropped[column] += int(record.get(column) or 0)
         split = _split_for(record["env"], record["task_id"], options.validation_fraction)
         for flavour, example in made.items():
             rows[flavour][split].append({**example, "env": record["env"], "task_id": record["task_id"],
@@ -630,6 +636,8 @@ def dataset_card(export: Export, options: ExportOptions, features: Mapping[str, 
         f"- split: validation = tasks whose sha256(env, task_id) falls in the first "
         f"{options.validation_fraction:.0%} (deterministic, stable across rounds)",
         f"- checked against: ms-swift {TRAINER_CONTRACT['ms-swift']}, trl {TRAINER_CONTRACT['trl']}",
+        *([f"- dedup: {dedup_card()} Dropped in this round's filter: exact {c.dropped.get('dropped_exact', 0)}, "
+           f"near {c.dropped.get('dropped_near', 0)}."] if export.kind == "sft" else []),
         "", "## Files", "",
         "- `swift/train.jsonl`, `swift/validation.jsonl`: ms-swift's format",
         "- `trl/train.jsonl`, `trl/validation.jsonl`: TRL's format", "",
@@ -650,29 +658,71 @@ def dataset_card(export: Export, options: ExportOptions, features: Mapping[str, 
 
 # ----------------------------------------------------------------------------------------- training set
 
-def cumulative_training_set(lake_root: Path, round_key: str) -> lake.ArrowStream:
-    """Filtered rows of every round <= round_key, deduplicated by (env, task_id) keeping the best."""
+def cumulative_training_set(lake_root: Path, round_key: str, params: DedupParams = PARAMS,
+                            threads: int = 2) -> lake.ArrowStream:
+    """Filtered rows of every round <= round_key: the best per (env, task_id), then one per canonical
+    trajectory and one per MinHash cluster across rounds (``orbit.stages.dedup``), the best kept.
+
+    Works on the stored ``dedup_key`` and ``minhash`` columns (no row is rehashed) in three DuckDB
+    passes with capped memory: rank the task winners (narrow columns), stream their keys and
+    signatures into the spilling clusterer, then stream the kept rows out in (env, task_id) order.
+    The kept rows' ``dropped_exact`` / ``dropped_near`` count the rows they absorbed in this
+    cumulative stage; the summary adds up: rows_in = kept + superseded + dropped_exact + dropped_near.
+    """
     files = lake.asset_glob(lake_root, "filtered_dataset", 2)
-    summary: dict[str, int] = {}
+    summary: dict[str, Any] = {}
 
     def batches():
         if not glob.glob(files):
             return
-        con = duckdb.connect(config={"threads": 2})
+        from orbit.stages.filter import _database
+
+        con = _database(threads)
         try:
-            src = (f"(SELECT * FROM read_parquet({lake.sql_literal(files)}, hive_partitioning = false) "
-                   f"WHERE round <= {lake.sql_literal(round_key)})")
+            src = (f"read_parquet({lake.sql_literal(files)}, hive_partitioning = false, union_by_name = true, "
+                   "filename = '__file', file_row_number = true)")
+            where = f"WHERE round <= {lake.sql_literal(round_key)}"
             summary["rows_in"], summary["rounds"] = con.execute(
-                f"SELECT count(*), count(DISTINCT round) FROM {src}").fetchall()[0]
+                f"SELECT count(*), count(DISTINCT round) FROM {src} {where}").fetchall()[0]
+            ranking = RANKING.replace("len(messages)", "n")  # the filter's ranking, on the narrow columns
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE __winners AS "
+                f"SELECT __file, file_row_number AS __rn, row_number() OVER (ORDER BY {ranking}) - 1 AS __rank "
+                f"FROM (SELECT __file, file_row_number, env, task_id, score, len(messages) AS n, record_id "
+                f"FROM {src} {where} QUALIFY row_number() OVER (PARTITION BY env, task_id ORDER BY {ranking}) = 1)")
+            clusterer = Clusterer(params)
+            ranks = []
+            reader = con.sql(
+                f"SELECT w.__rank, t.dedup_key, t.minhash FROM {src} t "
+                "JOIN __winners w ON t.__file = w.__file AND t.file_row_number = w.__rn").to_arrow_reader(65_536)
+            for batch in reader:
+                rank = batch.column(0).to_numpy().astype(np.int64)
+                sig, valid = minhash_matrix(batch.column(2), params)
+                clusterer.add_signatures(rank, batch.column(1), sig, valid)
+                ranks.append(rank)
+            status, root, counts = clusterer.finish()
+            ranks = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+            exact, near = absorbed(status, root)
+            keep = status == KEPT
+            con.register("__kept", pa.table({"__rank": ranks[keep], "__ex": exact[keep], "__nr": near[keep]}))
+            summary["superseded"] = summary["rows_in"] - len(ranks)
+            summary["dropped_exact"], summary["dropped_near"] = counts.dropped_exact, counts.dropped_near
             kept = 0
-            sql = (f"SELECT * FROM {src} QUALIFY row_number() OVER (PARTITION BY env, task_id ORDER BY {RANKING}) = 1 "
-                   "ORDER BY env, task_id")
+            columns = ", ".join(f't."{c}"' for c in VERIFIED_SCHEMA.names) + ", t.dedup_key, t.minhash"
+            sql = (f"SELECT {columns}, k.__ex::INTEGER AS dropped_exact, k.__nr::INTEGER AS dropped_near FROM {src} t "
+                   "JOIN __winners w ON t.__file = w.__file AND t.file_row_number = w.__rn "
+                   "JOIN __kept k ON w.__rank = k.__rank ORDER BY t.env, t.task_id")
             for batch in con.sql(sql).to_arrow_reader(8192):
                 kept += batch.num_rows
-                yield pa.Table.from_batches([batch]).cast(VERIFIED_SCHEMA).to_batches()[0]
+                yield pa.Table.from_batches([batch]).cast(FILTERED_SCHEMA).to_batches()[0]
             summary["kept"] = kept
-            summary["superseded"] = summary["rows_in"] - kept
+            if kept + summary["superseded"] + counts.dropped_exact + counts.dropped_near != summary["rows_in"]:
+                raise AssertionError(f"training set lost rows: {summary}")
+            summary["dedup"] = params.describe()
         finally:
-            con.close()
+            try:
+                con.execute("DROP TABLE IF EXISTS __winners")
+            finally:
+                con.close()
 
-    return lake.ArrowStream(VERIFIED_SCHEMA, batches(), summary=lambda: dict(summary))
+    return lake.ArrowStream(FILTERED_SCHEMA, batches(), summary=lambda: dict(summary))

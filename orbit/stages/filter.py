@@ -1,12 +1,14 @@
-"""The filter stage: passed rows, one per (env, task_id), best first.
+"""The filter stage: passed rows, one per (env, task_id), best first; then one per trajectory.
 
 Vectorised over the verified Parquet file. A file that decodes to at most IN_MEMORY_BYTES is
 read once (strings as dictionaries), ranked in memory and its winners gathered from that read;
 a larger one is ranked on one narrow scan (DuckDB) and only its winning rows are read again and
 streamed out in order, so memory stays flat. Both give the same file. Ties are broken
 deterministically: score desc, shorter trajectory (fewer messages), record_id.
-Every input row is accounted for: kept, failed verification, or dropped as a
-duplicate of a better row of the same task.
+The task winners then go through the dedup stage (``orbit.stages.dedup``): exact duplicates by
+canonical trajectory and near duplicates by MinHash LSH, the best of each cluster kept.
+Every input row is accounted for: kept, failed verification, dropped as a duplicate of a better
+row of the same task, or dropped as an exact or near duplicate of a better trajectory.
 """
 
 import atexit
@@ -28,7 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orbit.io import lake
-from orbit.io.schema import VERIFIED_SCHEMA
+from orbit.io.schema import FILTERED_SCHEMA, VERIFIED_SCHEMA
+from orbit.stages.dedup import PARAMS, DedupParams, PartitionDedup, dedup_table, ranking
 
 BATCH_ROWS = lake.BATCH_ROWS  # winners per output batch
 
@@ -38,10 +41,15 @@ RANKING_KEY = "(-score, len(messages), record_id)"  # the same order as one comp
 
 @dataclass
 class FilterCounts:
+    """rows_in = failed + duplicates (of a better row of the same task) + candidates (one per task);
+    candidates = kept + dropped_exact + dropped_near (the dedup stage)."""
     rows_in: int
     failed: int
     duplicates: int
     kept: int
+    candidates: int = 0
+    dropped_exact: int = 0
+    dropped_near: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,8 +93,9 @@ def _message_count_column(pf: pq.ParquetFile) -> str:
     return min(sizes, key=lambda p: (sizes[p], p)) if sizes else "messages"
 
 
-def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray]:
-    """One narrow scan: (rows, passed rows, file row numbers of the winners in output order).
+def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """One narrow scan: (rows, passed rows, file row numbers of the winners in output order, the
+    winners' ranks).
 
     Only env, task_id, score, passed, record_id and one leaf of ``messages`` are read (never the
     message contents), streamed batch by batch into DuckDB; the winner of each (env, task_id) is the
@@ -110,8 +119,8 @@ def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray]
                                                           pa.array(np.arange(start, seen["rows"], dtype=np.int64))]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    winners = _rank(pa.RecordBatchReader.from_batches(schema, narrow_batches()), threads)
-    return seen["rows"], seen["passed"], winners
+    winners, ranks = _rank(pa.RecordBatchReader.from_batches(schema, narrow_batches()), threads)
+    return seen["rows"], seen["passed"], winners, ranks
 
 
 _DATABASES: dict[tuple[int, int], duckdb.DuckDBPyConnection] = {}
@@ -143,19 +152,22 @@ def _close_at_exit(database: duckdb.DuckDBPyConnection, pid: int) -> None:
         database.close()
 
 
-def _rank(narrow: pa.Table | pa.RecordBatchReader, threads: int) -> np.ndarray:
-    """File row numbers (``rn``) of the winners in output order, from the narrow columns
-    (NARROW, ``n_msgs`` = len(messages), ``rn``). DuckDB's memory is capped: beyond RANK_MEMORY
-    the aggregation spills to disk."""
+def _rank(narrow: pa.Table | pa.RecordBatchReader, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """File row numbers (``rn``) of the winners in output order, and each winner's place in the
+    ranking among the winners (0 = the best: what the dedup stage keeps of a cluster), from the narrow
+    columns (NARROW, ``n_msgs`` = len(messages), ``rn``). DuckDB's memory is capped: beyond
+    RANK_MEMORY the aggregation spills to disk."""
     key = RANKING_KEY.replace("len(messages)", "n_msgs")
     con = _database(threads)
     try:
         con.register("narrow", narrow)
-        winners = con.sql(f"SELECT arg_min(rn, {key}) AS rn FROM narrow WHERE passed "
-                          "GROUP BY env, task_id ORDER BY env, task_id").to_arrow_table()
+        winners = con.sql(f"SELECT rn, row_number() OVER (ORDER BY k) - 1 AS rank FROM ("
+                          f"SELECT arg_min(rn, {key}) AS rn, min({key}) AS k, env, task_id FROM narrow WHERE passed "
+                          "GROUP BY env, task_id) ORDER BY env, task_id").to_arrow_table()
     finally:
         con.close()
-    return winners.column("rn").to_numpy().astype(np.int64, copy=False)
+    return (winners.column("rn").to_numpy().astype(np.int64, copy=False),
+            winners.column("rank").to_numpy().astype(np.int64, copy=False))
 
 
 class _Buckets:
@@ -439,7 +451,7 @@ def _sources(table: pa.Table) -> tuple[pa.Schema, list[_Gather]]:
     return pa.schema([f.with_type(c.type) for f, c in zip(table.schema, columns)]), columns
 
 
-def _one_read(path: Path | str, threads: int, counts: "FilterCounts") -> Iterator[pa.Table]:
+def _one_read(path: Path | str, threads: int, counts: "FilterCounts", state: dict) -> Iterator[pa.Table]:
     """The winners of a file that fits in memory, from one read of it, BATCH_ROWS at a time.
 
     The columns are made ready to gather from while DuckDB ranks, and the output batches are
@@ -452,7 +464,7 @@ def _one_read(path: Path | str, threads: int, counts: "FilterCounts") -> Iterato
         return
     with ThreadPoolExecutor(1) as pool:
         ready = pool.submit(_sources, table)
-        winners = _rank(_narrow(table), threads)
+        winners, state["ranks"] = _rank(_narrow(table), threads)
         schema, columns = ready.result()
         del table
 
@@ -483,20 +495,28 @@ def _winner_rows(con: duckdb.DuckDBPyConnection, path: Path | str, winners: np.n
     ).to_arrow_reader(BATCH_ROWS)
 
 
-def filtered_stream(verified_path: Path | str, threads: int = 2, in_memory: bool | None = None) -> lake.ArrowStream:
+def filtered_stream(verified_path: Path | str, threads: int = 2, in_memory: bool | None = None,
+                    params: DedupParams = PARAMS) -> lake.ArrowStream:
     """The filtered rows of one verified partition file, streamed; counts complete once consumed.
+
+    Passed rows, one per (env, task_id), then the dedup stage (``orbit.stages.dedup``) over those
+    winners: one per canonical trajectory and one per MinHash cluster, the best kept; the rows come
+    out in (env, task_id) order with ``dedup_key``, ``minhash``, ``dropped_exact``, ``dropped_near``
+    (FILTERED_SCHEMA).
 
     A file that fits in memory (``fits_in_memory``; ``in_memory`` overrides) is read once and its
     winners gathered from that read. Otherwise one narrow scan ranks every row (``rank_file``);
     then the file is read once more, keeping only the winning rows (spilled to disk by output
     position when there are many), and the winners are streamed out ordered by (env, task_id) in
-    BATCH_ROWS batches. Memory stays flat in the partition size: DuckDB is capped, and one bucket
-    of winners is in memory at a time. Both ways give the same rows in the same row groups.
+    BATCH_ROWS batches. Memory stays flat in the partition size: DuckDB is capped, one bucket of
+    winners is in memory at a time, and the dedup stage spills its rows and per-band hashes.
+    Both ways give the same rows in the same row groups.
     """
     counts = FilterCounts(rows_in=0, failed=0, duplicates=0, kept=0)
+    state: dict = {}
 
     def streamed():
-        total, passed, winners = rank_file(verified_path, threads)
+        total, passed, winners, state["ranks"] = rank_file(verified_path, threads)
         counts.rows_in, counts.failed = total, total - passed
         con = _database(threads)
         try:
@@ -511,27 +531,56 @@ def filtered_stream(verified_path: Path | str, threads: int = 2, in_memory: bool
 
     def batches():
         one_read = fits_in_memory(verified_path) if in_memory is None else in_memory
-        for table in (_one_read(verified_path, threads, counts) if one_read else streamed()):
-            counts.kept += table.num_rows
-            yield table.cast(VERIFIED_SCHEMA).to_batches()[0]
-        counts.duplicates = counts.rows_in - counts.failed - counts.kept
+        dedup = PartitionDedup(FILTERED_SCHEMA, params)
+        at = 0
+        for table in (_one_read(verified_path, threads, counts, state) if one_read else streamed()):
+            n = table.num_rows
+            dedup.add(table.cast(VERIFIED_SCHEMA), state["ranks"][at:at + n])
+            at += n
+        counts.candidates = at
+        counts.duplicates = counts.rows_in - counts.failed - at
+        for batch in _rebatched(dedup.kept(), BATCH_ROWS):  # whole batches: row groups as without drops
+            counts.kept += batch.num_rows
+            yield batch
+        counts.dropped_exact, counts.dropped_near = dedup.counts.dropped_exact, dedup.counts.dropped_near
+        if counts.kept + counts.dropped_exact + counts.dropped_near != counts.candidates:
+            raise AssertionError(f"dedup lost rows: {counts}")
 
-    return lake.ArrowStream(VERIFIED_SCHEMA, batches(), summary=counts.as_dict)
+    return lake.ArrowStream(FILTERED_SCHEMA, batches(), summary=counts.as_dict)
+
+
+def _rebatched(tables: Iterator[pa.Table], size: int) -> Iterator[pa.RecordBatch]:
+    """The rows of ``tables`` in batches of exactly ``size`` rows (the last one shorter)."""
+    pending: list[pa.Table] = []
+    rows = 0
+    for table in tables:
+        pending.append(table)
+        rows += table.num_rows
+        while rows >= size:
+            whole = pa.concat_tables(pending)
+            yield whole.slice(0, size).combine_chunks().to_batches()[0]
+            rest = whole.slice(size)
+            pending, rows = [rest], rest.num_rows
+    if rows:
+        yield pa.concat_tables(pending).combine_chunks().to_batches()[0]
 
 
 def filter_file(verified_path: Path | str, out_path: Path | str, threads: int = 2,
                 in_memory: bool | None = None) -> FilterCounts:
     """Write the filtered dataset of one verified partition file atomically; return the counts."""
     stream = filtered_stream(verified_path, threads, in_memory)
-    lake.write_batches(stream, VERIFIED_SCHEMA, out_path)
+    lake.write_batches(stream, FILTERED_SCHEMA, out_path)
     return FilterCounts(**stream.summary())
 
 
-def filter_table(verified: pa.Table) -> pa.Table:
-    """The same semantics on an in-memory Arrow table (used by exports and tests)."""
+def filter_table(verified: pa.Table, params: DedupParams = PARAMS) -> pa.Table:
+    """The same semantics on an in-memory Arrow table (used by exports and tests): FILTERED_SCHEMA rows
+    in (env, task_id) order. A table of filtered rows (with ``dedup_key`` and ``minhash``) may be given:
+    their signatures are reused, never recomputed."""
     con = duckdb.connect(config={"threads": 2})
     try:
         con.register("verified", verified)
-        return con.sql(best_per_task_sql("verified")).to_arrow_table().cast(verified.schema)
+        winners = con.sql(best_per_task_sql("verified")).to_arrow_table().cast(verified.schema)
     finally:
         con.close()
+    return dedup_table(winners, FILTERED_SCHEMA, ranking(winners), params)[0]

@@ -44,6 +44,10 @@ YIELD_SCHEMA = pa.schema(
         ("requests_per_s", pa.float64()),
         ("tokens_per_s", pa.float64()),
         ("cost", pa.float64()),
+        # the filter's dedup stage (orbit.stages.dedup): task winners dropped as exact copies of a better
+        # row's canonical trajectory, and as near duplicates (MinHash LSH) of one; by the kept row's source
+        ("dropped_exact", pa.int64()),
+        ("dropped_near", pa.int64()),
     ]
 )
 
@@ -81,6 +85,19 @@ def odds_ratio(current: float | None, previous: float | None) -> float | None:
     return current / previous
 
 
+HEADLINE_SOURCE = "policy"
+# The headline p of a round x env: the policy's own samples where the partition has them, else every source
+# ('all'). One rule for the UI's metadata and plots, `orbit yields`, `make run` and the flywheel report.
+HEADLINE_QUALIFY = ("QUALIFY source = CASE WHEN bool_or(source = 'policy') OVER (PARTITION BY round, env) "
+                    "THEN 'policy' ELSE 'all' END")
+
+
+def headline_row(rows: "list[dict]") -> "dict | None":
+    """The headline yield row of one partition's yield rows (``HEADLINE_SOURCE`` if present, else 'all')."""
+    by_source = {r.get("source"): r for r in rows}
+    return by_source.get(HEADLINE_SOURCE) or by_source.get("all")
+
+
 def best_of_n_coverage(p: float, n: int) -> float:
     """Probability that N samples at pass rate p contain at least one pass: 1-(1-p)^N."""
     return 1.0 - (1.0 - p) ** n
@@ -113,6 +130,7 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
                 [str(filtered_path), str(filtered_path)],
             ).fetchall()
         )
+        dropped = _dropped(con, filtered_path)
         budgets = dict(
             con.execute(
                 "SELECT source, max(TRY_CAST(json_extract(metadata, '$.sampling.budget') AS BIGINT)) "
@@ -154,11 +172,28 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
                     "budget": budgets.get(source),
                     "odds": o, "g": odds_ratio(o, (previous_odds or {}).get(source)),
                     **_accounting(*usage.get(source, (None,) * 5)),
+                    **dropped.get(source, {"dropped_exact": 0, "dropped_near": 0} if "all" in dropped else {}),
                 }
             )
     finally:
         con.close()
     return pa.Table.from_pylist(rows, schema=YIELD_SCHEMA)
+
+
+def _dropped(con: duckdb.DuckDBPyConnection, filtered_path: Path | str) -> dict[str, dict]:
+    """Per source (and 'all'): the rows the filtered file's kept rows absorbed as exact and near duplicates
+    (the sums of its ``dropped_exact`` / ``dropped_near`` columns). Empty for a file written before the
+    dedup stage (the yields then hold nulls)."""
+    import pyarrow.parquet as pq
+
+    if not {"dropped_exact", "dropped_near"} <= set(pq.read_schema(filtered_path).names):
+        return {}
+    rows = con.execute(
+        "SELECT source, coalesce(sum(dropped_exact), 0)::BIGINT, coalesce(sum(dropped_near), 0)::BIGINT "
+        "FROM read_parquet(?) GROUP BY source UNION ALL "
+        "SELECT 'all', coalesce(sum(dropped_exact), 0)::BIGINT, coalesce(sum(dropped_near), 0)::BIGINT FROM read_parquet(?)",
+        [str(filtered_path), str(filtered_path)]).fetchall()
+    return {source: {"dropped_exact": e, "dropped_near": n} for source, e, n in rows}
 
 
 def _accounting(requests, prompt_tokens, completion_tokens, seconds, cost) -> dict:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from orbit.io import lake
 from orbit.stages.filter import filter_file, filter_table
 from orbit.io.importer import record_from_line
-from orbit.io.schema import VERIFIED_SCHEMA, message
+from orbit.io.schema import FILTERED_SCHEMA, message
 
 
 def python_reference(rows):
@@ -63,6 +63,7 @@ def test_file_filter_matches_python_loop_and_counts_add_up(tmp_path):
     assert sorted(out.column("record_id").to_pylist()) == python_reference(rows)
     assert counts.kept == out.num_rows
     assert counts.kept + counts.duplicates + counts.failed == counts.rows_in == 3000
+    assert counts.dropped_exact == counts.dropped_near == 0  # every task plays its own trajectory
 
 
 def test_imported_records_without_task_id_are_not_collapsed():
@@ -145,6 +146,9 @@ def _mixed_rows(unique_texts: bool) -> list[dict]:
             row["messages"] = [message(m["role"], text(k)) for k, m in enumerate(row["messages"])]
         if i % 11 == 0:
             row["metadata"] = None
+        for m in row["messages"] or []:  # each task asks its own question: the dedup stage keeps the tasks apart
+            if m["role"] == "user" and not unique_texts:
+                m["content"] = f"question {row['task_id']}"
         rows.append(row)
     return rows
 
@@ -169,10 +173,11 @@ def test_one_read_and_the_streamed_filter_write_the_same_file(tmp_path, monkeypa
     streamed = filter_file(src, tmp_path / "b.parquet", in_memory=False)
     assert one_read == streamed and one_read.kept > 64 * 3
     assert row_group_sizes(tmp_path / "a.parquet") == _full_groups(one_read.kept, 192)
-    assert one_read.kept + one_read.duplicates + one_read.failed == one_read.rows_in == len(rows)
+    assert (one_read.kept + one_read.dropped_exact + one_read.dropped_near + one_read.duplicates + one_read.failed
+            == one_read.rows_in == len(rows))
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     out = lake.read_table(tmp_path / "a.parquet")
-    assert out.schema == VERIFIED_SCHEMA
+    assert out.schema == FILTERED_SCHEMA
     assert out.to_pylist() == filter_table(table).to_pylist()
 
 

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 
 from orbit.compute.sandbox import BACKENDS
-from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest
+from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest, default_dedup_text
 from orbit.envs.code.tasks import (ANSWER_FORMAT, CodeTask, load_tasks, partition_tasks, prompt_messages,
                                    teacher_completion)
 from orbit.envs.code.verifier import CodeVerifier
@@ -47,6 +47,11 @@ def rollout_seed(env_name: str, round_key: str, task_id: str, sample_idx: int) -
 
 class CodeFamily:
     name = "code"
+
+    @staticmethod
+    def dedup_text(record: Mapping[str, Any]) -> tuple[str, str]:
+        """The assistant's code, shingled as characters (word n-grams of code are mostly punctuation)."""
+        return default_dedup_text(record)[0], "code"
 
     def check(self, spec: EnvSpec) -> None:
         check_options(spec, OPTION_KEYS, NUMBER_OPTIONS, family="code")

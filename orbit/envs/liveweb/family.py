@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest
+from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest, assistant_turns, canonical_tool_calls, normalise_text
 from orbit.io.home import orbit_home
 from orbit.envs.liveweb.cache import PageCache, PageError
 from orbit.envs.liveweb.environment import PAGE_INVALID
@@ -77,6 +77,14 @@ OPTION_KEYS = ("subtasks", "cache_dir", "max_turns", "max_tokens")
 
 class LiveWebFamily:
     name = "liveweb"
+
+    @staticmethod
+    def trajectory_key(record: Mapping[str, Any]) -> str:
+        """The dedup stage's canonical trajectory of a browsing episode: every assistant turn's canonical
+        tool calls (name and arguments with sorted keys; the final ``stop`` carries the answers) and its
+        normalised text. Two questions walked by the same calls to the same answers are one trajectory."""
+        turns = [normalise_text(m.get("content")) + "".join(canonical_tool_calls(m)) for m in assistant_turns(record)]
+        return "tools\x00" + "\x00".join(turns)
 
     def check(self, spec: EnvSpec) -> None:
         for key, value in spec.options.items():

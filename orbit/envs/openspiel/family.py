@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyspiel
 
 from orbit.io import lake
-from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest
+from orbit.envs.base import EnvOptionError, EnvSpec, GenerationRequest, default_trajectory_key
 from orbit.envs.openspiel.bots import TABLE_KINDS, bot_label, make_bot
 from orbit.envs.openspiel.cfr import (BEST_RESPONSE, SOLVERS, PolicyTable, params_key, policy_key, policy_table,
                                       solve_cfr)
@@ -472,6 +472,22 @@ class OpenSpielFamily:
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> GameReplayVerifier:
         return GameReplayVerifier(env)
+
+    def trajectory_key(self, record: Mapping[str, Any]) -> str:
+        """The dedup stage's canonical trajectory of a game: the game string (name and parameters), the
+        learner's seat and the whole action history (both sides and chance). A record without a readable
+        task and history falls back to the text key (its prompt and final answer)."""
+        try:
+            meta = json.loads(record.get("metadata") or "{}")
+            task, history = meta.get("task"), meta.get("history")
+            if isinstance(task, dict) and isinstance(history, list) and task.get("game"):
+                params = task.get("params") or {}
+                params = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str) if params else "{}"
+                moves = ",".join(map(str, history))
+                return f"game\x00{task['game']}({params})\x00seat={task.get('seat')}\x00[{moves}]"
+        except (TypeError, ValueError, RecursionError, AttributeError):
+            pass
+        return default_trajectory_key(record)
 
     def rollout_record(self, env: EnvSpec, record: dict, prefix: list, history: list | None) -> tuple[dict, str | None]:
         """A trainer rollout's record (its conversation and task, no history) made whole for the verifier:

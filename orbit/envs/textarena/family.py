@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 
-from orbit.envs.base import EnvSpec, GenerationRequest
+from orbit.envs.base import EnvSpec, GenerationRequest, assistant_turns, normalise_text, prompt_digest
 from orbit.envs.textarena.options import OPTION_KEYS, Options, read_options, spec_options
 from orbit.envs.textarena.tasks import Task, tasks_of
 
@@ -31,6 +31,13 @@ def request_options(request: GenerationRequest) -> Options:
 class TextArenaFamily:
     name = "textarena"
     option_keys = OPTION_KEYS
+
+    @staticmethod
+    def trajectory_key(record: Mapping[str, Any]) -> str:
+        """A text game's canonical trajectory: its prompt's hash and every move it made, normalised (the
+        final answer alone would merge two games that only end alike)."""
+        moves = [normalise_text(m.get("content")) for m in assistant_turns(record)]
+        return f"textgame\x00{prompt_digest(record)}\x00" + "\x00".join(moves)
 
     def check(self, spec: EnvSpec) -> None:
         """Refuse an env this family cannot run (``EnvOptionError`` naming the option), before any round."""
