@@ -6,10 +6,15 @@ Dagster step, a bench, a CLI run), so the start-up is paid once. ``start_pool``
 starts it in the background, so the caller keeps working until every worker is up.
 Workers come from a forkserver (never a fork of a process that may hold threads)
 that has already imported what they need.
+
+When ``ORBIT_RAY_ADDRESS`` names a Ray cluster, the same calls hand out a pool of Ray tasks on it
+instead (``orbit.compute.ray_backend``): the callers submit the same chunks and get the same rows.
 """
 
 import atexit
 import multiprocessing
+import os
+import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -37,17 +42,40 @@ def ipc_batch(data: bytes) -> pa.RecordBatch:
     return pa.ipc.open_stream(data).read_next_batch()
 
 
+RAY_ADDRESS_ENV = "ORBIT_RAY_ADDRESS"
+
+
+def ray_address() -> str | None:
+    """The Ray cluster chunks run on (``ORBIT_RAY_ADDRESS``: ``auto``, ``<host>:<port>`` or
+    ``ray://<host>:<port>``); None, the default, for this machine's process pool."""
+    return os.environ.get(RAY_ADDRESS_ENV, "").strip() or None
+
+
+def _ray():
+    from orbit.compute import ray_backend
+
+    return ray_backend
+
+
 def pool_running(workers: int) -> bool:
+    if ray_address():
+        return _ray().running(workers)
     return _POOL is not None and _POOL_WORKERS >= workers
 
 
 def pool_workers() -> int:
+    if ray_address():
+        return _ray().pool_workers()
     return _POOL_WORKERS if _POOL is not None else 0
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """This process's worker pool with at least ``workers`` processes (started once, then reused)."""
+    """This process's worker pool with at least ``workers`` processes (started once, then reused);
+    on the Ray cluster when one is configured (``ray_address``)."""
     global _POOL, _POOL_WORKERS
+    address = ray_address()
+    if address:
+        return _ray().worker_pool(address, workers)
     with _POOL_LOCK:
         if _POOL is not None and _POOL_WORKERS >= workers:
             return _POOL
@@ -70,8 +98,12 @@ _READY_LOCK = threading.Lock()
 def start_pool(workers: int) -> "Future[ProcessPoolExecutor]":
     """This process's pool with at least ``workers`` processes, started in the background: the future
     resolves once every worker is up, so the caller keeps working meanwhile. The same future for every
-    caller of the same pool (resolved long ago once it runs)."""
+    caller of the same pool (resolved long ago once it runs). With a Ray cluster configured, the pool of
+    Ray tasks, resolved once this process has joined the cluster and ``workers`` workers are warm."""
     global _READY
+    address = ray_address()
+    if address:
+        return _ray().start_pool(address, workers, PRELOAD)
     with _READY_LOCK:
         pool = worker_pool(workers)  # made here, its processes spawned by the first submits
         if _READY is not None and _READY[0] is pool:
@@ -96,8 +128,11 @@ def start_pool(workers: int) -> "Future[ProcessPoolExecutor]":
 
 def shutdown_pool(only: ProcessPoolExecutor | None = None, wait: bool = True) -> None:
     """Stop the pool (after a worker died, or at exit); the next request starts a fresh one.
-    With ``only``: stop it only if it is still that pool (one that failed to start)."""
+    With ``only``: stop it only if it is still that pool (one that failed to start). A Ray pool is
+    forgotten the same way (the cluster stays up, and this process stays joined to it)."""
     global _POOL, _POOL_WORKERS
+    if "orbit.compute.ray_backend" in sys.modules:
+        sys.modules["orbit.compute.ray_backend"].drop_pool(only)
     with _POOL_LOCK:
         if _POOL is None or (only is not None and _POOL is not only):
             return
