@@ -8,7 +8,8 @@ import dagster as dg
 import pyarrow as pa
 
 from orbit.io import lake
-from orbit.flywheel.checkpoints import train_embedded
+from orbit.flywheel.checkpoints import CheckpointWrite, stale_rounds, train_embedded
+from orbit.flywheel.rounds import RoundRegistry
 from orbit.flywheel.report import chart_png, fits, per_round
 from orbit.io.keys import round_index, round_key, validate_round
 from orbit.flywheel.noise_study import run_flywheel
@@ -16,6 +17,7 @@ from orbit.stages.yields import markdown_table
 from orbit_assets.automation import any_upstream_updated, round_settled_updated
 from orbit_assets.export import training_set
 from orbit_assets.partitions import round_partitions
+from orbit_assets.rounds import refuse_duplicate_run, stamp_run_tags
 from orbit_assets.yields import yield_metrics
 from resources.settings import OrbitSettings
 
@@ -38,6 +40,8 @@ class TrainerConfig(dg.Config):
 def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
                       settings: OrbitSettings) -> dg.MaterializeResult:
     r = validate_round(context.partition_key)
+    refuse_duplicate_run(context)
+    stamp_run_tags(context.instance, context.run.run_id, r, settings.lake_path())
     if config.trainer == "llm":
         from orbit.training.llm import LLMTrainSettings, train_llm_checkpoint
 
@@ -54,13 +58,49 @@ def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
     source = lake.partition_file(settings.lake_path(), "training_set", r)
     name = f"embedded-{round_key(round_index(r) + 1)}"
     records = lake.read_table(source, columns=["messages", "passed"])
-    checkpoint, policy = train_embedded(records, settings.checkpoints_path(), name, parent_round=r,
-                                        alpha=config.alpha, temperature=config.temperature)
+    write, policy = train_embedded(records, settings.checkpoints_path(), name, parent_round=r,
+                                   alpha=config.alpha, temperature=config.temperature)
+    checkpoint = write.checkpoint
     return dg.MaterializeResult(metadata={
         "checkpoint": dg.MetadataValue.path(str(checkpoint.path)), "policy": checkpoint.policy,
         "states": len(policy.counts), "trained_on_rows": policy.trained_on_rows,
         "training_rows": lake.row_count(source),
+        **lineage_metadata(context, write, settings),
     })
+
+
+def lineage_metadata(context: dg.AssetExecutionContext, write: CheckpointWrite,
+                     settings: OrbitSettings) -> dict:
+    """What a checkpoint write did to lineage: a new version or the newest kept, and the rounds now stale."""
+    name = write.checkpoint.name
+    entries = RoundRegistry(settings.lake_path()).entries()
+    used_by = [e.round for e in entries if e.checkpoint == name]
+    if not write.created:
+        written = f"unchanged: the training gave the bytes of {name} again; nothing was written"
+    elif write.superseded:
+        written = (f"new version {name} (after {write.superseded}, which is kept as it was; a new version starts "
+                   "no round by itself: `orbit round add --policy <its policy>` samples from it)")
+    else:
+        written = f"new checkpoint {name}"
+    stale = stale_rounds(entries, settings.checkpoints_path())
+    if stale:
+        context.log.warning(f"rounds whose lineage is behind the newest checkpoints: {stale}")
+    if used_by:
+        next_round = f"{', '.join(used_by)} sampled from {name}"
+    elif settings.next_rounds == "manual":
+        next_round = ("next_rounds=manual: no round starts by itself; `orbit round add --policy "
+                      f"'{write.checkpoint.policy}'` starts one")
+    elif write.superseded:
+        next_round = "none: a newer version starts no round by itself"
+    elif len(entries) >= settings.max_rounds:
+        next_round = (f"none: max_rounds={settings.max_rounds} reached ({len(entries)} rounds registered); raise "
+                      "$ORBIT_MAX_ROUNDS or `orbit round add`")
+    else:
+        next_round = (f"the checkpoint sensor registers it as the next round (next_rounds=auto; {len(entries)} of "
+                      f"max_rounds={settings.max_rounds} rounds registered)")
+    return {"checkpoint_version": name, "written": written, "next_round": next_round,
+            "stale_rounds": dg.MetadataValue.md(
+                "\n".join(f"- {r}: {why}" for r, why in stale.items()) if stale else "none")}
 
 
 class FlywheelReportConfig(dg.Config):

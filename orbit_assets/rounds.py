@@ -86,3 +86,47 @@ def reconcile_rounds(instance: dg.DagsterInstance, settings: OrbitSettings) -> d
     if added_partitions:
         instance.add_dynamic_partitions(ROUNDS, added_partitions)
     return {"registered": added_entries, "partitions_added": added_partitions}
+
+
+ROUND_TAG, POLICY_TAG = "orbit/round", "orbit/policy"
+
+
+def stamp_run_tags(instance: dg.DagsterInstance, run_id: str, round_key: str, lake_root) -> dict:
+    """Give a run the ``orbit/round`` and ``orbit/policy`` tags headless runs carry, whoever launched it (the UI,
+    a backfill, the automation). Tags a run already has are kept; returns the tags added."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or not is_round_key(round_key):
+        return {}
+    tags = {ROUND_TAG: round_key}
+    entry = RoundRegistry(lake_root).get(round_key)
+    if entry is not None:
+        tags[POLICY_TAG] = entry.policy[:1000]
+    added = {k: v for k, v in tags.items() if k not in run.tags}
+    if added:
+        instance.add_run_tags(run_id, added)
+    return added
+
+
+IN_FLIGHT = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+
+
+def refuse_duplicate_run(context: dg.AssetExecutionContext) -> None:
+    """Stop this step when an earlier run that is still going materializes the same asset partition (a second
+    backfill of a round, a double click): ``dg.Failure`` naming that run, shown on this run's page. The run
+    created first goes on, so two duplicates never both stop."""
+    key = context.partition_key
+    asset = context.asset_key
+    own = context.instance.get_run_record_by_id(context.run.run_id)
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(statuses=list(IN_FLIGHT), tags={"dagster/partition": str(key)}))
+    for record in records:
+        run = record.dagster_run
+        if run.run_id == context.run.run_id or (run.asset_selection is not None and asset not in run.asset_selection):
+            continue
+        if own is not None and (record.create_timestamp, run.run_id) > (own.create_timestamp, context.run.run_id):
+            continue  # the later duplicate stops, not this run
+        raise dg.Failure(
+            description=f"{asset.to_user_string()} {key} is already being materialized by run {run.run_id} "
+            f"(status {run.status.value}); this duplicate run stops here without writing anything. When that run "
+            "ends, materialize again if it was meant to run twice.",
+            metadata={"running_run_id": run.run_id}, allow_retries=False)

@@ -53,7 +53,11 @@ def query(sql: str, fmt: str = "table", views: bool = True) -> None:
 def cmd_yields(args) -> int:
     from orbit.query import SUMMARY_SQL
 
-    where = " WHERE source = 'all'" if not args.by_source else ""
+    from orbit.stages.yields import HEADLINE_QUALIFY
+
+    # the headline p (the policy's own samples where a partition has them, else all sources), as the UI, the
+    # flywheel report and `make run` show it; --by-source adds every source's row
+    where = f" {HEADLINE_QUALIFY}" if not args.by_source else ""
     query(f"{SUMMARY_SQL}{where}", args.format, views=False)
     return 0
 
@@ -87,7 +91,8 @@ def cmd_sql(args) -> int:
 def add_query_commands(sub) -> None:
     """The ``yields`` and ``sql`` subparsers (shared with ``orbit_cli.commands``'s full parser)."""
     yields = sub.add_parser("yields", help="print the yield table from DuckDB")
-    yields.add_argument("--by-source", action="store_true", help="one row per source as well")
+    yields.add_argument("--by-source", action="store_true", help="one row per source (default: the headline row of "
+                        "each round x env: source policy where the round sampled a policy, else all)")
     yields.add_argument("--format", choices=FORMATS, default="table")
     yields.set_defaults(func=cmd_yields)
 

@@ -37,6 +37,24 @@ def _env_policy(name: str) -> str | None:
     return raw
 
 
+NEXT_ROUNDS = ("auto", "manual")
+
+
+def env_next_rounds() -> str:
+    """$ORBIT_NEXT_ROUNDS: 'auto' (default) or 'manual'; anything else is refused naming the variable."""
+    raw = os.environ.get("ORBIT_NEXT_ROUNDS", "").strip() or "auto"
+    if raw not in NEXT_ROUNDS:
+        raise ValueError(f"ORBIT_NEXT_ROUNDS={raw[:40]!r}: expected one of {', '.join(NEXT_ROUNDS)}")
+    return raw
+
+
+def autonomy() -> str:
+    """The flywheel's autonomy as the deployment sets it, for the UI's sensor descriptions."""
+    max_rounds = _env_int("ORBIT_MAX_ROUNDS") or OrbitSettings.model_fields["max_rounds"].default
+    return (f"next_rounds={env_next_rounds()} ($ORBIT_NEXT_ROUNDS: auto registers each new checkpoint as the next "
+            f"round; manual only lists it), max_rounds={max_rounds} ($ORBIT_MAX_ROUNDS)")
+
+
 def resources_for(lake: str | None = None, workers: int | None = None, home: str | None = None,
                   **settings) -> dict:
     """Resources of one deployment: the lake, worker count, where request caches live, and the settings
@@ -48,6 +66,7 @@ def resources_for(lake: str | None = None, workers: int | None = None, home: str
     from_env["default_policy"] = _env_policy("ORBIT_DEFAULT_POLICY") or UNIFORM_POLICY
     if _env_int("ORBIT_MAX_ROUNDS"):
         from_env["max_rounds"] = _env_int("ORBIT_MAX_ROUNDS")
+    from_env["next_rounds"] = env_next_rounds()
     merged = {**{k: v for k, v in from_env.items() if v is not None}, **settings}
     return {
         "io_manager": LakeIOManager(root=lake),

@@ -48,6 +48,18 @@ class LakeIOManager(dg.ConfigurableIOManager):
         else:
             raise TypeError(f"the lake stores Arrow tables or ArrowStreams, not {type(obj).__name__}")
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "dagster/row_count": rows, **extra})
+        if round_key is not None:
+            self._stamp(context, round_key)
+
+    def _stamp(self, context: dg.OutputContext, round_key: str) -> None:
+        """The run's orbit/round and orbit/policy tags, for runs launched from the UI or by the automation."""
+        from orbit_assets.rounds import stamp_run_tags
+
+        try:
+            instance = context.step_context.instance
+        except Exception:  # an output context built outside a run (no step): no run to tag
+            return
+        stamp_run_tags(instance, context.run_id, round_key, Path(self.root))
 
     def load_input(self, context: dg.InputContext) -> Path:
         round_key, env = _partition_parts(context)

@@ -12,6 +12,7 @@ orbit_automation = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=INTERVAL_S,
+    use_user_code_server=True,  # the conditions skip invalid round keys in Python (orbit_assets.automation)
     description="Adding a round materializes it: raw -> verified -> filtered -> yields -> exports and reports, "
     "each partition once, with nothing started that a run or a backfill already covers.",
 )

@@ -138,7 +138,7 @@ def test_moved_home_keeps_working(tmp_path, monkeypatch):
     root = build_lake(home, liveweb_tasks=1, game_tasks=4)
     build_report_db(root)
     games = lake.read_table(lake.partition_file(root, "filtered_dataset", "r0000", "tic_tac_toe"))
-    checkpoint, _ = train_embedded(games, home / "checkpoints", "embedded-r0001", parent_round="r0000")
+    checkpoint = train_embedded(games, home / "checkpoints", "embedded-r0001", parent_round="r0000")[0].checkpoint
     assert checkpoint.policy == "embedded:checkpoints/embedded-r0001/policy.parquet"
     RoundRegistry(root).add(checkpoint.policy, key="r0001", checkpoint=checkpoint.name)
     con = duckdb.connect(str(root / "orbit.duckdb"), read_only=True)
