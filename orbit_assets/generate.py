@@ -22,9 +22,14 @@ from orbit.io.schema import RECORD_SCHEMA, records_to_batch
 from orbit_assets.automation import new_partition
 from orbit_assets.key_checks import refuse_invalid_partition
 from orbit_assets.partitions import round_and_env, round_env_partitions
-from orbit_assets.rounds import ensure_registered
+from orbit_assets.rounds import ensure_registered, refuse_duplicate_run, stamp_run_tags
 from resources.policies import PolicyResource
 from resources.settings import OrbitSettings
+
+
+# The Dagster pool of the sampling step: its limit is how many partitions may sample at once across every run of
+# the instance (`dagster instance concurrency set orbit_sampling 1` for one llama.cpp server); unlimited until set.
+SAMPLING_POOL = "orbit_sampling"
 
 
 class RawSamplesConfig(dg.Config):
@@ -84,14 +89,17 @@ def cfr_policies(context: dg.AssetExecutionContext, config: CfrConfig, settings:
     description="Raw samples of one round x env: the env's scripted or self-play generator, best-of-N samples "
     "of the round's policy, and JSONL imports.",
     kinds={"parquet"},
+    pool=SAMPLING_POOL,
 )
 def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
                 policies: PolicyResource) -> ArrowStream:
     refuse_invalid_partition(context.partition_key)
+    refuse_duplicate_run(context)
     round_key, env = round_and_env(context.partition_key)
     spec = env_spec(env)
     # the round's registry entry; a round added only as a partition (UI, GraphQL) is registered here
     entry = ensure_registered(round_key, settings, context.instance)
+    stamp_run_tags(context.instance, context.run.run_id, round_key, settings.lake_path())
     size = entry.size()
     try:
         overrides = json.loads(config.options_json)

@@ -10,12 +10,13 @@ materialize the same partitions: with ``make ui`` running, add rounds with
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import dagster as dg
 
-from orbit.flywheel.checkpoints import read_checkpoint
+from orbit.flywheel.checkpoints import latest_version, read_checkpoint
 from orbit.envs import env_names
 from orbit.io.home import ensure_home
 from orbit.io.keys import round_index, round_key, validate_env
@@ -27,6 +28,14 @@ from resources.settings import UNIFORM_POLICY
 
 CONSOLE_LOG_LEVEL = "WARNING"
 DAEMON_FRESH_S = 120
+# A headless command holds a few storage connections for its runs, as the webserver does, instead of opening one
+# per event (dagster-postgres' default): each PostgreSQL connect is a round trip and a password (scram) exchange.
+POOL_RECYCLE_S = 3600
+POOL_MAX_OVERFLOW = 4
+STATEMENT_TIMEOUT_MS = 0  # none: a run's writes are never cut short (the webserver's 15 s is for reads)
+# Asset events written together go to the storage as one batch (PostgreSQL: one INSERT for a run's planned
+# materializations and checks); Dagster reads the size from this variable in every process that runs steps.
+EVENT_BATCH_SIZE = "100"
 
 
 class RunFailed(RuntimeError):
@@ -73,6 +82,8 @@ class Runner:
 
         ensure_home()
         self.instance = instance or dg.DagsterInstance.get()
+        self.instance.optimize_for_webserver(STATEMENT_TIMEOUT_MS, POOL_RECYCLE_S, POOL_MAX_OVERFLOW)
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
         if live_daemon(self.instance):
             raise DaemonRunning(
                 f"a Dagster daemon is running on {self.instance.root_directory} (make ui): its automation "
@@ -171,8 +182,8 @@ def run_flywheel(rounds: int, envs: Iterable[str] | None = None, *, instance: dg
         runner.round(r, envs, run_config, tags)
         if t + 1 < rounds:
             runner.execute("train_job", f"train_job {r}", partition_key=r, tags=tags, run_config=train_config)
-            checkpoint = read_checkpoint(
-                Path(runner.settings.checkpoints) / f"{checkpoint_prefix}-{round_key(round_index(r) + 1)}")
+            checkpoint = read_checkpoint(latest_version(  # the version this training wrote or kept
+                runner.settings.checkpoints, f"{checkpoint_prefix}-{round_key(round_index(r) + 1)}"))
     runner.report()
     return runner.run_ids
 

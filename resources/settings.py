@@ -19,7 +19,11 @@ class OrbitSettings(dg.ConfigurableResource):
     checkpoints: str = str(orbit_home() / "checkpoints")
     """The folder the checkpoint sensor watches (external trainers write here too)."""
     max_rounds: int = 8
-    """The checkpoint sensor registers no round beyond this many."""
+    """The checkpoint sensor registers no round beyond this many ($ORBIT_MAX_ROUNDS)."""
+    next_rounds: str = "auto"
+    """What the checkpoint sensor does with a new checkpoint ($ORBIT_NEXT_ROUNDS): 'auto' registers it as the next
+    round (the flywheel turns by itself, up to max_rounds, after any round, one added in the UI included);
+    'manual' only lists it, and a user starts the next round (orbit round add, or Add partition in the UI)."""
     policy_envs: Optional[List[str]] = None
     """Envs whose partitions sample the round's registered policy (unset: every declared env; an embedded
     table policy only plays the game envs; an endpoint policy plays every env, liveweb included)."""

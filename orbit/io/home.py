@@ -7,6 +7,13 @@ cores unless ``ORBIT_MAX_CONCURRENT_RUNS`` says otherwise), run monitoring (runs
 stuck starting or running past a limit are marked failed) and run retries for
 crashed run workers (never for a failed asset: that is a verdict, not a fault).
 
+The instance's storage is SQLite under ``DAGSTER_HOME`` unless ``orbit home --postgres URL`` chose
+PostgreSQL (``use_postgres``): the choice is kept in ``DAGSTER_HOME/orbit-storage.json`` (user, host,
+port, database, libpq parameters; never a password) and written into the storage section of every
+regenerated ``dagster.yaml``, so the webserver, the daemon, run workers and headless commands share one
+database. A password is never stored: the yaml reads it from an environment variable (dagster's
+``env:``), ``ORBIT_POSTGRES_PASSWORD`` unless another is named.
+
 Headless commands take the home lock (``home_lock``): two ``orbit run`` on one
 home never interleave, and the second says at once who holds it.
 """
@@ -20,6 +27,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from orbit.io.locks import open_lock
 
@@ -28,6 +36,14 @@ YAML_MARKER = "# Written by Orbit."
 LOCK_FILE = ".orbit.lock"
 INIT_LOCK_FILE = ".init.lock"
 HOLDER_WAIT_S = 2.0  # how long a refused command waits for the holder to name itself
+STORAGE_FILE = "orbit-storage.json"
+PASSWORD_ENV = "ORBIT_POSTGRES_PASSWORD"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+# libpq connection parameters a URL's query may carry (https://www.postgresql.org/docs/15/libpq-connect.html);
+# anything else is refused rather than passed on
+POSTGRES_PARAMS = ("host", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword",
+                   "connect_timeout", "application_name", "target_session_attrs", "keepalives",
+                   "keepalives_idle", "keepalives_interval", "keepalives_count", "options", "gssencmode")
 
 
 class HomeBusy(RuntimeError):
@@ -46,8 +62,139 @@ def int_setting(name: str, default: int, low: int = 1, high: int = 1024) -> int:
 
 
 
-def dagster_yaml() -> str:
-    """The instance settings Orbit writes (telemetry off, a run queue sized to the machine)."""
+class InvalidPostgresURL(ValueError):
+    """A PostgreSQL URL Orbit will not write into the instance (the message never holds the password)."""
+
+
+def _env_name(name: str) -> str:
+    if not (name and name.isascii() and (name[0].isalpha() or name[0] == "_")
+            and all(c.isalnum() or c == "_" for c in name)):
+        raise InvalidPostgresURL(f"{name[:40]!r} is not an environment variable name (letters, digits, _)")
+    return name
+
+
+def parse_postgres_url(url: str, password_env: str | None = None) -> dict:
+    """The storage setting of a ``postgresql://user[:password]@host[:port]/database[?param=value]`` URL
+    (a Unix socket: ``postgresql://user@/database?host=/run/postgresql``).
+
+    Returns ``{"username", "hostname", "port", "db_name", "params", "password_env"}`` and never the password:
+    with one in the URL (or ``password_env`` named) the yaml reads it from that variable
+    (``ORBIT_POSTGRES_PASSWORD`` by default). Errors name what is wrong and never echo the password."""
+    if not isinstance(url, str) or not url or not url.isprintable() or any(c.isspace() for c in url):
+        raise InvalidPostgresURL("the PostgreSQL URL is empty or holds spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        username, password, hostname = parts.username, parts.password, parts.hostname
+    except ValueError as exc:
+        raise InvalidPostgresURL(f"the PostgreSQL URL does not parse: {exc}") from None
+    where = f"{parts.scheme}://…@{hostname or ''}{'' if port is None else f':{port}'}{parts.path}"
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise InvalidPostgresURL(f"{where}: the scheme must be postgresql:// (or postgres://)")
+    if parts.fragment:
+        raise InvalidPostgresURL(f"{where}: a PostgreSQL URL has no #fragment")
+    if not username:
+        raise InvalidPostgresURL(f"{where}: name the database user (postgresql://USER@host/database)")
+    db_name = unquote(parts.path.lstrip("/"))
+    if not db_name or "/" in db_name:
+        raise InvalidPostgresURL(f"{where}: name one database (postgresql://user@host/DATABASE)")
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)):
+        if key not in POSTGRES_PARAMS:
+            raise InvalidPostgresURL(f"{where}: unknown connection parameter {key[:40]!r}; known: "
+                                     f"{', '.join(POSTGRES_PARAMS)}")
+        if key in params:
+            raise InvalidPostgresURL(f"{where}: the parameter {key!r} is given twice")
+        params[key] = value
+    socket_dir = params.get("host", "")
+    if socket_dir and not socket_dir.startswith("/"):
+        raise InvalidPostgresURL(f"{where}: ?host= names a Unix socket folder (an absolute path); put a "
+                                 "network host before the database name")
+    if not hostname and not socket_dir:
+        raise InvalidPostgresURL(f"{where}: name the server (postgresql://user@HOST:5432/database, or a "
+                                 "socket folder with ?host=/path)")
+    if port == 0:
+        raise InvalidPostgresURL(f"{where}: port 0 is not a server port")
+    if password is not None and password_env is None:
+        password_env = PASSWORD_ENV
+    return {"username": unquote(username), "hostname": hostname or "", "port": port or 5432, "db_name": db_name,
+            "params": params, "password_env": None if password_env is None else _env_name(password_env)}
+
+
+def postgres_storage_url(setting: dict, password: str | None = None) -> str:
+    """A connection URL of the setting, with ``password`` when given (for a connection check; never printed)."""
+    from urllib.parse import quote, urlencode
+
+    user = quote(setting["username"], safe="") + (f":{quote(password, safe='')}" if password else "")
+    host = setting["hostname"]
+    host = f"[{host}]" if ":" in host else host
+    query = f"?{urlencode(setting['params'])}" if setting["params"] else ""
+    return f"postgresql://{user}@{host}:{setting['port']}/{quote(setting['db_name'], safe='')}{query}"
+
+
+def storage_setting() -> dict | None:
+    """The instance's PostgreSQL setting (from ``orbit home --postgres``), or None for SQLite."""
+    path = dagster_home() / STORAGE_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("kind") != "postgres":
+            raise ValueError(f"unknown storage kind {data.get('kind')!r}")
+        setting = {k: data[k] for k in ("username", "hostname", "port", "db_name", "params", "password_env")}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not Orbit's storage setting ({exc}); run `orbit home --postgres URL` "
+                         "or `orbit home --sqlite` again") from None
+    return setting
+
+
+def use_postgres(url: str | None, password_env: str | None = None) -> dict | None:
+    """Keep the instance on PostgreSQL at ``url`` (None: back on SQLite under DAGSTER_HOME) and regenerate
+    ``dagster.yaml``; returns the setting. The URL's password is not kept."""
+    path = dagster_home() / STORAGE_FILE
+    setting = parse_postgres_url(url, password_env) if url is not None else None
+    with init_lock():
+        dagster_home().mkdir(parents=True, exist_ok=True)
+        if setting is None:
+            path.unlink(missing_ok=True)
+        else:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"kind": "postgres", **setting}, fh, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        _write_if_changed(dagster_home() / "dagster.yaml", dagster_yaml(setting))
+    return setting
+
+
+def _yaml_str(value) -> str:
+    return json.dumps(str(value))  # a JSON string is a YAML flow scalar: quotes and escapes hold
+
+
+def storage_yaml(setting: dict | None) -> str:
+    """The ``storage`` section of ``dagster.yaml`` (empty for SQLite: Dagster's default under DAGSTER_HOME)."""
+    if setting is None:
+        return "# Storage: SQLite under DAGSTER_HOME (`orbit home --postgres URL` moves it to PostgreSQL).\n"
+    lines = ["# Storage: PostgreSQL, shared by the webserver, the daemon, run workers and headless commands",
+             "# (`orbit home --postgres URL`; `orbit home --sqlite` goes back). No password is stored here.",
+             "storage:", "  postgres:", "    postgres_db:",
+             f"      username: {_yaml_str(setting['username'])}",
+             f"      hostname: {_yaml_str(setting['hostname'])}",
+             f"      port: {int(setting['port'])}",
+             f"      db_name: {_yaml_str(setting['db_name'])}",
+             # the driver dagster-postgres installs (SQLAlchemy 2.1's bare postgresql:// means psycopg 3)
+             "      scheme: postgresql+psycopg2"]
+    if setting["password_env"]:
+        lines += ["      password:", f"        env: {setting['password_env']}"]
+    if setting["params"]:
+        lines += ["      params:"] + [f"        {k}: {_yaml_str(v)}" for k, v in sorted(setting["params"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def dagster_yaml(storage: dict | None = None) -> str:
+    """The instance settings Orbit writes (telemetry off, a run queue sized to the machine, pools, and the
+    storage: ``storage`` or, when None, the kept setting)."""
+    storage = storage if storage is not None else storage_setting()
     runs = int_setting("ORBIT_MAX_CONCURRENT_RUNS", os.cpu_count() or 2)
     start_timeout = int_setting("ORBIT_RUN_START_TIMEOUT_S", 300, 10, 86400)
     max_runtime = int_setting("ORBIT_RUN_MAX_RUNTIME_S", 4 * 3600, 60, 7 * 86400)
@@ -67,6 +214,12 @@ concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+  # Pools (`pool=` on an asset: raw_samples is in orbit_sampling) limit steps across runs. A pool has no limit
+  # until one is set: `dagster instance concurrency set orbit_sampling 1`; steps wait for a free slot inside
+  # their run (op granularity), and the queue keeps at most 1 run more than the free slots waiting.
+  pools:
+    granularity: op
+    op_granularity_run_buffer: 1
 # Runs stuck starting or running past a limit are marked failed (ORBIT_RUN_START_TIMEOUT_S, ORBIT_RUN_MAX_RUNTIME_S).
 run_monitoring:
   enabled: true
@@ -78,7 +231,7 @@ run_retries:
   enabled: {"true" if retries else "false"}
   max_retries: {retries}
   retry_on_asset_or_op_failure: false
-"""
+""" + storage_yaml(storage)
 
 
 def orbit_home() -> Path:

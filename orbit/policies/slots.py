@@ -6,6 +6,10 @@ helps nobody. ``EndpointSlots(dir, base_url, n)`` keeps at most ``n`` requests i
 across every process that uses the same ``dir`` (``flock`` on ``slot-<i>.lock`` files under
 a folder named by the base URL's hash). A slot is free again as soon as its holder closes
 the file, including when the holder dies.
+
+They limit requests, on one machine. How many partitions sample at once, instance-wide and across hosts, is
+Dagster's: the sampling step is in the ``orbit_sampling`` pool (``dagster instance concurrency set
+orbit_sampling N``; docs/deployment.md).
 """
 
 import asyncio

@@ -6,9 +6,15 @@ backfill of that round is launched (``launchPartitionBackfill``). The round must
 its default policy and size, with policy samples for the policy envs, every partition materialized
 exactly once (the automation never duplicates the backfill), and the reports rebuilt once after the
 round settled.
+
+The instance is SQLite under DAGSTER_HOME in `make test`; `make test-scale` (ORBIT_TEST_SCALE=1) runs the same
+test with the instance on a real PostgreSQL server instead (tests/scale/pg_server.py, over its Unix socket),
+webserver, daemon and run workers sharing it through the dagster.yaml `orbit home --postgres` writes.
 """
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +28,32 @@ from orbit.flywheel.rounds import RoundRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUND_ASSETS = ["raw_samples", "verified_samples", "filtered_dataset", "yield_metrics"]
+STORAGES = ["postgres"] if os.environ.get("ORBIT_TEST_SCALE") == "1" else ["sqlite"]
+
+
+@pytest.fixture(scope="module")
+def _postgres():
+    sys.path.insert(0, str(ROOT / "tests" / "scale"))
+    from pg_server import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=STORAGES)
+def instance_storage(request, tmp_path, monkeypatch) -> str:
+    """Chooses the instance's storage before `dagster_dev` writes the home (it keeps the choice)."""
+    if request.param == "postgres":
+        from orbit.io.home import use_postgres
+
+        server = request.getfixturevalue("_postgres")
+        monkeypatch.setenv("ORBIT_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+        use_postgres(server.socket_url(server.create_database()))
+    return request.param
 
 
 def _materializations(instance, asset: str) -> list[str]:
@@ -30,7 +62,7 @@ def _materializations(instance, asset: str) -> list[str]:
 
 
 @pytest.mark.timeout(1800)
-def test_ui_round_plus_backfill_materializes_each_partition_once(dagster_dev):
+def test_ui_round_plus_backfill_materializes_each_partition_once(instance_storage, dagster_dev):
     port, home = dagster_dev
     added = _gql(port, """mutation($repo: RepositorySelector!) {
         addDynamicPartition(repositorySelector: $repo, partitionsDefName: "rounds", partitionKey: "r0000") {
@@ -45,6 +77,8 @@ def test_ui_round_plus_backfill_materializes_each_partition_once(dagster_dev):
     assert launched["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", launched
 
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    assert type(instance.run_storage).__name__ == {"sqlite": "SqliteRunStorage",
+                                                   "postgres": "PostgresRunStorage"}[instance_storage]
     deadline = time.time() + 900
     while time.time() < deadline:
         busy = instance.get_runs(filters=dg.RunsFilter(statuses=[

@@ -1,0 +1,26 @@
+"""The scale tier (``make test-scale``): the Dagster instance on a real PostgreSQL, Dagster pools, and the
+compute beyond one machine.
+
+Collected only with ORBIT_TEST_SCALE=1 (``make test-scale`` sets it), like tests/llm, so ``make test`` needs no
+PostgreSQL server. The server comes from Debian's packages (``apt-get install postgresql``; ``.ci/run`` installs
+it): ``pg_server.PostgresServer`` runs initdb in a temp dir (as the ``postgres`` user when the tests run as
+root), listens on 127.0.0.1 and a socket in that dir, and is stopped by its pid when the session ends.
+"""
+
+import os
+
+import pytest
+
+collect_ignore_glob = [] if os.environ.get("ORBIT_TEST_SCALE") == "1" else ["test_*.py"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session; each test makes its own database (``create_database``)."""
+    from pg_server import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

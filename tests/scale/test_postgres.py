@@ -1,0 +1,141 @@
+"""The Dagster instance on PostgreSQL: `orbit home --postgres URL` writes the storage section of the generated
+dagster.yaml, headless rounds run on it, and the password is never written anywhere (yaml, the home, the
+database's runs and events, command output).
+
+The server is real (tests/scale/pg_server.py, loopback and a socket in a temp dir); nothing of Postgres or
+Dagster is mocked. The UI/daemon path on PostgreSQL is tests/assets/test_daemon.py (run by `make test-scale`
+with its Postgres parameter) and tests/scale/test_pools.py.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orbit.io.home import InvalidPostgresURL, dagster_yaml, parse_postgres_url, storage_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s3cret-Pa55"
+
+
+def _env(home: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORBIT_", "DAGSTER_HOME"))}
+    env.update(ORBIT_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), DAGSTER_DISABLE_TELEMETRY="1",
+               ORBIT_ENVS_FILE=os.environ.get("ORBIT_ENVS_FILE", ""), **extra)
+    return env
+
+
+def orbit(home: Path, *args: str, timeout: float = 900, **extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orbit_cli.commands", *args], cwd=ROOT, env=_env(home, **extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("url, says", [
+    ("mysql://orbit@127.0.0.1/db", "scheme"),
+    ("postgresql://127.0.0.1:5432/db", "user"),
+    (f"postgresql://orbit:{SECRET}@127.0.0.1:5432/", "database"),
+    (f"postgresql://orbit:{SECRET}@127.0.0.1:99999/db", "port"),
+    (f"postgresql://orbit:{SECRET}@127.0.0.1:5432/db?sslmode=require&evil=1", "unknown connection parameter"),
+    (f"postgresql://orbit:{SECRET}@/db", "server"),
+    (f"postgresql://orbit:{SECRET}@/db?host=relative/dir", "absolute"),
+    (f"postgresql://orbit:{SECRET}@127.0.0.1/db two", "spaces"),
+    (f"postgresql://orbit:{SECRET}@127.0.0.1/db#frag", "fragment"),
+])
+def test_a_bad_postgres_url_is_refused_without_echoing_its_password(url, says):
+    with pytest.raises(InvalidPostgresURL) as err:
+        parse_postgres_url(url)
+    assert says in str(err.value).lower() and SECRET not in str(err.value)
+
+
+def test_the_yaml_reads_the_password_from_the_environment_and_never_holds_it(monkeypatch):
+    setting = parse_postgres_url(f"postgresql://orbit:{SECRET}@db.internal:6432/dagster?sslmode=require")
+    assert setting == {"username": "orbit", "hostname": "db.internal", "port": 6432, "db_name": "dagster",
+                       "params": {"sslmode": "require"}, "password_env": "ORBIT_POSTGRES_PASSWORD"}
+    text = dagster_yaml(setting)
+    assert SECRET not in text and "env: ORBIT_POSTGRES_PASSWORD" in text
+    # the yaml is one Dagster accepts: storage, pools and the run queue together
+    import yaml
+    from dagster._core.instance.config import dagster_instance_config_schema
+    from dagster._config import process_config
+
+    loaded = yaml.safe_load(text)
+    monkeypatch.setenv("ORBIT_POSTGRES_PASSWORD", "from-the-environment")  # resolved when the config is read
+    assert process_config(dagster_instance_config_schema(), loaded).success, text
+    assert loaded["storage"]["postgres"]["postgres_db"]["password"] == {"env": "ORBIT_POSTGRES_PASSWORD"}
+    assert loaded["concurrency"]["pools"]["granularity"] == "op"
+    # without a password (a socket with peer/trust auth) no password key is written at all
+    socket = parse_postgres_url("postgresql://orbit@/dagster?host=/run/postgresql")
+    assert "password:" not in storage_yaml(socket) and socket["hostname"] == ""
+
+
+def test_orbit_run_on_postgres_and_the_password_is_nowhere(postgres_server, tmp_path):
+    pg = postgres_server
+    home = tmp_path / "home"
+    db = pg.create_database()
+    # the URL carries the password: the command uses it to connect once and says it is not stored
+    done = orbit(home, "home", "--postgres", pg.tcp_url(db))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "export ORBIT_POSTGRES_PASSWORD=" in done.stderr and pg.password not in done.stdout + done.stderr
+    assert f"storage=postgresql://orbit@127.0.0.1:{pg.port}/{db}" in done.stdout
+    yaml_text = (home / "dagster" / "dagster.yaml").read_text()
+    assert "postgres_db:" in yaml_text and pg.password not in yaml_text
+
+    # every later process reads the password from the environment
+    ran = orbit(home, "run", "--envs", "tic_tac_toe", "--tasks", "5", "--budget", "5",
+                ORBIT_POSTGRES_PASSWORD=pg.password)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert pg.password not in ran.stdout + ran.stderr
+    # the yaml survives the regeneration every command does
+    assert (home / "dagster" / "dagster.yaml").read_text() == yaml_text
+
+    os.environ["ORBIT_POSTGRES_PASSWORD"] = pg.password
+    try:
+        with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+            runs = instance.get_runs()
+            assert {r.job_name for r in runs} >= {"round_job", "export_job", "report_job"}
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.job_name, r.status) for r in runs]
+            partitions = [r.asset_materialization.partition for r in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_samples")), limit=10).records]
+            assert partitions == ["tic_tac_toe|r0000"]
+            assert instance.get_dynamic_partitions("rounds") == ["r0000"]
+    finally:
+        del os.environ["ORBIT_POSTGRES_PASSWORD"]
+    # nothing went to SQLite under DAGSTER_HOME, and the password is in no file of the home
+    assert not list((home / "dagster").rglob("*.db"))
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert pg.password.encode() not in path.read_bytes(), path
+    # nor in the database: runs, events, tags, everything pg_dump sees
+    dump = subprocess.run([str(pg.bindir / "pg_dump"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "orbit",
+                           db], capture_output=True, text=True, timeout=300)
+    assert dump.returncode == 0 and "event_logs" in dump.stdout
+    assert pg.password not in dump.stdout
+
+    # a process without the password fails, naming the variable (and never the password)
+    missing = orbit(home, "round", "add")
+    assert missing.returncode != 0 and "ORBIT_POSTGRES_PASSWORD" in missing.stdout + missing.stderr
+    assert pg.password not in missing.stdout + missing.stderr
+
+
+def test_a_socket_url_without_password_and_back_to_sqlite(postgres_server, tmp_path):
+    pg = postgres_server
+    home = tmp_path / "home"
+    db = pg.create_database()
+    done = orbit(home, "home", "--postgres", pg.socket_url(db))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "password:" not in (home / "dagster" / "dagster.yaml").read_text()
+    added = orbit(home, "round", "add", "--policy", "embedded:uniform")
+    assert added.returncode == 0, added.stderr[-2000:]
+    assert pg.psql("SELECT partition FROM dynamic_partitions", db) == "r0000"  # the round is in PostgreSQL
+    # a wrong password is reported without it, and the yaml still points where it was asked to
+    other = pg.create_database()
+    wrong = orbit(home, "home", "--postgres", f"postgresql://orbit:{SECRET}@127.0.0.1:{pg.port}/{other}")
+    assert wrong.returncode == 1 and "connecting failed" in wrong.stderr and SECRET not in wrong.stderr
+    back = orbit(home, "home", "--sqlite")
+    assert back.returncode == 0 and "storage=sqlite" in back.stdout
+    assert "storage:" not in (home / "dagster" / "dagster.yaml").read_text()
