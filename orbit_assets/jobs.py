@@ -6,12 +6,14 @@ from orbit_assets.export import dpo_export, grpo_export, sft_export, training_se
 from orbit_assets.filter import filtered_dataset
 from orbit_assets.flywheel import flywheel_report, policy_checkpoint, verifier_noise_study
 from orbit_assets.generate import cfr_policies, raw_samples
-from orbit_assets.report import yield_report
+from orbit_assets.key_checks import invalid_round_key
+from orbit_assets.report import round_yields, yield_report
 from orbit_assets.verify import verified_samples
 from orbit_assets.yields import yield_metrics
 
 ROUND_ASSETS = [raw_samples, verified_samples, filtered_dataset, yield_metrics]
 EXPORT_ASSETS = [sft_export, dpo_export, grpo_export, training_set]
+ROUND_REPORT_ASSETS = [round_yields]  # per round, all envs: headless runs materialize it with the exports
 REPORT_ASSETS = [yield_report, flywheel_report]
 
 round_job = dg.define_asset_job(
@@ -19,8 +21,9 @@ round_job = dg.define_asset_job(
     description="One round x env partition: generate -> verify -> filter -> measure.",
 )
 export_job = dg.define_asset_job(
-    "export_job", selection=dg.AssetSelection.assets(*EXPORT_ASSETS),
-    description="One round's training sets (all envs): SFT, DPO, GRPO and the cumulative set.",
+    "export_job", selection=dg.AssetSelection.assets(*EXPORT_ASSETS, *ROUND_REPORT_ASSETS),
+    description="One round's training sets (all envs): SFT, DPO, GRPO and the cumulative set; and the round's "
+    "yields (round_yields: p per env, plotted across rounds).",
 )
 train_job = dg.define_asset_job(
     "train_job", selection=dg.AssetSelection.assets(policy_checkpoint),
@@ -36,5 +39,6 @@ noise_study_job = dg.define_asset_job(
     description="Run the flywheel at several verifier noise levels from the same start and report g for each.",
 )
 
-ALL_ASSETS = [cfr_policies, *ROUND_ASSETS, *EXPORT_ASSETS, policy_checkpoint, *REPORT_ASSETS, verifier_noise_study]
-JOBS = [round_job, export_job, train_job, report_job, cfr_job, noise_study_job]
+ALL_ASSETS = [cfr_policies, *ROUND_ASSETS, *EXPORT_ASSETS, *ROUND_REPORT_ASSETS, policy_checkpoint, *REPORT_ASSETS,
+              verifier_noise_study]
+JOBS = [round_job, export_job, train_job, report_job, cfr_job, noise_study_job, invalid_round_key]

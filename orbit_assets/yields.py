@@ -7,13 +7,14 @@ import pyarrow as pa
 
 from orbit.io import lake
 from orbit.io.keys import previous_round
-from orbit.stages.yields import markdown_table, partition_yields
+from orbit.stages.yields import headline_row, markdown_table, partition_yields
 from orbit_assets.automation import upstream_updated
 from orbit_assets.partitions import round_and_env, round_env_partitions
 from resources.settings import OrbitSettings
 
 SHOWN = ["source", "attempts", "passes", "pass_rate", "pass_rate_low", "pass_rate_high",
-         "tasks", "tasks_solved", "clean_trajectories", "attempts_per_clean", "odds", "g"]
+         "tasks", "tasks_solved", "clean_trajectories", "dropped_exact", "dropped_near", "attempts_per_clean",
+         "odds", "g"]
 
 
 def previous_odds(lake_root: Path, round_key: str, env: str) -> dict:
@@ -31,7 +32,9 @@ def previous_odds(lake_root: Path, round_key: str, env: str) -> dict:
     partitions_def=round_env_partitions,
     group_name="measure",
     automation_condition=upstream_updated,
-    description="Yield of one round x env: p with its 95% Wilson interval, best-of-N coverage, cost per clean trajectory, odds and g.",
+    description="Yield of one round x env per source: p with its 95% Wilson interval, best-of-N coverage, cost per "
+    "clean trajectory, odds and g. Metadata p is the headline p (the policy's samples where the partition has them, "
+    "else every source; p_source says which), p_all every source's; round_yields plots them per env.",
     kinds={"parquet", "duckdb"},
 )
 def yield_metrics(context: dg.AssetExecutionContext, verified_samples: Path, filtered_dataset: Path,
@@ -39,13 +42,18 @@ def yield_metrics(context: dg.AssetExecutionContext, verified_samples: Path, fil
     round_key, env = round_and_env(context.partition_key)
     table = partition_yields(verified_samples, filtered_dataset, round_key, env,
                              previous_odds(settings.lake_path(), round_key, env))
-    overall = table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
+    rows = table.to_pylist()
+    # the headline p: the policy's samples where the partition has them, else every source (one rule everywhere)
+    head = headline_row(rows) or {}
+    every = next((r for r in rows if r["source"] == "all"), {})
     metadata = {
-        "p": dg.MetadataValue.float(float(overall.get("pass_rate") or 0.0)),
+        "p": dg.MetadataValue.float(float(head.get("pass_rate") or 0.0)),
+        "p_source": dg.MetadataValue.text(str(head.get("source") or "all")),
+        "p_all": dg.MetadataValue.float(float(every.get("pass_rate") or 0.0)),
         "yields": dg.MetadataValue.md(markdown_table(table, SHOWN)),
     }
-    if overall.get("g") is not None:
-        metadata["g"] = dg.MetadataValue.float(float(overall["g"]))
-    if overall.get("attempts_per_clean") is not None:
-        metadata["cost_per_clean"] = dg.MetadataValue.float(float(overall["attempts_per_clean"]))
+    if head.get("g") is not None:
+        metadata["g"] = dg.MetadataValue.float(float(head["g"]))
+    if every.get("attempts_per_clean") is not None:  # attempts of every source per clean trajectory
+        metadata["cost_per_clean"] = dg.MetadataValue.float(float(every["attempts_per_clean"]))
     return dg.Output(table, metadata=metadata)

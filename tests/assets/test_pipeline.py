@@ -72,6 +72,26 @@ def test_runs_and_checks_recorded_in_instance(round_run):
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("yield_metrics")), limit=10).records
     meta = mats[0].asset_materialization.metadata
     assert isinstance(meta["p"].value, float) and "yields" in meta
+    # generators only: the headline p is every source's p, and says so
+    assert meta["p_source"].value == "all" and meta["p"].value == meta["p_all"].value
+
+
+def test_round_yields_has_one_p_per_env_and_round(round_run):
+    """The per-round report: p_<env> (headline), p_all_<env> per env, the same number as yield_metrics' p."""
+    from orbit.stages.yields import headline_row
+
+    instance, lake_root, _ = round_run
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("round_yields")), limit=10).records
+    by_round = {r.asset_materialization.partition: r.asset_materialization.metadata for r in records}
+    assert set(by_round) == {"r0000", "r0001"}
+    for r, meta in by_round.items():
+        for env in ENVS:
+            rows = pq.read_table(lake.partition_file(lake_root, "yield_metrics", r, env)).to_pylist()
+            assert meta[f"p_{env}"].value == pytest.approx(headline_row(rows)["pass_rate"])
+            assert meta[f"p_all_{env}"].value == pytest.approx(rows[0]["pass_rate"])  # 'all' first
+        assert "yields" in meta
+    assert f"g_{ENVS[1]}" in by_round["r0001"] and f"g_{ENVS[1]}" not in by_round["r0000"]
 
 
 def test_counts_add_up_and_filtered_is_deduplicated(round_run):
