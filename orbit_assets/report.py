@@ -14,7 +14,7 @@ from orbit.envs import env_names
 from orbit.io import lake
 from orbit.io.keys import validate_round
 from orbit.query import SUMMARY_SQL, YIELD_TABLE, build_report_db
-from orbit.stages.yields import headline_row, markdown_table
+from orbit.stages.yields import HEADLINE_QUALIFY, headline_row, markdown_table
 from orbit_assets.automation import any_upstream_updated, round_settled_updated
 from orbit_assets.key_checks import refuse_invalid_partition
 from orbit_assets.partitions import all_envs_of_round, round_partitions
@@ -37,7 +37,7 @@ def yield_report(settings: OrbitSettings) -> dg.MaterializeResult:
     counts = build_report_db(settings.lake_path(), db_path)
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        table = con.sql(f"{SUMMARY_SQL} WHERE source = 'all'").to_arrow_table()
+        table = con.sql(f"{SUMMARY_SQL} {HEADLINE_QUALIFY} ORDER BY env, round").to_arrow_table()
     finally:
         con.close()
     return dg.MaterializeResult(
