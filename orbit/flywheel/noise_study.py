@@ -68,3 +68,52 @@ def run_flywheel(env: str, *, rounds: int = 5, epsilon: float = 0.0, tasks: int 
     run.fit = fit_growth(range(rounds), run.passes, run.attempts)
     run.policy = policy
     return run
+
+
+# ---- the real-LLM flywheel, clean against noisy ---------------------------------------------------------------
+# `make flywheel-llm` and `make flywheel-llm LLM_NOISE=0.3 LLM_HOME=...` turn the same flywheel from the same start
+# (base model, seeds, items); only the verifier that picks the training rows differs. `compare_llm_runs` reads both
+# lakes: g as each run's own verifier measured it (the noisy one flips verdicts, so its p is biased), and g on the
+# held-out set, which the clean verifier scores in both runs.
+
+
+def compare_llm_runs(clean_lake, noisy_lake, noise: float | None = None) -> list[dict]:
+    from pathlib import Path
+
+    from orbit.flywheel import heldout
+    from orbit.flywheel.report import fits, heldout_fits, per_round
+
+    out = []
+    for label, lake_root in (("clean", clean_lake), (f"noisy{'' if noise is None else f' eps={noise:g}'}", noisy_lake)):
+        lake_root = Path(lake_root)
+        fit_rows = {r["env"]: r for r in fits(per_round(lake_root), 0.5).to_pylist()}
+        rounds = sorted(p.stem for p in (lake_root / "reports" / "heldout").glob("r[0-9][0-9][0-9][0-9].json"))
+        held = {r["env"]: r for r in heldout_fits(heldout.table(lake_root, rounds))}
+        for env in sorted(set(fit_rows) | set(held)):
+            f, h = fit_rows.get(env, {}), held.get(env, {})
+            out.append({"run": label, "env": env, "rounds": f.get("rounds"), "p_first": f.get("p_first"),
+                        "p_last": f.get("p_last"), "g": f.get("g"), "g_low": f.get("g_low"), "g_high": f.get("g_high"),
+                        "heldout_p_first": h.get("p_first"), "heldout_p_last": h.get("p_last"),
+                        "heldout_g": h.get("g"), "heldout_g_low": h.get("g_low"), "heldout_g_high": h.get("g_high")})
+    return out
+
+
+def main(argv=None) -> int:  # python -m orbit.flywheel.noise_study CLEAN_LAKE NOISY_LAKE [EPSILON]
+    import json
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) not in (2, 3):
+        print("usage: python -m orbit.flywheel.noise_study CLEAN_LAKE NOISY_LAKE [EPSILON]", file=sys.stderr)
+        return 2
+    rows = compare_llm_runs(argv[0], argv[1], float(argv[2]) if len(argv) == 3 else None)
+    cols = list(rows[0]) if rows else []
+    print("  ".join(cols))
+    for r in rows:
+        print("  ".join("-" if r[c] is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+    print(json.dumps(rows, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

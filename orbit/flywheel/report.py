@@ -413,3 +413,23 @@ def chart_png(rounds: pa.Table, fit_table: pa.Table) -> bytes:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def heldout_fits(rows: Sequence[dict]) -> list[dict]:
+    """Per env, the constant g fitted on the held-out p per round (``orbit.flywheel.heldout.table`` rows: the same
+    items every round, scored by the clean verifier), with its interval and the ceiling test: the flywheel's
+    growth measured where no item was trained on and no verifier noise reaches."""
+    out = []
+    for env in sorted({r["env"] for r in rows}):
+        mine = sorted((r for r in rows if r["env"] == env), key=lambda r: r["round"])
+        t = [round_index(r["round"]) for r in mine]
+        k = [int(r["passes"]) for r in mine]
+        n = [int(r["n"]) for r in mine]
+        fit = fit_growth(t, k, n)
+        test = constant_g_test(t, k, n)
+        bounded = fit.g_low is not None or fit.g_high is not None  # a start at p = 0 has no finite estimate
+        out.append({"env": env, "rounds": len(mine), "p_first": mine[0]["p"], "p_last": mine[-1]["p"],
+                    "g": fit.g if bounded else None, "g_low": fit.g_low, "g_high": fit.g_high,
+                    "constant_g_rejected": test.rejected if test.p_fit is not None else None,
+                    "p_ceiling_test": test.p_ceiling})
+    return out

@@ -26,15 +26,22 @@ class Decoding:
     ``max_tokens``: the env's answer budget (an endpoint sends the smaller of it and its own cap).
     ``choices``: the legal answers (game move IDs); an endpoint with constrained decoding sends a
     JSON schema ``{"<choice_key>": <one of choices>}`` as ``response_format``, others ignore it.
+    ``grammar``: a GBNF grammar the whole reply must match (e.g. ``<answer>`` and an integer); an endpoint
+    whose constrained decoding is llama-cpp-python's (``json_object``) sends it as ``grammar``, others
+    ignore it. The verifier never relies on it: it grades the reply as written.
     """
 
     max_tokens: int | None = None
     choices: tuple[str, ...] | None = None
     choice_key: str = "move"
+    grammar: str | None = None
 
     def to_json(self) -> dict:
-        return {"max_tokens": self.max_tokens, "choices": list(self.choices) if self.choices else None,
-                "choice_key": self.choice_key}
+        out = {"max_tokens": self.max_tokens, "choices": list(self.choices) if self.choices else None,
+               "choice_key": self.choice_key}
+        if self.grammar is not None:  # only when set: the cache keys of requests without one are unchanged
+            out["grammar"] = self.grammar
+        return out
 
 
 def accepts_decoding(policy: Any) -> bool:

@@ -21,6 +21,8 @@ What real servers need (llama-cpp-python, vLLM, SGLang, Ollama, OpenAI):
   ``json_schema`` answers 500). ``auto`` (the default) probes the server once per process (in ``check()`` or
   before the first constrained request): a one-answer schema is sent in each shape and the
   first whose reply obeys it is used; if none does, requests go unconstrained (``off``).
+  A ``Decoding.grammar`` (GBNF, e.g. a reasoning-gym env's ``answer_grammar``) is sent as ``grammar``
+  to llama-cpp-python (mode ``json_object``) only; other servers get the request without it.
 * ``slots_dir``: with it, ``concurrency`` holds across processes too (``EndpointSlots``: lock
   files per base URL), so partitions sampled by parallel runs share the endpoint's limit.
 * ``check()`` waits for a busy server: ``GET /models`` gets ``check_timeout_s`` per try and
@@ -60,6 +62,7 @@ DEFAULT_API_KEY_ENV = "ORBIT_API_KEY"
 PLACEHOLDER_API_KEY = "EMPTY"
 CONSTRAINED_MODES = ("auto", "json_schema", "json_object", "off")
 PROBE_ORDER = ("json_schema", "json_object")
+GRAMMAR_MODE = "json_object"  # llama-cpp-python: the one server shape known to take a GBNF ``grammar`` field
 PROBE_CHOICE = "0"
 PROBE_PROMPT = "Pick the action.\nLegal actions (answer with one ID):\n0 -> ok"
 _PROBED: dict[tuple[str, str], str] = {}  # (base_url, model) -> mode, probed once per process
@@ -187,6 +190,8 @@ class EndpointPolicy:
                 request["tool_choice"] = self.tool_choice
         if decoding is not None and decoding.choices and self._mode in PROBE_ORDER:
             request["response_format"] = response_format(self._mode, decoding.choice_key, decoding.choices)
+        elif decoding is not None and decoding.grammar and self._mode == GRAMMAR_MODE:
+            request["grammar"] = decoding.grammar  # llama-cpp-python's GBNF field
         return request
 
     async def arequest_identity(self, messages: Messages, tools: Tools | None, seed: int,
@@ -203,7 +208,7 @@ class EndpointPolicy:
         return self._mode
 
     async def _aresolve(self, decoding: Decoding | None) -> None:
-        if self._mode is None and decoding is not None and decoding.choices:
+        if self._mode is None and decoding is not None and (decoding.choices or decoding.grammar):
             await asyncio.to_thread(self.resolve_constrained)
 
     def resolve_constrained(self) -> str:

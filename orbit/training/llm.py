@@ -76,6 +76,16 @@ class LLMTrainSettings:
     seed: int = 0
     n_ctx: int = 2048
     timeout_s: float = 3600.0
+    rows: str = "sft_export"
+    """What is trained: ``sft_export`` (the round's SFT export, game envs) or ``verified`` (the cumulative verified
+    policy rows of every round <= r: rejection-sampling fine-tuning on the policy's own survivors)."""
+    teacher_rows: bool = False
+    """``verified``: also train on the envs' teacher rows (oracle answers; counted apart either way). Off by
+    default: a reasoning-gym round has a teacher row for every task, which would swamp the policy's own few
+    survivors and make the run plain SFT on the oracle instead of the flywheel."""
+    heldout_items: int = 0
+    """``verified``: rows asking a question of the first ``heldout_items`` held-out items of their env
+    (``orbit.flywheel.heldout``) are skipped (``skipped.heldout_question``), so the held-out p is never trained on."""
     extra: dict = field(default_factory=dict)
 
     def resolved_base(self) -> Path:
@@ -152,6 +162,96 @@ def prepare_examples(rows: Iterable[Mapping[str, Any]], envs: Iterable[str], max
     return [{"messages": chat} for _, _, chat in candidates[:max_examples]], counts
 
 
+def _chat(messages: Any) -> list[dict] | None:
+    if not isinstance(messages, list) or not messages:
+        return None
+    chat = []
+    for m in messages:
+        if not isinstance(m, Mapping) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str) or m.get("tool_calls"):
+            return None
+        chat.append({"role": m["role"], "content": m["content"]})
+    return chat
+
+
+def read_verified(lake_root: Path | str, round_: str) -> list[dict]:
+    """Every verified row of rounds <= ``round_`` (env, round, task_id, source, passed, messages)."""
+    import glob
+
+    import duckdb
+
+    files = lake.asset_glob(lake_root, "verified_samples", 2)
+    if not glob.glob(files):
+        return []
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        return con.sql(f"SELECT env, round, task_id, source, passed, messages FROM read_parquet("
+                       f"{lake.sql_literal(files)}, hive_partitioning = false) WHERE round <= "
+                       f"{lake.sql_literal(validate_round(round_))} ORDER BY round, env, task_id, record_id"
+                       ).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+def prepare_verified(rows: Iterable[Mapping[str, Any]], envs: Iterable[str], max_examples: int, seed: int = 0,
+                     teacher_rows: bool = False, heldout: Mapping[str, set[str]] | None = None
+                     ) -> tuple[list[dict], dict]:
+    """The cumulative clean set: passed policy rows (and teacher rows if asked) of the envs, one per distinct
+    conversation, none asking a held-out question, at most ``max_examples`` (hash order). Every row is counted:
+    ``used.<env>`` or ``skipped.<reason>`` (they add up to ``rows``); besides, ``trained.round.<r>`` and
+    ``trained.source.<s>`` split the used rows, ``teacher.passed`` counts the teacher rows that passed."""
+    envs = tuple(envs)
+    heldout = heldout or {}
+    counts: dict[str, int] = {"rows": 0, "used": 0}
+    seen: set[str] = set()
+    candidates = []
+
+    def bump(key: str) -> None:
+        counts[key] = counts.get(key, 0) + 1
+
+    for row in rows:
+        counts["rows"] += 1
+        env = row.get("env")
+        if env not in envs:
+            bump("skipped.other_env")
+            continue
+        source = row.get("source")
+        if source not in ("policy", "teacher"):
+            bump(f"skipped.source_{source}")  # self-play bots and other sources are not the policy's survivors
+            continue
+        if not row.get("passed"):
+            bump(f"skipped.failed_verification.{source}")
+            continue
+        if source == "teacher":
+            bump("teacher.passed")
+            if not teacher_rows:
+                bump("skipped.teacher_off")
+                continue
+        chat = _chat(row.get("messages"))
+        if chat is None or not any(m["role"] == "assistant" for m in chat):
+            bump("skipped.not_plain_chat")
+            continue
+        if any(m["role"] == "user" and m["content"] in heldout.get(env, ()) for m in chat):
+            bump("skipped.heldout_question")
+            continue
+        text = json.dumps(chat, sort_keys=True, ensure_ascii=False)
+        if text in seen:
+            bump("skipped.duplicate")  # best-of-K often repeats the same right answer
+            continue
+        seen.add(text)
+        key = hashlib.sha256(json.dumps([seed, chat], sort_keys=True).encode()).hexdigest()
+        candidates.append((key, env, str(row.get("round")), source, chat))
+    candidates.sort()
+    for i, (_, env, r, source, _) in enumerate(candidates):
+        if i >= max_examples:
+            bump("skipped.over_max_examples")
+            continue
+        counts["used"] += 1
+        for key in (f"used.{env}", f"trained.round.{r}", f"trained.source.{source}"):
+            bump(key)
+    return [{"messages": chat} for *_, chat in candidates[:max_examples]], counts
+
+
 def run_trainer(examples: list[dict], parent_gguf: Path, out_dir: Path, settings: LLMTrainSettings) -> dict:
     """Run sft_lora.py in the training venv; returns its train_stats.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,14 +288,17 @@ def _server_record(checkpoints: Path, round_: str) -> Path:
 
 
 def serve_gguf(gguf: Path, checkpoints: Path, round_: str, alias: str, settings: LLMTrainSettings,
-               log_dir: Path | None = None) -> dict:
-    """Start a llama.cpp server for the GGUF the round samples from; it keeps running after this returns."""
+               log_dir: Path | None = None, port: int = 0) -> dict:
+    """Start a llama.cpp server for the GGUF the round samples from; it keeps running after this returns.
+
+    ``port``: 0 picks a free one; a resumed run passes the port its round was registered with."""
     from orbit.policies.llama_server import start_llama_server
 
     log_dir = Path(log_dir or gguf.parent)
+    log_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     server = start_llama_server(gguf, alias=alias, n_ctx=settings.n_ctx, n_threads=settings.threads or None,
-                                log_path=log_dir / f"server-{round_}.log")
+                                log_path=log_dir / f"server-{round_}.log", port=port)
     record = {"round": round_, "pid": server.process.pid, "url": server.url, "alias": alias, "gguf": str(gguf),
               "policy": server.policy_uri, "log": str(server.log_path),
               "ready_seconds": round(time.perf_counter() - t0, 2)}
@@ -275,13 +378,29 @@ def train_llm_checkpoint(lake_root: Path | str, checkpoints: Path | str, round_:
     nxt = round_key(round_index(r) + 1)
     name = checkpoint_name(settings.alias, nxt)
     out_dir = checkpoints / name
-    sft = lake.partition_dir(lake_root, "sft_export", r)
-    rows = read_export(sft, "trl", ("train",))  # the validation split stays held out
-    examples, counts = prepare_examples(rows, settings.envs, settings.max_examples, settings.seed, settings.answer_key)
+    if settings.rows == "verified":
+        sft = lake.partition_dir(lake_root, "verified_samples", r).parent
+        heldout = None
+        if settings.heldout_items:
+            from orbit.flywheel.heldout import heldout_prompts
+
+            heldout = heldout_prompts(settings.envs, settings.heldout_items)
+        examples, counts = prepare_verified(read_verified(lake_root, r), settings.envs, settings.max_examples,
+                                            settings.seed, settings.teacher_rows, heldout)
+        what = "verified rows of rounds <= " + r
+    elif settings.rows == "sft_export":
+        sft = lake.partition_dir(lake_root, "sft_export", r)
+        rows = read_export(sft, "trl", ("train",))  # the validation split stays held out
+        examples, counts = prepare_examples(rows, settings.envs, settings.max_examples, settings.seed,
+                                            settings.answer_key)
+        what = f"SFT conversations of {r}"
+    else:
+        raise ValueError(f"rows must be 'verified' or 'sft_export', got {settings.rows!r}")
+    lake.write_text(json.dumps(counts, indent=1, sort_keys=True) + "\n", out_dir / "examples_counts.json")
     if not examples:
-        raise TrainingFailed(f"round {r}: no SFT rows of {', '.join(settings.envs)} to train on ({counts}; {sft})")
+        raise TrainingFailed(f"round {r}: no rows of {', '.join(settings.envs)} to train on ({counts}; {sft})")
     parent = parent_gguf(checkpoints, r, settings)
-    log(f"{name}: training on {len(examples)} conversations of {r} from {parent.name}")
+    log(f"{name}: training on {len(examples)} {what} from {parent.name}")
     t0 = time.perf_counter()
     stats = run_trainer(examples, parent, out_dir, settings)
     train_s = time.perf_counter() - t0
@@ -291,7 +410,7 @@ def train_llm_checkpoint(lake_root: Path | str, checkpoints: Path | str, round_:
     stop_server(checkpoints, r)  # round r has been sampled: its server is no longer needed
     timing = {"train_wall_seconds": round(train_s, 2), "serve_wall_seconds": round(serve_s, 2)}
     write_manifest(out_dir, server["policy"], parent_round=r,
-                   note=f"LoRA SFT of {parent.name} on {len(examples)} SFT conversations of {r}",
+                   note=f"LoRA SFT of {parent.name} on {len(examples)} {what}",
                    extra={"trainer": "trl-sft-lora", "gguf": str(out_dir / GGUF_NAME), "parent_gguf": str(parent),
                           "examples": counts, "train": stats, "server_pid": server["pid"], **timing,
                           "settings": {k: v for k, v in asdict(settings).items() if k != "extra"}})

@@ -63,7 +63,8 @@ class ReasoningGymFamily:
         max_tokens = request.options.get("max_tokens", resolved.options.max_tokens)
         return await answer_task(task, env_name=request.env.name, round_key=request.round_key,
                                  sample_idx=sample_idx, policy_id=policy_id, complete=complete,
-                                 max_tokens=int(max_tokens), extra_metadata=extra_metadata)
+                                 max_tokens=int(max_tokens), extra_metadata=extra_metadata,
+                                 answer_grammar=resolved.options.answer_grammar)
 
     def verifier(self, env: EnvSpec, options: Mapping[str, Any] | None = None) -> AnswerVerifier:
         return AnswerVerifier(env)

@@ -7,6 +7,7 @@ Options (every key of an envs table that is not an EnvSpec field)::
     curriculum_level = 2                             # optional: the task's curriculum sets the config at that level
     levels = [0, 1, 2]                               # optional: round i uses levels[min(i, len - 1)]
     max_tokens = 512                                 # optional: a policy's answer budget
+    answer_grammar = "integer"                       # optional: constrain a policy's reply (prompts.ANSWER_GRAMMARS)
 
 ``read_options`` checks the shapes without reasoning-gym; ``check`` (the family's hook) also asks
 reasoning-gym: the task exists (a few close names otherwise), each config key is a field of its
@@ -26,8 +27,9 @@ from typing import Any, Mapping
 
 from orbit.envs.base import EnvOptionError, EnvSpec
 from orbit.envs.reasoning_gym import library
+from orbit.envs.reasoning_gym.prompts import ANSWER_GRAMMARS
 
-OPTION_KEYS = ("task", "config", "curriculum_level", "levels", "max_tokens")
+OPTION_KEYS = ("task", "config", "curriculum_level", "levels", "max_tokens", "answer_grammar")
 RESERVED_CONFIG_KEYS = ("seed", "size")  # set per partition by the family
 MAX_SIZE = 1_000_000  # tasks per partition (a dataset's size): some datasets build every item up front
 MAX_LEVELS = 10_000
@@ -56,6 +58,7 @@ class EnvOptions:
     levels: tuple[int, ...] | None  # None: no curriculum; else every level a record may have
     per_round: bool  # levels[i] for round i (``levels``), else the one ``curriculum_level``
     max_tokens: int = DEFAULT_MAX_TOKENS
+    answer_grammar: str | None = None  # a key of prompts.ANSWER_GRAMMARS: the policy's reply is constrained to it
 
     def level_for_round(self, round_index: int) -> int | None:
         if self.levels is None:
@@ -110,9 +113,14 @@ def read_options(spec: EnvSpec) -> EnvOptions:
     max_tokens = options.get("max_tokens", DEFAULT_MAX_TOKENS)
     if type(max_tokens) is not int or not 1 <= max_tokens <= 1_000_000:
         raise EnvOptionError("max_tokens", f"expected a whole number of tokens from 1 to 1000000, got {max_tokens!r}")
+    answer_grammar = options.get("answer_grammar")
+    if answer_grammar is not None and answer_grammar not in ANSWER_GRAMMARS:
+        raise EnvOptionError("answer_grammar", f"expected one of {', '.join(sorted(ANSWER_GRAMMARS))}, "
+                                               f"got {answer_grammar!r}")
     if type(spec.num_tasks) is int and spec.num_tasks > MAX_SIZE:
         raise EnvOptionError("num_tasks", f"at most {MAX_SIZE:,} tasks per partition, got {spec.num_tasks:,}")
-    return EnvOptions(task=task, config=dict(config), levels=levels, per_round=per_round, max_tokens=max_tokens)
+    return EnvOptions(task=task, config=dict(config), levels=levels, per_round=per_round, max_tokens=max_tokens,
+                      answer_grammar=answer_grammar)
 
 
 def curriculum_fields(task: str) -> dict[str, int]:

@@ -17,3 +17,10 @@ def prompt_messages(question: str) -> list[dict]:
 def oracle_completion(answer: str) -> str:
     """The teacher's reply: the oracle answer in the answer format."""
     return f"<answer>{answer}</answer>"
+
+
+# Constrained answers (env option ``answer_grammar``): a GBNF grammar the whole reply must match, in the answer
+# format, so the verifier grades it like any reply. ``integer``: ``<answer>`` and an integer of at most 6 digits.
+ANSWER_GRAMMARS = {
+    "integer": 'root ::= "<answer>" "-"? [0-9] [0-9]? [0-9]? [0-9]? [0-9]? [0-9]? "</answer>"',
+}

@@ -1,7 +1,8 @@
 """A chat policy answering one task: one request, one reply, graded like the verifier grades it.
 
 The policy sees the family's system prompt and the item's question; its request carries a
-``Decoding`` with the answer budget (env option ``max_tokens``, default 512). The claimed score is
+``Decoding`` with the answer budget (env option ``max_tokens``, default 512) and, with the env option
+``answer_grammar``, the grammar the reply must match (``metadata.answer_grammar`` names it). The claimed score is
 the reply's grade (``grading.grade`` on the item); the verifier recomputes it. A failed request
 (``not turn.ok``) gives a record of the prompt alone, score 0 and ``metadata.sample_error``.
 ``metadata.usage`` counts the request's tokens and cost (null unless priced).
@@ -13,7 +14,7 @@ from orbit.envs.reasoning_gym import items
 from orbit.envs.reasoning_gym.grading import grade
 from orbit.envs.reasoning_gym.guards import answer_guard
 from orbit.envs.reasoning_gym.options import DEFAULT_MAX_TOKENS
-from orbit.envs.reasoning_gym.prompts import ANSWER_FORMAT, prompt_messages
+from orbit.envs.reasoning_gym.prompts import ANSWER_FORMAT, ANSWER_GRAMMARS, prompt_messages
 from orbit.io.schema import make_record, message, stable_hash
 from orbit.policies.base import Decoding
 
@@ -27,12 +28,14 @@ def sampling_seed(env_name: str, round_key: str, task_id: str, sample_idx: int) 
 
 async def answer_task(task: items.Task, *, env_name: str, round_key: str, sample_idx: int, policy_id: str,
                       complete: Complete, max_tokens: int = DEFAULT_MAX_TOKENS,
-                      extra_metadata: Mapping[str, Any] | None = None) -> dict:
+                      extra_metadata: Mapping[str, Any] | None = None, answer_grammar: str | None = None) -> dict:
     seed = sampling_seed(env_name, round_key, task.task_id, sample_idx)
     messages = prompt_messages(task.question)
-    reply = await complete(messages, None, 0, seed, decoding=Decoding(max_tokens=max_tokens))
+    grammar = ANSWER_GRAMMARS[answer_grammar] if answer_grammar else None
+    reply = await complete(messages, None, 0, seed, decoding=Decoding(max_tokens=max_tokens, grammar=grammar))
     metadata: dict[str, Any] = {
         "task": task.spec, "sampling_seed": seed, "answer_format": ANSWER_FORMAT,
+        **({"answer_grammar": answer_grammar} if answer_grammar else {}),
         "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                   "calls": 1, "cost": reply.cost},
         **dict(extra_metadata or {}),

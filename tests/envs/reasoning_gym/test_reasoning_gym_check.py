@@ -69,3 +69,10 @@ def test_unknown_options_and_sizes():
     assert error.key == "confg" and "config" in error.message
     assert _refusal(leg_spec(max_tokens=0)).key == "max_tokens"
     assert _refusal(leg_spec(num_tasks=2_000_000)).key == "num_tasks"
+
+
+def test_an_unknown_answer_grammar_is_refused():
+    from rg_env import leg_spec
+
+    assert _refusal(leg_spec(answer_grammar="float")).key == "answer_grammar"
+    FAMILY.check(leg_spec(answer_grammar="integer"))

@@ -105,3 +105,18 @@ def test_the_scripted_policys_reading_matches_the_oracle(records):
     for record in records[::2]:
         oracle = int(re.fullmatch(r"<answer>(\d+)</answer>", record["messages"][2]["content"]).group(1))
         assert count_legs(record["messages"][1]["content"]) == oracle
+
+
+def test_an_answer_grammar_constrains_the_request_and_is_recorded(verifier):
+    from rg_env import leg_spec
+
+    from orbit.envs.reasoning_gym.prompts import ANSWER_GRAMMARS
+
+    policy = ScriptedPolicy()
+    _, rows = _play(leg_spec(answer_grammar="integer"), policy.complete, n=2)
+    assert all(call[4].grammar == ANSWER_GRAMMARS["integer"] for call in policy.calls)
+    assert all(json.loads(r["metadata"])["answer_grammar"] == "integer" for r in rows)
+    assert all(verify_record(r, verifier, 1.0) == (1.0, True, []) for r in rows)  # graded as written
+    plain = ScriptedPolicy()
+    _, rows = _play(leg_spec(), plain.complete, n=1)
+    assert plain.calls[0][4].grammar is None and "answer_grammar" not in json.loads(rows[0]["metadata"])
