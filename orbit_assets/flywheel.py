@@ -8,7 +8,7 @@ import dagster as dg
 import pyarrow as pa
 
 from orbit.io import lake
-from orbit.flywheel.checkpoints import CheckpointWrite, stale_rounds, train_embedded
+from orbit.flywheel.checkpoints import CheckpointWrite, split_version, stale_rounds, train_embedded, versions
 from orbit.flywheel.rounds import RoundRegistry
 from orbit.flywheel.report import chart_png, fits, per_round
 from orbit.io.keys import round_index, round_key, validate_round
@@ -47,7 +47,12 @@ def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
 
         checkpoint, info = train_llm_checkpoint(settings.lake_path(), settings.checkpoints_path(), r,
                                                 LLMTrainSettings(**json.loads(config.llm_json)), log=context.log.info)
+        base, version = split_version(checkpoint.name)
+        earlier = versions(settings.checkpoints_path(), base)
+        write = CheckpointWrite(checkpoint, created=True,
+                                superseded=earlier[-2].name if version > 1 and len(earlier) > 1 else None)
         return dg.MaterializeResult(metadata={
+            **lineage_metadata(context, write, settings),
             "checkpoint": dg.MetadataValue.path(str(checkpoint.path)), "policy": checkpoint.policy,
             "trained_on_rows": info["counts"]["used"], "train": dg.MetadataValue.json(info["train"]),
             "sft_rows": dg.MetadataValue.json(info["counts"]), "train_wall_seconds": info["train_wall_seconds"],

@@ -91,7 +91,7 @@ def _flywheel_llm(args, envs, config) -> None:
 
     from orbit.envs import env_names
     from orbit.flywheel import heldout
-    from orbit.flywheel.checkpoints import ManifestMissing, read_checkpoint
+    from orbit.flywheel.checkpoints import ManifestMissing, latest_version, read_checkpoint
     from orbit.flywheel.rounds import RoundRegistry
     from orbit.io.keys import round_key, validate_env
     from orbit.policies.llama_server import served_models
@@ -165,7 +165,11 @@ def _flywheel_llm(args, envs, config) -> None:
                 gguf, alias = settings.resolved_base(), f"{settings.alias}-base"
                 checkpoint = None
             else:
-                checkpoint = read_checkpoint(checkpoints / checkpoint_name(settings.alias, r))
+                # the version the round sampled from (registered), else the newest of its name
+                newest = latest_version(checkpoints, checkpoint_name(settings.alias, r))
+                name = entry.checkpoint if entry is not None and entry.checkpoint else \
+                    (newest.name if newest is not None else checkpoint_name(settings.alias, r))
+                checkpoint = read_checkpoint(checkpoints / name)
                 gguf, alias = checkpoint.path / GGUF_NAME, checkpoint.name
             registered = entry.policy if entry else (checkpoint.policy if checkpoint else None)
             done_heldout = heldout.read_heldout(lake_root, r)

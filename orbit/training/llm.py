@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 from orbit.io import lake
 from orbit.policies.answers import BARE_ID_RE
 from orbit.stages.export import read_export
-from orbit.flywheel.checkpoints import Checkpoint, read_checkpoint, write_manifest
+from orbit.flywheel.checkpoints import MANIFEST, Checkpoint, next_version, read_checkpoint, write_manifest
 from orbit.io.keys import round_index, round_key, validate_round
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -376,8 +376,12 @@ def train_llm_checkpoint(lake_root: Path | str, checkpoints: Path | str, round_:
     r = validate_round(round_)
     checkpoints = Path(checkpoints)
     nxt = round_key(round_index(r) + 1)
-    name = checkpoint_name(settings.alias, nxt)
-    out_dir = checkpoints / name
+    out_dir = checkpoints / checkpoint_name(settings.alias, nxt)
+    if (out_dir / MANIFEST).exists():
+        # a finished checkpoint (a round may have sampled from it) is never rewritten: training again for this
+        # round (a re-materialization upstream) writes the next version, <name>.v2, ...
+        out_dir = next_version(checkpoints, out_dir.name)
+    name = out_dir.name
     if settings.rows == "verified":
         sft = lake.partition_dir(lake_root, "verified_samples", r).parent
         heldout = None
