@@ -35,30 +35,10 @@ GOAL = 1.5  # Ray on one node: a round at most 1.5x the local pool's wall time
 
 
 def engine_round(lake_root: Path, round_key: str, tasks: int) -> None:
-    from orbit.envs import GenerationRequest, env_spec, family_of
-    from orbit.io import lake
-    from orbit.io.keys import round_base_seed, round_index
-    from orbit.io.schema import RECORD_SCHEMA, VERIFIED_SCHEMA
-    from orbit.stages.filter import filter_file
-    from orbit.stages.verify import VerifyCounts, verify_batches
-    from orbit.stages.yields import partition_yields
+    """bench_round's engine-only round on the self-play envs, every chunk on the worker pool (local or Ray)."""
+    from bench_round import engine_round as round_of
 
-    for env in ENVS:
-        spec = env_spec(env)
-        family = family_of(spec)
-        request = GenerationRequest(env=spec, round_key=round_key, num_tasks=tasks,
-                                    samples_per_task=spec.samples_per_task,
-                                    base_seed=round_base_seed(round_index(round_key)), workers=2,
-                                    options={"pool_worth_seconds": 0}, lake=lake_root)
-        raw = lake.partition_file(lake_root, "raw_samples", round_key, env)
-        lake.write_batches(family.generate(request), RECORD_SCHEMA, raw)
-        ver = lake.partition_file(lake_root, "verified_samples", round_key, env)
-        lake.write_batches(verify_batches(lake.iter_batches(raw), family.verifier(spec), spec.pass_threshold,
-                                          VerifyCounts()), VERIFIED_SCHEMA, ver)
-        fil = lake.partition_file(lake_root, "filtered_dataset", round_key, env)
-        filter_file(ver, fil)
-        lake.write_table(partition_yields(ver, fil, round_key, env, {}),
-                         lake.partition_file(lake_root, "yield_metrics", round_key, env))
+    round_of(lake_root, round_key, tasks, ENVS, {"pool_worth_seconds": 0})
 
 
 def same_partitions(lake_a: Path, lake_b: Path, round_key: str) -> bool:

@@ -34,7 +34,10 @@ from _common import REPO, Row, environment_note, print_table, scratch_dir  # noq
 ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb"]
 
 
-def engine_round(lake_root: Path, round_key: str, tasks: int) -> None:
+def engine_round(lake_root: Path, round_key: str, tasks: int, envs: list[str] = ENVS,
+                 options: dict | None = None) -> None:
+    """One round of ``envs`` through the engine's stages alone (generate, verify, filter, yields); ``options``
+    are the envs' generation options (bench_ray forces the worker pool with ``pool_worth_seconds = 0``)."""
     from orbit.io import lake
     from orbit.envs import GenerationRequest, env_spec, family_of
     from orbit.stages.filter import filter_file
@@ -43,13 +46,13 @@ def engine_round(lake_root: Path, round_key: str, tasks: int) -> None:
     from orbit.stages.verify import VerifyCounts, verify_batches
     from orbit.stages.yields import partition_yields
 
-    for env in ENVS:
+    for env in envs:
         spec = env_spec(env)
         family = family_of(spec)
         request = GenerationRequest(env=spec, round_key=round_key, num_tasks=tasks,
                                     samples_per_task=spec.samples_per_task,
-                                    base_seed=round_base_seed(round_index(round_key)), workers=2, options={},
-                                    lake=lake_root)
+                                    base_seed=round_base_seed(round_index(round_key)), workers=2,
+                                    options=dict(options or {}), lake=lake_root)
         raw = lake.partition_file(lake_root, "raw_samples", round_key, env)
         lake.write_batches(family.generate(request), RECORD_SCHEMA, raw)
         ver = lake.partition_file(lake_root, "verified_samples", round_key, env)

@@ -29,3 +29,23 @@ def gql(port: int, query: str, variables: dict | None = None) -> dict:
         out = json.loads(resp.read())
     assert "errors" not in out, out
     return out["data"]
+
+
+def wait_for_location(port: int, proc, log_path, timeout_s: float = 300.0) -> None:
+    """Wait until `dagster dev` on ``port`` has loaded the code location; fail with its log's tail if the
+    process ends or the time runs out."""
+    import time
+    from pathlib import Path
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            data = gql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                             "locationOrLoadError { __typename } } } } }")
+            entries = data["workspaceOrError"]["locationEntries"]
+            if entries and (entries[0]["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation":
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None and time.time() < deadline, Path(log_path).read_text()[-3000:]
+        time.sleep(1)

@@ -4,12 +4,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from dagster_ui import UI_ENVS_TOML, free_port, gql
+from dagster_ui import UI_ENVS_TOML, free_port, wait_for_location
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,19 +29,7 @@ def dagster_dev(tmp_path):
                              "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                data = gql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                                  "locationOrLoadError { __typename } } } } }")
-                entries = data["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"] and \
-                        entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, (tmp_path / "dagster-dev.log").read_text()[-3000:]
-            time.sleep(1)
+        wait_for_location(port, proc, tmp_path / "dagster-dev.log")
         yield port, home
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # dagster dev ignores SIGTERM in the background: end its group

@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_ui import free_port, gql
+from dagster_ui import free_port, gql, wait_for_location
 from orbit.envs.registry import BUILTIN_SPECS
 from orbit.policies.server import start_server
 from orbit.policies.table_policy import TablePolicy
@@ -146,18 +146,7 @@ def test_two_backfilled_rounds_never_sample_one_endpoint_at_once_with_a_pool_of_
                             start_new_session=True)
     os.environ["ORBIT_POSTGRES_PASSWORD"] = pg.password  # this process reads the instance too
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                data = gql(port, "{ workspaceOrError { ... on Workspace { locationEntries { "
-                                 "locationOrLoadError { __typename } } } } }")
-                entries = data["workspaceOrError"]["locationEntries"]
-                if entries and (entries[0]["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, (tmp_path / "dagster-dev.log").read_text()[-3000:]
-            time.sleep(1)
+        wait_for_location(port, proc, tmp_path / "dagster-dev.log")
         partitions = [f"{ENV}|r0000", f"{ENV}|r0001"]
         launched = gql(port, """mutation($params: LaunchBackfillParams!) {
             launchPartitionBackfill(backfillParams: $params) {

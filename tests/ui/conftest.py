@@ -14,12 +14,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from dagster_ui import free_port, gql
+from dagster_ui import free_port, wait_for_location
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,19 +81,7 @@ def dagster_dev(ui_home, tmp_path_factory):
                              "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                data = gql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                                 "locationOrLoadError { __typename } } } } }")
-                entries = data["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"] and \
-                        entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, log_path.read_text()[-3000:]
-            time.sleep(1)
+        wait_for_location(port, proc, log_path)
         yield port, home
     finally:
         try:
