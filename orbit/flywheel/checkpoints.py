@@ -178,7 +178,8 @@ def train_embedded(records: "pa.Table | Iterable[Mapping[str, Any]]", folder: Pa
                 return CheckpointWrite(read_checkpoint(latest), created=False, superseded=None), policy
         finally:
             staging.unlink(missing_ok=True)
-            staging.parent.rmdir() if staging.parent.is_dir() else None
+            if staging.parent.is_dir():
+                staging.parent.rmdir()
     path = next_version(folder, name)
     while (path / MANIFEST).exists() or path.exists() and any(path.iterdir()):
         # a folder of this name left by a crashed writer (no manifest) is never reused either

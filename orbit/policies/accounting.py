@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from orbit.policies.base import Turn
 
 
+def call_usage(turn: Turn) -> dict:
+    """The ``metadata.usage`` of a record made from one policy call (summed by the yield stage)."""
+    return {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens, "calls": 1,
+            "cost": turn.cost}
+
+
 @dataclass
 class Accounting:
     requests: int = 0

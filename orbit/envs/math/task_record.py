@@ -4,6 +4,7 @@ the family's system prompt and the task's own text; and a policy's one-request s
 
 from typing import Any, Callable, Mapping
 
+from orbit.policies.accounting import call_usage
 from orbit.envs.base import Verdict
 from orbit.io.jsonmemo import loads_shared
 from orbit.io.plain_messages import PlainTexts
@@ -84,8 +85,7 @@ async def answer_once(request: Any, task: Any, sample_idx: int, policy_id: str, 
     reply = await complete(messages, None, 0, seed, decoding=Decoding(max_tokens=max_tokens))
     metadata: dict[str, Any] = {
         "task": task.spec, "sampling_seed": seed, "answer_format": answer_format,
-        "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                  "calls": 1, "cost": reply.cost},
+        "usage": call_usage(reply),
         **dict(extra_metadata or {}),
     }
     if reply.finish_reason is not None:

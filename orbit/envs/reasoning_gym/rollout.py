@@ -10,6 +10,7 @@ the reply's grade (``grading.grade`` on the item); the verifier recomputes it. A
 
 from typing import Any, Awaitable, Callable, Mapping
 
+from orbit.policies.accounting import call_usage
 from orbit.envs.reasoning_gym import items
 from orbit.envs.reasoning_gym.grading import grade
 from orbit.envs.reasoning_gym.guards import answer_guard
@@ -36,8 +37,7 @@ async def answer_task(task: items.Task, *, env_name: str, round_key: str, sample
     metadata: dict[str, Any] = {
         "task": task.spec, "sampling_seed": seed, "answer_format": ANSWER_FORMAT,
         **({"answer_grammar": answer_grammar} if answer_grammar else {}),
-        "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                  "calls": 1, "cost": reply.cost},
+        "usage": call_usage(reply),
         **dict(extra_metadata or {}),
     }
     if reply.finish_reason is not None:
