@@ -27,17 +27,47 @@ RUN = "exec(compile(PAYLOAD, 'candidate.py', 'exec'), {'__name__': '__main__'})"
 SPEC = EnvSpec(name="code_sample", family="code", description="", options={"timeout": 5, "output_kb": 256})
 
 
-def sandbox_processes() -> list[int]:
-    """Processes running as a sandbox uid (every run gets its own in UID_RANGE)."""
+def _status(pid: str) -> tuple[int, int] | None:
+    """(uid, parent pid) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        return int(fields["Uid"].split()[0]), int(fields["PPid"].split()[0])
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def _another_workers(pid: int) -> bool:
+    """Whether ``pid`` descends from a sibling of this test process: under pytest-xdist, another worker,
+    whose test is making that run at this moment."""
+    me, parent = os.getpid(), os.getppid()
+    seen = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        status = _status(str(pid))
+        if status is None:
+            return False
+        if status[1] == parent and pid != me:
+            return True
+        pid = status[1]
+    return False
+
+
+def sandbox_processes(uid: int | None = None) -> list[int]:
+    """Processes running as a sandbox uid (every run gets its own in UID_RANGE), or as ``uid``.
+
+    A run that another xdist worker's test is making at this moment is not this test's: processes under
+    another worker are left out; an escaped process (parent: init) is counted whoever made it.
+    """
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as fh:
-                    uid = next(int(line.split()[1]) for line in fh if line.startswith("Uid:"))
-            except (OSError, StopIteration, ValueError):
+            status = _status(entry)
+            if status is None:
                 continue
-            if UID_RANGE[0] <= uid < UID_RANGE[1]:
+            owner = status[0]
+            if (owner == uid if uid is not None else UID_RANGE[0] <= owner < UID_RANGE[1]) \
+                    and not _another_workers(int(entry)):
                 found.append(int(entry))
     return found
 
@@ -157,7 +187,7 @@ def test_unguarded_daemon_does_not_outlive_the_run():
     uid = int(run.output.split()[0])
     assert UID_RANGE[0] <= uid < UID_RANGE[1]
     # the run has returned: its pid namespace is gone, and the daemon with it
-    assert sandbox_processes() == []
+    assert sandbox_processes(uid) == []
 
 
 def test_unguarded_kill_of_parent_group_and_everyone_stays_inside():
