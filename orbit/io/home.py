@@ -37,6 +37,8 @@ LOCK_FILE = ".orbit.lock"
 INIT_LOCK_FILE = ".init.lock"
 HOLDER_WAIT_S = 2.0  # how long a refused command waits for the holder to name itself
 STORAGE_FILE = "orbit-storage.json"
+# the Dagster event log storage class written for SQLite instances (module, class): the Dagster layer's, by name
+SQLITE_EVENT_LOG = ("resources.sqlite_storage", "OrbitSqliteEventLogStorage")
 PASSWORD_ENV = "ORBIT_POSTGRES_PASSWORD"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # libpq connection parameters a URL's query may carry (https://www.postgresql.org/docs/15/libpq-connect.html);
@@ -172,9 +174,21 @@ def _yaml_str(value) -> str:
 
 
 def storage_yaml(setting: dict | None) -> str:
-    """The ``storage`` section of ``dagster.yaml`` (empty for SQLite: Dagster's default under DAGSTER_HOME)."""
+    """The storage sections of ``dagster.yaml``: SQLite in Dagster's files under DAGSTER_HOME with Orbit's event log
+    class (``resources.sqlite_storage``), or PostgreSQL."""
     if setting is None:
-        return "# Storage: SQLite under DAGSTER_HOME (`orbit home --postgres URL` moves it to PostgreSQL).\n"
+        base = dagster_home()
+        return "\n".join([
+            "# Storage: SQLite under DAGSTER_HOME, in Dagster's own files (`orbit home --postgres URL` moves it to",
+            "# PostgreSQL). The event log keeps one connection per database file instead of one per event, in WAL",
+            "# mode with synchronous=NORMAL (resources/sqlite_storage.py): an OS crash may lose the last events,",
+            "# never the database.",
+            "run_storage:", "  module: dagster._core.storage.runs", "  class: SqliteRunStorage", "  config:",
+            f"    base_dir: {_yaml_str(base / 'history')}",
+            "event_log_storage:", f"  module: {SQLITE_EVENT_LOG[0]}", f"  class: {SQLITE_EVENT_LOG[1]}", "  config:",
+            f"    base_dir: {_yaml_str(base / 'history' / 'runs')}",
+            "schedule_storage:", "  module: dagster._core.storage.schedules", "  class: SqliteScheduleStorage",
+            "  config:", f"    base_dir: {_yaml_str(base / 'schedules')}"]) + "\n"
     lines = ["# Storage: PostgreSQL, shared by the webserver, the daemon, run workers and headless commands",
              "# (`orbit home --postgres URL`; `orbit home --sqlite` goes back). No password is stored here.",
              "storage:", "  postgres:", "    postgres_db:",

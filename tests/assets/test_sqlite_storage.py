@@ -1,0 +1,115 @@
+"""The SQLite instance Orbit writes (``orbit home``): Dagster's files with Orbit's event log class, which keeps a
+connection per database file (WAL, synchronous=NORMAL). What must still hold: another process reads every
+event at once, a watcher (the UI following a run) is woken by writes that only reach the WAL file, and a new
+run's shard has the very tables and alembic stamp Dagster's own storage gives it."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orbit.io.home import ensure_home
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@dg.op
+def say_hello(context) -> int:
+    context.log.info("hello from the op")
+    return 1
+
+
+@dg.job
+def hello_job():
+    say_hello()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("ORBIT_LAKE", raising=False)
+    ensure_home()
+    return tmp_path
+
+
+def _schema(path: Path) -> list:
+    with sqlite3.connect(path) as con:
+        tables = sorted(con.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+        stamp = con.execute("SELECT version_num FROM alembic_version").fetchall()
+    return [tables, stamp]
+
+
+def test_the_instance_uses_orbits_event_log_and_other_processes_see_every_event(home):
+    from resources.sqlite_storage import OrbitSqliteEventLogStorage
+
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.event_log_storage) is OrbitSqliteEventLogStorage
+        result = hello_job.execute_in_process(instance=instance)
+        assert result.success
+        mine = len(instance.all_logs(result.run_id))
+        # this process still holds its connections: the run's events are in the WAL, read by another process now
+        code = ("import dagster as dg, sys\n"
+                "with dg.DagsterInstance.get() as i:\n"
+                "    logs = i.all_logs(sys.argv[1])\n"
+                "    print(len(logs), i.get_run_by_id(sys.argv[1]).status.value)\n")
+        out = subprocess.run([sys.executable, "-c", code, result.run_id], capture_output=True, text=True,
+                             env={**os.environ}, cwd=ROOT, check=True).stdout.split()
+        assert int(out[0]) == mine > 5 and out[1] == "SUCCESS"
+        shard = Path(instance.event_log_storage.path_for_shard(result.run_id))
+        with sqlite3.connect(shard) as con:
+            assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_new_run_shard_matches_dagsters_own(home, tmp_path):
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    from resources.sqlite_storage import OrbitSqliteEventLogStorage
+
+    ours = OrbitSqliteEventLogStorage(str(tmp_path / "ours"))
+    theirs = SqliteEventLogStorage(str(tmp_path / "theirs"))
+    for storage in (ours, theirs):
+        with storage.run_connection("a-run-id") as conn:
+            conn.exec_driver_sql("SELECT 1")
+    try:
+        assert _schema(Path(ours.path_for_shard("a-run-id"))) == _schema(Path(theirs.path_for_shard("a-run-id")))
+        assert _schema(Path(ours.path_for_shard("a-run-id")))[1]  # stamped
+    finally:
+        ours.dispose()
+        theirs.dispose()
+
+
+def test_a_watcher_is_woken_by_events_that_only_reached_the_wal(home):
+    """The UI follows a run through ``watch_event_logs``: events written through a kept connection land in
+    ``<run>.db-wal`` (no checkpoint), and the watcher must still deliver them."""
+    from dagster._core.events.log import EventLogEntry
+
+    with dg.DagsterInstance.get() as writer, dg.DagsterInstance.get() as reader:
+        run = writer.create_run_for_job(hello_job)
+        seen: list[str] = []
+        arrived = threading.Condition()
+
+        def callback(entry, cursor):
+            with arrived:
+                seen.append(entry.user_message)
+                arrived.notify_all()
+
+        reader.watch_event_logs(run.run_id, None, callback)
+        shard = Path(writer.event_log_storage.path_for_shard(run.run_id))
+        for n, message in enumerate(("first", "second", "third"), 1):
+            # one at a time: each write alone must wake the watcher (not a later one that happens to follow)
+            writer.event_log_storage.store_event(EventLogEntry(
+                error_info=None, level="INFO", user_message=message, run_id=run.run_id, timestamp=time.time()))
+            assert Path(str(shard) + "-wal").stat().st_size > 0  # the writes sit in the WAL
+            with arrived:
+                assert arrived.wait_for(lambda: len(seen) >= n, timeout=60), f"the watcher saw {seen}"
+        assert seen == ["first", "second", "third"]
+        reader.end_watch_event_logs(run.run_id, callback)
