@@ -1,17 +1,18 @@
 """Filter: passed samples, one per (env, task_id), best first; then the dedup stage (one per trajectory)."""
 
-from pathlib import Path
-
 import dagster as dg
 
 from orbit.stages.filter import filtered_stream
 from orbit.io.lake import ArrowStream
 from orbit_assets.automation import upstream_updated
-from orbit_assets.partitions import round_env_partitions
+from orbit_assets.partitions import round_and_env, round_env_partitions, upstream_file
+from orbit_assets.verify import verified_samples
+from resources.settings import OrbitSettings
 
 
 @dg.asset(
     partitions_def=round_env_partitions,
+    deps=[verified_samples],
     group_name="filter",
     automation_condition=upstream_updated,
     description="Passed samples deduplicated by (env, task_id), then by canonical trajectory (exact) and by MinHash "
@@ -19,5 +20,6 @@ from orbit_assets.partitions import round_env_partitions
     "(score desc, shorter, record_id); rows carry dedup_key, minhash, dropped_exact, dropped_near.",
     kinds={"parquet", "duckdb"},
 )
-def filtered_dataset(verified_samples: Path) -> ArrowStream:
-    return filtered_stream(verified_samples)
+def filtered_dataset(context: dg.AssetExecutionContext, settings: OrbitSettings) -> ArrowStream:
+    round_key, env = round_and_env(context.partition_key)
+    return filtered_stream(upstream_file(settings.lake_path(), "verified_samples", round_key, env))

@@ -1,8 +1,11 @@
 """Partitions: round (dynamic, ``r0000``...) x env (static: the envs declared when the code location loads; a reload reads the envs file again)."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from orbit.envs import env_names
+from orbit.io import lake
 from orbit.io.keys import validate_env, validate_round
 
 ROUNDS = "rounds"
@@ -26,3 +29,13 @@ def round_and_env(partition_key: str | dg.MultiPartitionKey) -> tuple[str, str]:
         partition_key = round_env_partitions.get_partition_key_from_str(partition_key)
     dims = partition_key.keys_by_dimension
     return validate_round(dims["round"]), validate_env(dims["env"], env_names())
+
+
+def upstream_file(lake_root: Path, asset: str, round_key: str, env: str) -> Path:
+    """The partition file of an upstream asset of the same round x env (a ``deps`` edge: the stage streams the
+    file itself, no IO-manager input to load); a missing one fails the step naming it."""
+    path = lake.partition_file(lake_root, asset, round_key, env)
+    if not path.exists():
+        raise dg.Failure(f"upstream partition file {path} does not exist; materialize {asset} "
+                         f"{round_key}|{env} first")
+    return path

@@ -1,7 +1,5 @@
 """Verify: every raw sample rescored by its env's verifier from the trajectory alone."""
 
-from pathlib import Path
-
 import dagster as dg
 
 from orbit.io import lake
@@ -11,7 +9,9 @@ from orbit.io.lake import ArrowStream
 from orbit.io.schema import VERIFIED_SCHEMA
 from orbit.stages.verify import VerifyCounts, verify_batches
 from orbit_assets.automation import upstream_updated
-from orbit_assets.partitions import round_and_env, round_env_partitions
+from orbit_assets.generate import raw_samples
+from orbit_assets.partitions import round_and_env, round_env_partitions, upstream_file
+from resources.settings import OrbitSettings
 
 
 class VerifyConfig(dg.Config):
@@ -22,13 +22,15 @@ class VerifyConfig(dg.Config):
 
 @dg.asset(
     partitions_def=round_env_partitions,
+    deps=[raw_samples],
     group_name="verify",
     automation_condition=upstream_updated,
     description="Every raw sample with its recomputed score, pass/fail and the ids of the rules it failed.",
     kinds={"parquet"},
 )
-def verified_samples(context: dg.AssetExecutionContext, config: VerifyConfig, raw_samples: Path) -> ArrowStream:
-    _, env = round_and_env(context.partition_key)
+def verified_samples(context: dg.AssetExecutionContext, config: VerifyConfig, settings: OrbitSettings) -> ArrowStream:
+    round_key, env = round_and_env(context.partition_key)
+    raw = upstream_file(settings.lake_path(), "raw_samples", round_key, env)
     spec = env_spec(env)
     verifier = family_of(spec).verifier(spec)
     if config.noise_epsilon:
@@ -44,5 +46,5 @@ def verified_samples(context: dg.AssetExecutionContext, config: VerifyConfig, ra
             "failure_reasons": dg.MetadataValue.json(dict(top)),
         }
 
-    batches = verify_batches(lake.iter_batches(raw_samples), verifier, spec.pass_threshold, counts)
+    batches = verify_batches(lake.iter_batches(raw), verifier, spec.pass_threshold, counts)
     return ArrowStream(VERIFIED_SCHEMA, batches, summary=summary)

@@ -9,7 +9,9 @@ from orbit.io import lake
 from orbit.io.keys import previous_round
 from orbit.stages.yields import headline_row, markdown_table, partition_yields
 from orbit_assets.automation import upstream_updated
-from orbit_assets.partitions import round_and_env, round_env_partitions
+from orbit_assets.filter import filtered_dataset
+from orbit_assets.partitions import round_and_env, round_env_partitions, upstream_file
+from orbit_assets.verify import verified_samples
 from resources.settings import OrbitSettings
 
 SHOWN = ["source", "attempts", "passes", "pass_rate", "pass_rate_low", "pass_rate_high",
@@ -30,6 +32,7 @@ def previous_odds(lake_root: Path, round_key: str, env: str) -> dict:
 
 @dg.asset(
     partitions_def=round_env_partitions,
+    deps=[verified_samples, filtered_dataset],
     group_name="measure",
     automation_condition=upstream_updated,
     description="Yield of one round x env per source: p with its 95% Wilson interval, best-of-N coverage, cost per "
@@ -37,10 +40,10 @@ def previous_odds(lake_root: Path, round_key: str, env: str) -> dict:
     "else every source; p_source says which), p_all every source's; round_yields plots them per env.",
     kinds={"parquet", "duckdb"},
 )
-def yield_metrics(context: dg.AssetExecutionContext, verified_samples: Path, filtered_dataset: Path,
-                  settings: OrbitSettings) -> dg.Output[pa.Table]:
+def yield_metrics(context: dg.AssetExecutionContext, settings: OrbitSettings) -> dg.Output[pa.Table]:
     round_key, env = round_and_env(context.partition_key)
-    table = partition_yields(verified_samples, filtered_dataset, round_key, env,
+    table = partition_yields(upstream_file(settings.lake_path(), "verified_samples", round_key, env),
+                             upstream_file(settings.lake_path(), "filtered_dataset", round_key, env), round_key, env,
                              previous_odds(settings.lake_path(), round_key, env))
     rows = table.to_pylist()
     # the headline p: the policy's samples where the partition has them, else every source (one rule everywhere)
