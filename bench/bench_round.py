@@ -16,7 +16,7 @@ temp dir, as the ``postgres`` user when run as root, 127.0.0.1 and a socket ther
 runs when the binaries are found (``/usr/lib/postgresql/<v>/bin`` or $ORBIT_PG_BIN), or with --postgres
 (then missing binaries are an error); --no-postgres skips it.
 
-    .venv/bin/python bench/bench_round.py [--tasks 100] [--quick] [--postgres | --no-postgres]
+    .venv/bin/python bench/bench_round.py [--tasks N] [--quick] [--postgres | --no-postgres]
 """
 
 import argparse
@@ -34,10 +34,13 @@ from _common import REPO, Row, environment_note, print_table, scratch_dir  # noq
 ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb"]
 
 
-def engine_round(lake_root: Path, round_key: str, tasks: int, envs: list[str] = ENVS,
-                 options: dict | None = None) -> None:
+def engine_round(lake_root: Path, round_key: str, tasks: int | None, envs: list[str] = ENVS,
+                 options: dict | None = None, exports: bool = False) -> tuple[float, float]:
     """One round of ``envs`` through the engine's stages alone (generate, verify, filter, yields); ``options``
-    are the envs' generation options (bench_ray forces the worker pool with ``pool_worth_seconds = 0``)."""
+    are the envs' generation options (bench_ray forces the worker pool with ``pool_worth_seconds = 0``).
+    ``tasks`` None: each env's own default size. ``exports``: then the round's exports, cumulative training
+    set, DuckDB report and flywheel report, as the export and report runs of a headless round do.
+    Returns the seconds of the per-env stages and of the exports."""
     from orbit.io import lake
     from orbit.envs import GenerationRequest, env_spec, family_of
     from orbit.stages.filter import filter_file
@@ -46,10 +49,11 @@ def engine_round(lake_root: Path, round_key: str, tasks: int, envs: list[str] = 
     from orbit.stages.verify import VerifyCounts, verify_batches
     from orbit.stages.yields import partition_yields
 
+    t0 = time.perf_counter()
     for env in envs:
         spec = env_spec(env)
         family = family_of(spec)
-        request = GenerationRequest(env=spec, round_key=round_key, num_tasks=tasks,
+        request = GenerationRequest(env=spec, round_key=round_key, num_tasks=spec.num_tasks if tasks is None else tasks,
                                     samples_per_task=spec.samples_per_task,
                                     base_seed=round_base_seed(round_index(round_key)), workers=2,
                                     options=dict(options or {}), lake=lake_root)
@@ -62,13 +66,36 @@ def engine_round(lake_root: Path, round_key: str, tasks: int, envs: list[str] = 
         filter_file(ver, fil)
         lake.write_table(partition_yields(ver, fil, round_key, env, {}),
                          lake.partition_file(lake_root, "yield_metrics", round_key, env))
+    t1 = time.perf_counter()
+    if exports:
+        engine_exports(lake_root, round_key)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def engine_exports(lake_root: Path, round_key: str) -> None:
+    """The export run's and the report run's work through the engine alone: SFT, DPO and GRPO exports, the
+    cumulative training set, the DuckDB report and the flywheel report with its chart."""
+    from orbit.flywheel.report import chart_png, fits, per_round
+    from orbit.io import lake
+    from orbit.query import build_report_db
+    from orbit.stages.export import cumulative_training_set, export_round
+
+    for kind in ("sft", "dpo", "grpo"):
+        export_round(kind, lake_root, round_key, lake.partition_dir(lake_root, f"{kind}_export", round_key))
+    stream = cumulative_training_set(lake_root, round_key)
+    lake.write_batches(stream, stream.schema, lake.partition_file(lake_root, "training_set", round_key))
+    build_report_db(lake_root, Path(lake_root) / "orbit.duckdb")
+    rounds = per_round(lake_root)
+    fit_table = fits(rounds, 0.5)  # FlywheelReportConfig's default target
+    lake.write_table(fit_table, lake.partition_file(lake_root, "flywheel_report"))
+    lake.write_bytes(chart_png(rounds, fit_table), lake.report_file(lake_root, "flywheel.png"))
 
 
 def _events(instance, run_ids: list[str]) -> int:
     return sum(len(instance.all_logs(run_id)) for run_id in run_ids)
 
 
-def measure_leg(storage: str, tasks: int, cfr_from: Path | None, pg=None) -> tuple[dict, Path | None]:
+def measure_leg(storage: str, tasks: int | None, cfr_from: Path | None, pg=None) -> tuple[dict, Path | None]:
     """One leg on one storage: engine, Dagster round, engine again, in a fresh home; figures in a dict."""
     import dagster as dg
 
@@ -95,10 +122,8 @@ def measure_leg(storage: str, tasks: int, cfr_from: Path | None, pg=None) -> tup
         config = raw_samples_config(num_tasks=tasks)
         with dg.DagsterInstance.get() as instance:
             Runner(instance, resources, log=lambda m: None).ensure_cfr(ENVS)  # solved before timing
-            engine_round(lake_root, "r0000", tasks)  # warm: imports, demo cache, worker pool
-            t0 = time.perf_counter()
-            engine_round(lake_root, "r0001", tasks)
-            engine = time.perf_counter() - t0
+            engine_round(lake_root, "r0000", tasks, exports=True)  # warm: imports, demo cache, worker pool
+            engine = engine_round(lake_root, "r0001", tasks, exports=True)
             marks: list[tuple[float, str]] = []
             t0 = time.perf_counter()
             run_ids = run_rounds(["r0002"], ENVS, instance=instance, resources=resources, run_config=config,
@@ -107,9 +132,7 @@ def measure_leg(storage: str, tasks: int, cfr_from: Path | None, pg=None) -> tup
             # the five round x env runs alone (generate, verify, filter, measure and their checks)
             stages_s = next(t for t, m in marks if m.startswith("export_job")) - next(
                 t for t, m in marks if m.startswith("round_job"))
-            t0 = time.perf_counter()
-            engine_round(lake_root, "r0003", tasks)
-            engine2 = time.perf_counter() - t0
+            engine2 = engine_round(lake_root, "r0003", tasks, exports=True)
             stage_runs = [r for r in run_ids if instance.get_run_by_id(r).job_name == "round_job"]
             events = _events(instance, run_ids)
             stage_events = _events(instance, stage_runs)
@@ -127,35 +150,44 @@ def measure_leg(storage: str, tasks: int, cfr_from: Path | None, pg=None) -> tup
                 os.environ[k] = v
         cleanup()
     return {"storage": storage, "event_log": kind, "engine": engine, "engine2": engine2,
-            "baseline": min(engine, engine2), "dagster_s": dagster_s, "stages_s": stages_s, "runs": len(run_ids),
+            "stages_baseline": min(engine[0], engine2[0]), "baseline": min(sum(engine), sum(engine2)),
+            "dagster_s": dagster_s, "stages_s": stages_s, "runs": len(run_ids),
             "events": events, "stage_runs": len(stage_runs), "stage_events": stage_events}, kept
 
 
-def rows_for(leg: dict, tasks: int) -> list[Row]:
-    storage, baseline = leg["storage"], leg["baseline"]
-    prefix = f"tasks_{tasks}" if storage == "sqlite" else f"{storage}.tasks_{tasks}"  # SQLite keeps its old names
-    ratio, stages_ratio = leg["dagster_s"] / baseline, leg["stages_s"] / baseline
+def size_label(tasks: int | None) -> str:
+    return "each env's default size" if tasks is None else f"{tasks} tasks"
+
+
+def rows_for(leg: dict, tasks: int | None) -> list[Row]:
+    storage, baseline, stages_baseline = leg["storage"], leg["baseline"], leg["stages_baseline"]
+    size = "default" if tasks is None else str(tasks)
+    prefix = f"tasks_{size}" if storage == "sqlite" else f"{storage}.tasks_{size}"  # SQLite keeps its old names
+    ratio, stages_ratio = leg["dagster_s"] / baseline, leg["stages_s"] / stages_baseline
     C.metric(f"{prefix}.dagster_s", leg["dagster_s"])
     C.metric(f"{prefix}.engine_s", baseline)
     C.metric(f"{prefix}.ratio_vs_engine", ratio)
     C.metric(f"{prefix}.stages_s", leg["stages_s"])
+    C.metric(f"{prefix}.stages_engine_s", stages_baseline)
     C.metric(f"{prefix}.stages_ratio_vs_engine", stages_ratio)
     C.metric(f"{prefix}.events_per_round", leg["events"])
     C.metric(f"{prefix}.events_per_round_env_run", leg["stage_events"] / max(1, leg["stage_runs"]))
-    return [Row(f"[{storage}] round x env runs only, 5 envs x {tasks} tasks", leg["stages_s"], "s",
-                baseline=baseline, ratio=stages_ratio, goal="<= 1.5x", ok=stages_ratio <= 1.5,
+    (e_stages, e_exports), (e2_stages, e2_exports) = leg["engine"], leg["engine2"]
+    return [Row(f"[{storage}] round x env runs only, 5 envs, {size_label(tasks)}", leg["stages_s"], "s",
+                baseline=stages_baseline, ratio=stages_ratio, goal="<= 1.5x", ok=stages_ratio <= 1.5,
                 note=f"the same stages as the engine loop: {leg['stage_runs']} in-process runs of generate -> verify "
                      f"-> filter -> measure with their asset checks; {leg['stage_events']} events "
-                     f"({leg['stage_events'] / max(1, leg['stage_runs']):.0f} per run) in {leg['event_log']}"),
-            Row(f"[{storage}] headless round, 5 envs x {tasks} tasks", leg["dagster_s"], "s", baseline=baseline,
+                     f"({leg['stage_events'] / max(1, leg['stage_runs']):.0f} per run) in {leg['event_log']}; "
+                     f"engine stages {e_stages:.2f} s before and {e2_stages:.2f} s after (min as baseline)"),
+            Row(f"[{storage}] headless round, 5 envs, {size_label(tasks)}", leg["dagster_s"], "s", baseline=baseline,
                 ratio=ratio, goal="<= 1.5x", ok=ratio <= 1.5,
-                note=f"engine alone {leg['engine']:.2f} s before and {leg['engine2']:.2f} s after (min as baseline); "
-                     f"Dagster adds the instance's event log ({leg['events']} events), {leg['runs']} runs "
-                     f"(5 round x env, export, report), asset checks and the exports/report stages the engine "
-                     f"loop skips")]
+                note=f"engine alone (stages + exports, training set, DuckDB and flywheel reports) "
+                     f"{e_stages + e_exports:.2f} s before and {e2_stages + e2_exports:.2f} s after (min as "
+                     f"baseline); Dagster adds the round's registration, {leg['runs']} runs (5 round x env, export, "
+                     f"report), the asset checks, round_yields and the instance's event log ({leg['events']} events)")]
 
 
-def measure(tasks: int, postgres: bool | None) -> list[Row]:
+def measure(tasks: int | None, postgres: bool | None) -> list[Row]:
     rows: list[Row] = []
     leg, cfr = measure_leg("sqlite", tasks, None)
     rows += rows_for(leg, tasks)
@@ -183,7 +215,8 @@ def measure(tasks: int, postgres: bool | None) -> list[Row]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--tasks", type=int, default=None,
+                    help="tasks per env (default: each env's own default size, as a round has it)")
     ap.add_argument("--quick", action="store_true", help="30 tasks per env")
     pg = ap.add_mutually_exclusive_group()
     pg.add_argument("--postgres", dest="postgres", action="store_true", default=None,
