@@ -20,6 +20,11 @@ Stored tables: ``orbit_about`` (one row: where and when the file was built, and 
 for an asset with no Parquet files yet, an empty placeholder table of its schema, commented as such and
 listed in ``orbit_about.placeholders``; the next rebuild (any Orbit command that sees the asset's first
 files) turns it into a view. ``yields_by_round`` is a view.
+
+An object-store lake (``s3://bucket/prefix``) has no ``orbit.duckdb``: a DuckDB shell could read its views only
+with the httpfs extension and its own credentials. ``build_report_db`` then only counts, ``open_report_db``
+is the in-memory ``connect``, and every connection reads the objects through the lake's s3fs file system
+registered with it (``lake.duckdb_lake``; no extension is installed or loaded).
 """
 
 from datetime import datetime, timezone
@@ -28,6 +33,7 @@ from pathlib import Path
 import duckdb
 
 from orbit.io import lake
+from orbit.io.lakefs import is_remote, lake_path
 from orbit.io.schema import FILTERED_SCHEMA, RECORD_SCHEMA, VERIFIED_SCHEMA
 from orbit.flywheel.report import FIT_SCHEMA
 from orbit.stages.yields import INDEX_ORDER, YIELD_SCHEMA, yields_table
@@ -56,7 +62,7 @@ ABOUT_NOTE = (
 
 
 def _lake(lake_root: Path | str) -> Path:
-    return Path(lake_root).resolve()
+    return lake_path(lake_root).resolve()
 
 
 def parquet_scan(lake_root: Path | str, asset: str, depth: int = 2) -> str:
@@ -67,13 +73,17 @@ def parquet_scan(lake_root: Path | str, asset: str, depth: int = 2) -> str:
 
 
 def use_lake(con: duckdb.DuckDBPyConnection, lake_root: Path | str) -> duckdb.DuckDBPyConnection:
-    """Resolve relative paths in a user's query against ``lake_root`` (the views themselves are absolute)."""
+    """Resolve relative paths in a user's query against ``lake_root`` (the views themselves are absolute);
+    an object-store lake's file system is registered with ``con``."""
+    lake.duckdb_lake(con, lake_root)
+    if is_remote(lake_root):  # DuckDB's file_search_path takes local folders only
+        return con
     con.execute(f"SET file_search_path = {lake.sql_literal(_lake(lake_root))}")
     return con
 
 
 def _has_files(lake_root: Path, asset: str, depth: int) -> bool:
-    return any(Path(lake_root, asset).glob("/".join(["*"] * depth + ["*.parquet"])))
+    return any((_lake(lake_root) / asset).glob("/".join(["*"] * depth + ["*.parquet"])))
 
 
 def _db_paths(db_path: Path) -> list[str]:
@@ -137,6 +147,8 @@ def _create_yields_by_round_view(con: duckdb.DuckDBPyConnection, lake_root: Path
 def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) -> dict:
     """(Re)build ``orbit.duckdb`` for this lake at this place; returns counts of what the views see."""
     lake_root = _lake(lake_root)
+    if is_remote(lake_root):
+        return _remote_counts(lake_root)
     db_path = Path(db_path or lake_root / DB_NAME).absolute()
     counts = {}
     with lake.atomic_path(db_path) as tmp:
@@ -167,10 +179,30 @@ def build_report_db(lake_root: Path | str, db_path: Path | str | None = None) ->
     return counts
 
 
+def _remote_counts(lake_root: Path) -> dict:
+    """What ``build_report_db`` counts, for an object-store lake (no database file is written there)."""
+    con = lake.duckdb_lake(duckdb.connect(config={"threads": 2}), lake_root)
+    try:
+        counts = {}
+        for view, (asset, depth, _) in VIEWS.items():
+            has = _has_files(lake_root, asset, depth)
+            counts[view] = con.execute(f"SELECT count(*) FROM {parquet_scan(lake_root, asset, depth)}").fetchall()[0][0] \
+                if has else 0
+        has = _has_files(lake_root, *VIEWS["yields"][:2])
+        counts["rounds"] = con.execute(
+            f"SELECT count(DISTINCT round) FROM {parquet_scan(lake_root, *VIEWS['yields'][:2])}").fetchall()[0][0] \
+            if has else 0
+        return counts
+    finally:
+        con.close()
+
+
 def report_db_stale(lake_root: Path | str, db_path: Path | str | None = None) -> str | None:
     """Why the report database no longer fits this lake at this place (moved or copied home, a placeholder
     whose asset has files now, written by an older Orbit), or None when it fits, is absent or is locked."""
     lake_root = _lake(lake_root)
+    if is_remote(lake_root):  # no report database on an object store
+        return None
     db_path = Path(db_path or lake_root / DB_NAME)
     if not db_path.is_file():
         return None
@@ -200,6 +232,8 @@ def refresh_report_db(lake_root: Path | str, db_path: Path | str | None = None) 
     """Rebuild the report database when it no longer fits (``report_db_stale``); never creates one.
     Returns a note for the user when it rebuilt or could not, else None."""
     lake_root = _lake(lake_root)
+    if is_remote(lake_root):
+        return None
     db_path = Path(db_path or lake_root / DB_NAME)
     reason = report_db_stale(lake_root, db_path)
     if reason is None:
@@ -213,7 +247,10 @@ def refresh_report_db(lake_root: Path | str, db_path: Path | str | None = None) 
 
 def open_report_db(lake_root: Path | str, db_path: Path | str | None = None) -> duckdb.DuckDBPyConnection:
     """The report database, read-only, rebuilt first when the home was moved or copied. Where it cannot be
-    rebuilt (a read-only home), an in-memory database with the same views (``connect``)."""
+    rebuilt (a read-only home), or for an object-store lake, an in-memory database with the same views
+    (``connect``)."""
+    if is_remote(lake_root):
+        return connect(lake_root)
     db_path = Path(db_path or _lake(lake_root) / DB_NAME)
     refresh_report_db(lake_root, db_path)
     if report_db_stale(lake_root, db_path):

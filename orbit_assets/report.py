@@ -13,7 +13,8 @@ import pyarrow as pa
 from orbit.envs import env_names
 from orbit.io import lake
 from orbit.io.keys import validate_round
-from orbit.query import SUMMARY_SQL, YIELD_TABLE, build_report_db
+from orbit.io.lakefs import is_remote
+from orbit.query import SUMMARY_SQL, YIELD_TABLE, build_report_db, connect
 from orbit.stages.yields import HEADLINE_QUALIFY, headline_row, markdown_table
 from orbit_assets.automation import any_upstream_updated, round_settled_updated
 from orbit_assets.key_checks import refuse_invalid_partition
@@ -35,14 +36,16 @@ import duckdb
 def yield_report(settings: OrbitSettings) -> dg.MaterializeResult:
     db_path = settings.duckdb_path()
     counts = build_report_db(settings.lake_path(), db_path)
-    con = duckdb.connect(str(db_path), read_only=True)
+    # an object-store lake has no orbit.duckdb (build_report_db only counted): the same views in memory
+    remote = is_remote(settings.lake_path())
+    con = connect(settings.lake_path(), views=False) if remote else duckdb.connect(str(db_path), read_only=True)
     try:
         table = con.sql(f"{SUMMARY_SQL} {HEADLINE_QUALIFY} ORDER BY env, round").to_arrow_table()
     finally:
         con.close()
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(db_path)),
+            "path": dg.MetadataValue.path(str(settings.lake_path() if remote else db_path)),
             **{f"rows_{k}": v for k, v in counts.items()},
             YIELD_TABLE: dg.MetadataValue.md(markdown_table(table, table.column_names)),
         }

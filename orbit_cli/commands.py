@@ -15,7 +15,8 @@ import duckdb
 from orbit_cli.main import add_envs_command, add_query_commands, query
 from orbit_cli.main import print_table as _print_table
 from orbit.io import lake
-from orbit.io.home import ensure_home, lake_root
+from orbit.io.home import ensure_home
+from orbit.io.lakefs import lake_path, lake_root
 from orbit.query import FLYWHEEL_HEADLINE_SQL, FLYWHEEL_SQL, SUMMARY_SQL  # noqa: F401
 from orbit.stages.yields import HEADLINE_QUALIFY
 
@@ -115,7 +116,7 @@ def _flywheel_llm(args, envs, config) -> None:
         flags["max_tokens"] = args.max_tokens
     resources["policies"] = PolicyResource(**{**{k: getattr(current, k) for k in PolicyResource.model_fields}, **flags})
     checkpoints = Path(resources["settings"].checkpoints_path())
-    lake_root = Path(resources["settings"].lake_path())
+    lake_root = lake_path(resources["settings"].lake_path())
     train_config = {"ops": {"policy_checkpoint": {"config": {
         "trainer": "llm", "llm_json": json.dumps({k: v for k, v in vars(settings).items()
                                                   if k not in ("envs", "extra")} | {"envs": list(settings.envs)})}}}}

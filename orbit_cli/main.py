@@ -38,7 +38,7 @@ def print_table(columns: list[str], rows: list[tuple], fmt: str = "table", out=N
 
 def query(sql: str, fmt: str = "table", views: bool = True) -> None:
     """Run ``sql`` over the lake (views + ``yields_by_round``) and print the result."""
-    from orbit.io.home import lake_root
+    from orbit.io.lakefs import lake_root
     from orbit.query import connect
 
     con = connect(lake_root(), views=views)
@@ -114,7 +114,7 @@ def cmd_envs(args) -> int:
     """The env table: name, family, description, source, status. An env the lake holds data of that is
     not declared any more is listed as inactive (its data is kept)."""
     from orbit.envs import envs, envs_file, inactive_envs
-    from orbit.io.home import lake_root
+    from orbit.io.lakefs import lake_root
 
     rows = [(spec.name, spec.family, spec.description, spec.source, "active") for spec in envs().values()]
     rows += [(name, "", "not declared any more; its partitions stay in the lake", "", "inactive")
@@ -141,7 +141,7 @@ def run_query_command(args) -> int:
     """Run a parsed query subcommand; a failing query is reported on stderr with exit code 2."""
     import duckdb
 
-    from orbit.io.home import lake_root
+    from orbit.io.lakefs import lake_root
 
     root = lake_root()
     if not root.is_dir():  # a query reads: it never invents a home (nor writes to one, read-only say)

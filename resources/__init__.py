@@ -7,7 +7,8 @@ from resources.lake import LakeIOManager
 from resources.policies import PolicyResource
 from resources.settings import UNIFORM_POLICY, OrbitSettings
 
-from orbit.io.home import lake_root, orbit_home
+from orbit.io.home import orbit_home
+from orbit.io.lakefs import is_remote, lake_root
 
 # Settings of the deployment the Dagster UI and daemon load, read from the environment.
 SIZE_ENV = {"round_num_tasks": "ORBIT_ROUND_TASKS", "round_samples_per_task": "ORBIT_ROUND_SAMPLES_PER_TASK",
@@ -60,7 +61,8 @@ def resources_for(lake: str | None = None, workers: int | None = None, home: str
     """Resources of one deployment: the lake, worker count, where request caches live, and the settings
     (keyword arguments of ``OrbitSettings``; unset ones from ``ORBIT_*`` environment variables)."""
     lake = str(lake or lake_root())
-    home = Path(home) if home else (Path(lake).parent if lake else orbit_home())
+    # beside a folder lake its home; an object-store lake has its checkpoints and caches in ORBIT_HOME
+    home = Path(home) if home else (Path(lake).parent if lake and not is_remote(lake) else orbit_home())
     workers = workers or _env_int("ORBIT_WORKERS") or 2
     from_env = {field: _env_int(var) for field, var in SIZE_ENV.items()}
     from_env["default_policy"] = _env_policy("ORBIT_DEFAULT_POLICY") or UNIFORM_POLICY

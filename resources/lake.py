@@ -12,7 +12,7 @@ import dagster as dg
 import pyarrow as pa
 
 from orbit.io import lake
-from orbit.io.home import lake_root
+from orbit.io.lakefs import lake_path, lake_root
 from orbit.io.keys import validate_env, validate_round
 
 
@@ -27,7 +27,9 @@ def _partition_parts(context) -> tuple[str | None, str | None]:
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
-    """Parquet in hive layout under ``root``: ``<asset>/round=<r>/env=<e>/part-0.parquet``."""
+    """Parquet under ``root``: ``<asset>/<round>/<env>/part-0.parquet``. ``root`` is a folder or an object-store
+    prefix (``s3://bucket/prefix``): there a partition is written to a local temporary file and uploaded in one
+    put, and inputs are ``S3Path``s the stages stream through pyarrow (see ``orbit.io.lakefs``)."""
 
     root: str = str(lake_root())
 
@@ -59,7 +61,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
             instance = context.step_context.instance
         except Exception:  # an output context built outside a run (no step): no run to tag
             return
-        stamp_run_tags(instance, context.run_id, round_key, Path(self.root))
+        stamp_run_tags(instance, context.run_id, round_key, lake_path(self.root))
 
     def load_input(self, context: dg.InputContext) -> Path:
         round_key, env = _partition_parts(context)

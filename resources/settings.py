@@ -5,7 +5,8 @@ from typing import List, Optional
 
 import dagster as dg
 
-from orbit.io.home import lake_root, orbit_home
+from orbit.io.home import orbit_home
+from orbit.io.lakefs import lake_path, lake_root
 
 UNIFORM_POLICY = "embedded:uniform"
 
@@ -38,7 +39,8 @@ class OrbitSettings(dg.ConfigurableResource):
     """Policy samples per partition for adaptive best-of-N (unset: 4 per task)."""
 
     def lake_path(self) -> Path:
-        return Path(self.lake)
+        """The lake: a ``Path``, or an ``S3Path`` for an object-store prefix (``s3://bucket/prefix``)."""
+        return lake_path(self.lake)
 
     def duckdb_path(self) -> Path:
         return self.lake_path() / "orbit.duckdb"

@@ -485,7 +485,9 @@ def env_spec(name: str) -> EnvSpec:
 
 def inactive_envs(lake: Path | str) -> list[str]:
     """Envs the lake holds raw samples of that are not declared any more (their data is kept)."""
-    root = Path(lake) / "raw_samples"
+    from orbit.io.lakefs import lake_path
+
+    root = lake_path(lake) / "raw_samples"
     declared = set(envs())
     found: set[str] = set()
     try:

@@ -78,14 +78,13 @@ def run_flywheel(env: str, *, rounds: int = 5, epsilon: float = 0.0, tasks: int 
 
 
 def compare_llm_runs(clean_lake, noisy_lake, noise: float | None = None) -> list[dict]:
-    from pathlib import Path
-
     from orbit.flywheel import heldout
+    from orbit.io.lakefs import lake_path
     from orbit.flywheel.report import fits, heldout_fits, per_round
 
     out = []
     for label, lake_root in (("clean", clean_lake), (f"noisy{'' if noise is None else f' eps={noise:g}'}", noisy_lake)):
-        lake_root = Path(lake_root)
+        lake_root = lake_path(lake_root)
         fit_rows = {r["env"]: r for r in fits(per_round(lake_root), 0.5).to_pylist()}
         rounds = sorted(p.stem for p in (lake_root / "reports" / "heldout").glob("r[0-9][0-9][0-9][0-9].json"))
         held = {r["env"]: r for r in heldout_fits(heldout.table(lake_root, rounds))}

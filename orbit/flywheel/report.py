@@ -249,9 +249,9 @@ def constant_g_test(rounds: Sequence[int], passes: Sequence[int], attempts: Sequ
 def per_round(lake_root: Path | str) -> pa.Table:
     """Per env and round: the flywheel's p with its interval and that round's g with its interval."""
     files = lake.asset_glob(lake_root, "yield_metrics", 2)
-    if not list(Path(lake_root, "yield_metrics").glob("*/*/*.parquet")):
+    if not lake.glob_files(files):
         return pa.table({c: pa.array([], pa.string()) for c in ROUND_COLUMNS})
-    con = duckdb.connect()
+    con = lake.duckdb_lake(duckdb.connect(), files)
     try:
         table = con.sql(PER_ROUND_SQL.format(glob=lake.sql_literal(files))).to_arrow_table()
     finally:

@@ -70,7 +70,7 @@ class RoundEntry:
 
 class RoundRegistry:
     def __init__(self, lake_root: Path | str):
-        self.lake_root = Path(lake_root)
+        self.lake_root = lake.lake_path(lake_root)  # a folder or an object-store prefix
         self.path = lake.partition_file(self.lake_root, ROUNDS_ASSET)
 
     @contextmanager

@@ -253,7 +253,13 @@ def orbit_home() -> Path:
 
 
 def lake_root() -> Path:
-    return Path(os.environ.get("ORBIT_LAKE", str(orbit_home() / "lake"))).resolve()
+    """``ORBIT_LAKE`` (a folder, or an ``s3://`` prefix as an ``S3Path``), else ``ORBIT_HOME/lake``."""
+    from orbit.io.lakefs import is_remote, lake_path
+
+    configured = os.environ.get("ORBIT_LAKE", "").strip()
+    if is_remote(configured):
+        return lake_path(configured)
+    return Path(configured or str(orbit_home() / "lake")).resolve()
 
 
 def dagster_home() -> Path:
@@ -301,7 +307,11 @@ def ensure_home() -> Path:
     with init_lock():
         dhome.mkdir(parents=True, exist_ok=True)
         _write_if_changed(dhome / "dagster.yaml", dagster_yaml())
-        lake_root().mkdir(parents=True, exist_ok=True)
+        from orbit.io.lakefs import is_remote
+
+        lake = lake_root()
+        if not is_remote(lake):  # an object store has no folder to create
+            lake.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(dhome)
     os.environ.setdefault("ORBIT_HOME", str(home))
     return home

@@ -336,9 +336,12 @@ def import_stream(fh: BinaryIO, env: str, round_key: str, origin: str,
 
 def import_jsonl(path: Path | str, env: str, round_key: str,
                  counts: ImportCounts | None = None) -> Iterator[pa.RecordBatch]:
-    """One record per non-blank line of a JSONL file, in order; ``counts`` tallies lines, records and blanks."""
-    path = Path(path)
+    """One record per non-blank line of a JSONL file, in order; ``counts`` tallies lines, records and blanks.
+    ``path`` may be an object (``s3://bucket/key``, read through the lake's file system, streamed)."""
+    from orbit.io.lakefs import lake_path
+
+    path = lake_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"import file {path} does not exist")
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         yield from import_stream(fh, env, round_key, path.name, counts)

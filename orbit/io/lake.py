@@ -19,6 +19,12 @@ are streamed row group by row group.
 
 Paths stored inside the lake (checkpoint URIs, DuckDB views) are relative, so a moved or copied
 ``ORBIT_HOME`` keeps working: ``home_relative`` and ``from_home`` convert.
+
+The lake may be an object-store prefix (``s3://bucket/prefix``, see ``orbit.io.lakefs``): the same layout,
+every path an ``S3Path``. An object store has no rename, so a partition is written to a local temporary file
+and uploaded in one put once it is whole (nothing is uploaded on a failure; readers see the old object or
+the whole new one); reads stream it through pyarrow on a file handle, as bounded as a local file's.
+DuckDB reads it through the registered s3fs file system (``duckdb_lake``), never through an extension.
 """
 
 import os
@@ -32,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orbit.io.keys import validate_env, validate_round
+from orbit.io.lakefs import S3Path, is_remote, lake_path, s3
 
 PART_NAME = "part-0.parquet"
 ASSET_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -42,13 +49,14 @@ COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 32_768
 ROW_GROUP_BYTES = 64 * 2**20  # a row group of wide rows closes at this much Arrow data (bounded memory)
 BATCH_ROWS = 8192  # rows per batch a stage reads (``iter_batches``) and hands on
+REMOTE_BLOCK_BYTES = 8 * 2**20  # bytes an object-store read fetches at least (one ranged GET)
 
 
 def partition_dir(lake: Path | str, asset: str, round_key: str | None = None, env: str | None = None) -> Path:
     """Directory of one partition; keys are validated before the path is built."""
     if not ASSET_RE.match(asset):
         raise ValueError(f"invalid asset name {asset!r}")
-    path = Path(lake) / asset
+    path = lake_path(lake) / asset
     if round_key is not None:
         path = path / validate_round(round_key)
     if env is not None:
@@ -63,9 +71,30 @@ def partition_file(lake: Path | str, asset: str, round_key: str | None = None, e
 
 def asset_glob(lake: Path | str, asset: str, depth: int = 2, suffix: str = "parquet") -> str:
     """Glob over every partition file of an asset (``depth`` = number of hive levels)."""
-    return str(Path(lake) / asset / Path(*(["*"] * depth)) / f"*.{suffix}") if depth else str(
-        Path(lake) / asset / f"*.{suffix}"
+    return str(lake_path(lake) / asset / Path(*(["*"] * depth)) / f"*.{suffix}") if depth else str(
+        lake_path(lake) / asset / f"*.{suffix}"
     )
+
+
+def glob_files(pattern: "Path | str") -> list[str]:
+    """The files matching a glob (``asset_glob``), local or on the object store, sorted."""
+    if is_remote(pattern):
+        return [str(S3Path(f"s3://{key}")) for key in sorted(s3().glob(lake_path(pattern).key))]
+    import glob
+
+    return sorted(glob.glob(str(pattern)))
+
+
+def duckdb_lake(con, *paths):
+    """Let a DuckDB connection read the object-store paths among ``paths`` (an s3:// lake): the lake's s3fs file
+    system is registered with it and extensions are never installed or loaded (no httpfs download at run time).
+    A local path changes nothing. Returns ``con``."""
+    if any(is_remote(p) for p in paths):
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
+        if "s3" not in con.list_filesystems():
+            con.register_filesystem(s3())
+    return con
 
 
 def asset_relative_glob(asset: str, depth: int = 2, suffix: str = "parquet") -> str:
@@ -82,7 +111,7 @@ def report_file(lake: Path | str, name: str) -> Path:
     """Where a non-Parquet product of the lake (a chart, ...) lives: outside every asset folder."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
         raise ValueError(f"invalid report file name {name!r}")
-    return Path(lake) / REPORTS_DIR / name
+    return lake_path(lake) / REPORTS_DIR / name
 
 
 def home_relative(path: Path | str, home: Path | str | None = None) -> str:
@@ -131,6 +160,8 @@ def sweep_stale_tmp(root: Path | str, alive=None) -> list[Path]:
     if alive is None:
         from orbit.io.home import process_alive as alive
     removed = []
+    if is_remote(root):  # an object store holds no temporary files: they live in the local temp dir
+        return removed
     root = Path(root)
     if not root.is_dir():
         return removed
@@ -152,7 +183,15 @@ def sweep_stale_tmp(root: Path | str, alive=None) -> list[Path]:
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """A hidden temporary path to write ``path`` through: fsync'd and renamed into place on success,
-    removed on any failure, so readers see the old file or the whole new one."""
+    removed on any failure, so readers see the old file or the whole new one.
+
+    On an object store (no rename) the temporary file is local and is uploaded to ``path`` in one put
+    once the body has finished (s3's multipart upload of a large file also becomes visible only whole);
+    on a failure nothing is uploaded."""
+    if is_remote(path):
+        with _remote_atomic(lake_path(path)) as tmp:
+            yield tmp
+        return
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(final)
@@ -164,6 +203,20 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _remote_atomic(final: S3Path) -> Iterator[Path]:
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        s3().put_file(str(tmp), final.key)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_table(table: pa.Table, path: Path | str) -> Path:
@@ -200,7 +253,7 @@ def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Pa
             writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)
         elif not wrote:
             writer.write_table(schema.empty_table())
-    return Path(path)
+    return lake_path(path)
 
 
 def write_text(text: str, path: Path | str) -> Path:
@@ -212,20 +265,52 @@ def write_bytes(data: bytes, path: Path | str) -> Path:
     """Write a file atomically: temporary name, fsync, rename."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    return Path(path)
+    return lake_path(path)
+
+
+def open_input(path: Path | str):
+    """A binary file handle to read ``path`` (a local file or an object, read in ranged requests)."""
+    if is_remote(path):  # read ahead 8 MiB at a time (s3fs' default, 50 MiB, would hold that much per open file)
+        return s3().open(lake_path(path).key, "rb", block_size=REMOTE_BLOCK_BYTES, cache_type="readahead")
+    return open(path, "rb")
+
+
+def parquet_file(path: Path | str, **kwargs) -> pq.ParquetFile:
+    """``pq.ParquetFile`` of a lake file, local or on the object store (a file handle there: row groups
+    and columns are fetched as read, so memory stays bounded as for a local file)."""
+    if is_remote(path):
+        return pq.ParquetFile(open_input(path), **kwargs)
+    return pq.ParquetFile(path, **kwargs)
+
+
+def read_schema(path: Path | str) -> pa.Schema:
+    if is_remote(path):
+        with open_input(path) as fh:
+            return pq.read_schema(fh)
+    return pq.read_schema(path)
 
 
 def read_table(path: Path | str, columns: list[str] | None = None) -> pa.Table:
+    if is_remote(path):
+        with open_input(path) as fh:
+            return pq.read_table(fh, columns=columns)
     return pq.read_table(path, columns=columns)
 
 
 def iter_batches(path: Path | str, batch_size: int = BATCH_ROWS, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Stream a partition file batch by batch (bounded memory)."""
+    if is_remote(path):
+        with open_input(path) as fh:
+            yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns)
+        return
     pf = pq.ParquetFile(path)
     yield from pf.iter_batches(batch_size=batch_size, columns=columns)
 
 
 def row_count(path: Path | str) -> int:
+    if is_remote(path):
+        with open_input(path) as fh:
+            return pq.ParquetFile(fh).metadata.num_rows
     return pq.ParquetFile(path).metadata.num_rows
 
 

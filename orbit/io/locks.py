@@ -20,8 +20,11 @@ class LockPathError(OSError):
 
 def open_lock(path: Path | str, mode: int = 0o644) -> int:
     """A file descriptor of the lock file at ``path`` (created when missing), read-write, never followed
-    through a symlink; ``LockPathError`` names what stands there instead."""
-    path = Path(path)
+    through a symlink; ``LockPathError`` names what stands there instead. A lock guarding an object-store
+    path (an s3:// lake) is a local file (``lakefs.local_lock_path``): it serialises this host's writers only."""
+    from orbit.io.lakefs import local_lock_path
+
+    path = local_lock_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)

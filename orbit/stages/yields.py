@@ -110,7 +110,9 @@ def _ratio(a: float, b: float) -> float | None:
 def partition_yields(verified_path: Path | str, filtered_path: Path | str, round_key: str, env: str,
                      previous_odds: dict[str, float | None] | None = None) -> pa.Table:
     """Yield rows (source 'all' first, then each source) for one round x env partition."""
-    con = duckdb.connect(config={"threads": 2})
+    from orbit.io.lake import duckdb_lake
+
+    con = duckdb_lake(duckdb.connect(config={"threads": 2}), verified_path, filtered_path)
     try:
         con.execute(
             "CREATE TEMP TABLE per_task AS "
@@ -184,9 +186,9 @@ def _dropped(con: duckdb.DuckDBPyConnection, filtered_path: Path | str) -> dict[
     """Per source (and 'all'): the rows the filtered file's kept rows absorbed as exact and near duplicates
     (the sums of its ``dropped_exact`` / ``dropped_near`` columns). Empty for a file written before the
     dedup stage (the yields then hold nulls)."""
-    import pyarrow.parquet as pq
+    from orbit.io.lake import read_schema
 
-    if not {"dropped_exact", "dropped_near"} <= set(pq.read_schema(filtered_path).names):
+    if not {"dropped_exact", "dropped_near"} <= set(read_schema(filtered_path).names):
         return {}
     rows = con.execute(
         "SELECT source, coalesce(sum(dropped_exact), 0)::BIGINT, coalesce(sum(dropped_near), 0)::BIGINT "
@@ -234,16 +236,28 @@ INDEX_SCHEMA = pa.schema(list(YIELD_SCHEMA) + [pa.field(n, t) for n, t in _STAT_
 
 
 def index_file(lake_root: Path | str) -> Path:
-    return Path(lake_root) / INDEX_ASSET / "part-0.parquet"
+    from orbit.io.lakefs import lake_path
+
+    return lake_path(lake_root) / INDEX_ASSET / "part-0.parquet"
 
 
 def yield_files(lake_root: Path | str) -> dict[str, tuple[int, int, int]]:
     """Every ``yield_metrics`` partition file (``<asset>/*/*/*.parquet``, as the views glob it), keyed by
-    its path relative to the asset directory, with its (size, mtime_ns, inode)."""
+    its path relative to the asset directory, with its (size, mtime_ns, inode); on an object store
+    (size, LastModified, a hash of the ETag): one listing of the asset's prefix."""
     import os
 
-    base = Path(lake_root) / YIELDS_ASSET
+    from orbit.io.lakefs import is_remote, lake_path, s3, stat_of
+
+    base = lake_path(lake_root) / YIELDS_ASSET
     found: dict[str, tuple[int, int, int]] = {}
+    if is_remote(base):
+        for key, info in s3().find(base.key, detail=True).items():
+            rel = key[len(base.key):].strip("/").split("/")
+            if len(rel) == 3 and rel[2].endswith(".parquet") and not any(p.startswith(".") for p in rel):
+                st = stat_of(info)
+                found["/".join(rel)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        return found
     try:
         level1 = list(os.scandir(base))
     except (FileNotFoundError, NotADirectoryError):
@@ -273,10 +287,10 @@ def yield_files(lake_root: Path | str) -> dict[str, tuple[int, int, int]]:
 
 
 def _read_index(path: Path) -> pa.Table | None:
-    import pyarrow.parquet as pq
+    from orbit.io.lake import parquet_file
 
     try:
-        table = pq.ParquetFile(path).read()
+        table = parquet_file(path).read()
     except (FileNotFoundError, OSError, pa.ArrowInvalid):
         return None
     return table if table.schema.equals(INDEX_SCHEMA) else None
@@ -303,20 +317,28 @@ def _refreshed(lake_root: Path, index: pa.Table | None) -> tuple[pa.Table, bool]
         return (index if index is not None else INDEX_SCHEMA.empty_table()), False
     fresh = {f: st for f, st in on_disk.items() if known.get(f) != st}
     keep = {f for f in on_disk if f not in fresh}
-    base = Path(lake_root) / YIELDS_ASSET
+    base = lake.lake_path(lake_root) / YIELDS_ASSET
     con = duckdb.connect(config={"threads": 2})
+    fetched = None
     try:
         con.register("_index", index if index is not None else INDEX_SCHEMA.empty_table())
         con.register("_keep", pa.table({"file": pa.array(sorted(keep), pa.string())}))
         parts = ["SELECT * FROM _index WHERE file IN (SELECT file FROM _keep)"]
         if fresh:
             names = sorted(fresh)
+            where = {f: base / f for f in names}
+            if lake.is_remote(base):  # small objects: fetched whole and at once, then read as local files are
+                import tempfile
+
+                fetched = tempfile.TemporaryDirectory(prefix="orbit-yields-")
+                where = {f: Path(fetched.name) / f"{i}.parquet" for i, f in enumerate(names)}
+                lake.s3().get([(base / f).key for f in names], [str(where[f]) for f in names])
             con.register("_stats", pa.table({
-                "path": [str(base / f) for f in names], "file": names,
+                "path": [str(where[f]) for f in names], "file": names,
                 "file_size": [fresh[f][0] for f in names], "file_mtime_ns": [fresh[f][1] for f in names],
                 "file_ino": [fresh[f][2] for f in names],
             }))
-            paths = "[" + ", ".join(lake.sql_literal(base / f) for f in names) + "]"
+            paths = "[" + ", ".join(lake.sql_literal(where[f]) for f in names) + "]"
             cols = ", ".join(f"y.{c}" for c in YIELD_SCHEMA.names)
             parts.append(
                 f"SELECT {cols}, s.file, s.file_size, s.file_mtime_ns, s.file_ino "
@@ -326,6 +348,8 @@ def _refreshed(lake_root: Path, index: pa.Table | None) -> tuple[pa.Table, bool]
         table = con.sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY {INDEX_ORDER}, file").to_arrow_table()
     finally:
         con.close()
+        if fetched is not None:
+            fetched.cleanup()
     return table.cast(INDEX_SCHEMA), True
 
 
@@ -339,7 +363,7 @@ def refresh_yields_index(lake_root: Path | str, write: bool = True) -> pa.Table:
     from orbit.io import lake
     from orbit.io.locks import locked
 
-    lake_root = Path(lake_root)
+    lake_root = lake.lake_path(lake_root)
     path = index_file(lake_root)
     table, changed = _refreshed(lake_root, _read_index(path))
     if not changed or not write:

@@ -176,14 +176,12 @@ def _chat(messages: Any) -> list[dict] | None:
 
 def read_verified(lake_root: Path | str, round_: str) -> list[dict]:
     """Every verified row of rounds <= ``round_`` (env, round, task_id, source, passed, messages)."""
-    import glob
-
     import duckdb
 
     files = lake.asset_glob(lake_root, "verified_samples", 2)
-    if not glob.glob(files):
+    if not lake.glob_files(files):
         return []
-    con = duckdb.connect(config={"threads": 1})
+    con = lake.duckdb_lake(duckdb.connect(config={"threads": 1}), files)
     try:
         return con.sql(f"SELECT env, round, task_id, source, passed, messages FROM read_parquet("
                        f"{lake.sql_literal(files)}, hive_partitioning = false) WHERE round <= "
