@@ -5,6 +5,7 @@
     .venv/bin/python bench/run_all.py --only filter selfplay
     .venv/bin/python bench/run_all.py --quick --json bench.json   # also every figure as JSON
     .venv/bin/python bench/run_all.py --only ray   # a round: local pool vs Ray on one node (scale group)
+    .venv/bin/python bench/run_all.py --only s3    # the lake on s3:// (moto) vs a folder (scale group)
 
 Benches run one after the other (never in parallel: they measure throughput
 and memory on a small machine). ``--quick`` is passed to every bench whose
@@ -31,7 +32,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 # known benches first, in this order; any other bench_*.py found afterwards, by name
-ORDER = ["filter", "selfplay", "verify", "yields_query", "partition", "dedup"]
+ORDER = ["filter", "selfplay", "verify", "yields_query", "partition", "dedup", "round_memory"]
 
 
 def discover() -> list[Path]:

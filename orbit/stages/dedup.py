@@ -467,7 +467,7 @@ class PartitionDedup:
     ``MEMORY_BYTES``, beyond that spilled to an Arrow IPC file); ``kept()`` then yields the kept rows
     in the order added, each with the counts of the rows it absorbed."""
 
-    MEMORY_BYTES = 256 * 2**20
+    MEMORY_BYTES = 64 * 2**20
 
     def __init__(self, schema: pa.Schema, params: DedupParams = PARAMS):
         self.params = params

@@ -26,14 +26,15 @@ Every row also has ``env``, ``task_id`` and ``num_tokens``. Nothing is dropped s
 that cannot be exported, or that is longer than ``max_tokens``, is counted with its reason.
 """
 
-import glob
 import hashlib
 import json
 import math
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import duckdb
 import numpy as np
@@ -315,17 +316,63 @@ class ExportOptions:
     license: str = "other"
 
 
+class SpooledRows:
+    """Both flavours' rows per split as their JSONL lines (``_jsonl_line``), spooled to local temporary
+    files as they are made, so an export of any size holds one row at a time in memory. ``lines`` is a
+    split's bytes, written as they are; ``rows()`` reads the rows back as dicts (tests, small exports)."""
+
+    def __init__(self):
+        self.files = {(flavour, split): tempfile.TemporaryFile(prefix="orbit-export-")
+                      for flavour in FLAVOURS for split in SPLITS}
+        self.counts = {key: 0 for key in self.files}
+
+    def add(self, flavour: str, split: str, line: bytes) -> None:
+        self.files[(flavour, split)].write(line)
+        self.counts[(flavour, split)] += 1
+
+    def count(self, flavour: str, split: str) -> int:
+        return self.counts[(flavour, split)]
+
+    def copy_to(self, flavour: str, split: str, out) -> None:
+        """Write a split's lines to the binary file ``out``."""
+        fh = self.files[(flavour, split)]
+        fh.flush()
+        fh.seek(0)
+        shutil.copyfileobj(fh, out, 2**20)
+        fh.seek(0, 2)
+
+    def rows(self) -> dict:
+        """flavour -> split -> list of rows (dicts), read back from the lines."""
+        out: dict = {}
+        for (flavour, split), fh in self.files.items():
+            fh.flush()
+            fh.seek(0)
+            out.setdefault(flavour, {})[split] = [json.loads(line) for line in fh]
+            fh.seek(0, 2)
+        return out
+
+
 @dataclass
 class Export:
-    """One export as written: both flavours' rows per split, and the counts."""
+    """One export as written: both flavours' rows per split (spooled as JSONL lines), and the counts."""
     kind: str
     round: str
     counts: ExportCounts
-    rows: dict  # flavour -> split -> list of rows
+    spool: SpooledRows
     counter: str = "estimate"
+
+    @property
+    def rows(self) -> dict:
+        """flavour -> split -> list of rows (read back from the spool: for small exports and tests)."""
+        return self.spool.rows()
 
     def files(self, folder: Path) -> dict[str, Path]:
         return {f"{flavour}/{split}": folder / flavour / f"{split}.jsonl" for flavour in FLAVOURS for split in SPLITS}
+
+
+def _jsonl_line(example: dict) -> bytes:
+    """One row of an export file: its JSON (keys sorted, UTF-8) and a newline."""
+    return (json.dumps(example, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
 
 def _jsonl(examples: Iterable[dict]) -> str:
@@ -346,10 +393,10 @@ def read_export(folder: Path | str, flavour: str = "trl", splits: Iterable[str] 
     for split in splits:
         if split not in SPLITS:
             raise ValueError(f"unknown export split {split!r} (one of {', '.join(SPLITS)})")
-        path = Path(folder) / flavour / f"{split}.jsonl"
+        path = lake.lake_path(folder) / flavour / f"{split}.jsonl"
         if not path.is_file():
             continue
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with path.open(encoding="utf-8", errors="replace") as f:
             for line in f:
                 if not line.strip():
                     continue
@@ -361,24 +408,73 @@ def read_export(folder: Path | str, flavour: str = "trl", splits: Iterable[str] 
     return rows
 
 
-def _round_query(lake_root: Path, asset: str, round_key: str, *queries: str) -> list[list[dict]] | None:
-    """Run queries over every env's partition of a round (``{src}`` names them); None when there are none."""
+ROUND_BATCH_ROWS = 4096  # source rows made into dicts at a time by the export builders
+
+
+def _round_files(lake_root: Path, asset: str, round_key: str) -> str | None:
+    """The glob of every env's partition of a round of ``asset``; None when there are none."""
     files = str(lake.partition_dir(lake_root, asset, round_key) / "*" / lake.PART_NAME)
-    if not glob.glob(files):
-        return None
-    con = duckdb.connect()
+    return files if lake.glob_files(files) else None
+
+
+# The filter's RANKING as one comparable key (verified scores are never null; a null list of messages
+# sorts last, as ORDER BY puts NULLs)
+RANKING_KEY = "(-score, coalesce(len(messages), 9223372036854775807), record_id)"
+
+
+def _best_per_task(where: str, key: str) -> str:
+    """SELECT over ``{src}`` of the ``__file``, ``file_row_number``, env and task_id of each (env, task_id)'s
+    row with the least ``key`` among the rows ``where`` holds for: a grouped aggregate (DuckDB spills it
+    beyond its memory cap), the same rows as ``QUALIFY row_number() OVER (PARTITION BY env, task_id ORDER BY
+    key) = 1``, which holds every row's columns in memory at once."""
+    return ("SELECT w.f AS __file, w.rn AS file_row_number, env, task_id FROM (SELECT env, task_id, "
+            f"arg_min(struct_pack(f := __file, rn := file_row_number), {key}) AS w FROM {{src}} WHERE {where} "
+            "GROUP BY env, task_id)")
+
+
+def _round_rows(files: str, winners: str, order: str = "env, task_id", extra: tuple[str, ...] = ()) -> Iterator[dict]:
+    """The source rows of a round (``files``) that ``winners`` picks, as dicts, ``ROUND_BATCH_ROWS`` at a time.
+
+    ``winners`` is a SELECT over ``{src}`` (the files, with ``__file`` and ``file_row_number``) of the rows'
+    ``__file``, ``file_row_number``, the ``order`` columns and the ``extra`` ones. The picking reads narrow
+    columns only and numbers the winners in ``order``; the whole rows are then read once (in file order),
+    joined by file row, and put in order through the filter's spill buckets (``_Buckets``: one bucket of
+    rows in memory at a time), so memory stays flat in the round's size. Every column of the files comes
+    out, as ``SELECT *`` gives them, then the ``extra`` ones."""
+    from orbit.stages.filter import _Buckets, _database
+
+    con = lake.duckdb_lake(_database(2), files)
+    reader = None
     try:
-        src = f"read_parquet({lake.sql_literal(files)}, hive_partitioning = false)"
-        return [con.sql(q.format(src=src)).to_arrow_table().to_pylist() for q in queries]
+        src = (f"read_parquet({lake.sql_literal(files)}, hive_partitioning = false, filename = '__file', "
+               "file_row_number = true)")
+        con.execute("CREATE OR REPLACE TEMP TABLE __export_winners AS SELECT *, "
+                    f"row_number() OVER (ORDER BY {order}) - 1 AS __pos FROM ({winners.format(src=src)})")
+        total = con.sql("SELECT count(*) FROM __export_winners").fetchall()[0][0]
+        more = "".join(f", w.{c}" for c in extra)
+        reader = con.sql(f"SELECT t.* EXCLUDE (__file, file_row_number){more}, w.__pos FROM {src} t "
+                         "JOIN __export_winners w ON t.__file = w.__file AND t.file_row_number = w.file_row_number"
+                         ).to_arrow_reader(ROUND_BATCH_ROWS)
+        buckets = _Buckets(total, reader.schema, ROUND_BATCH_ROWS)
+        for batch in reader:
+            buckets.add(batch)
+        reader.close()
+        for table in buckets.ordered():
+            yield from table.to_pylist()
     finally:
-        con.close()
+        try:
+            if reader is not None:
+                reader.close()
+            con.execute("DROP TABLE IF EXISTS __export_winners")
+        finally:
+            con.close()
 
 
 def _build(kind: str, round_key: str, items: Iterable[tuple], makers: dict, length_of, options: ExportOptions,
            counts: ExportCounts) -> Export:
     """Turn source rows into both flavours' rows, counting every skip; ``items`` are (key record, *args)."""
     counter = TokenCounter(options.tokenizer)
-    rows = {flavour: {split: [] for split in SPLITS} for flavour in FLAVOURS}
+    spool = SpooledRows()
     for item in items:
         record = item[0]
         counts.rows_in += 1
@@ -407,19 +503,19 @@ def _build(kind: str, round_key: str, items: Iterable[tuple], makers: dict, leng
                 counts.dropped[column] += int(record.get(column) or 0)
         split = _split_for(record["env"], record["task_id"], options.validation_fraction)
         for flavour, example in made.items():
-            rows[flavour][split].append({**example, "env": record["env"], "task_id": record["task_id"],
-                                         "num_tokens": n})
-    counts.exported = sum(len(v) for v in rows[FLAVOURS[0]].values())
-    counts.splits = {split: len(rows[FLAVOURS[0]][split]) for split in SPLITS}
-    return Export(kind, round_key, counts, rows, counter.name)
+            spool.add(flavour, split, _jsonl_line({**example, "env": record["env"], "task_id": record["task_id"],
+                                                   "num_tokens": n}))
+    counts.exported = sum(spool.count(FLAVOURS[0], split) for split in SPLITS)
+    counts.splits = {split: spool.count(FLAVOURS[0], split) for split in SPLITS}
+    return Export(kind, round_key, counts, spool, counter.name)
 
 
 def build_sft(lake_root: Path, round_key: str, options: ExportOptions | None = None) -> Export:
     """Every filtered row of the round (all envs), whole episodes."""
     options = options or ExportOptions()
-    result = _round_query(lake_root, "filtered_dataset", round_key, "SELECT * FROM {src} ORDER BY env, task_id")
-    return _build("sft", round_key, ((r,) for r in (result[0] if result else [])),
-                  {"swift": sft_example, "trl": sft_example},
+    files = _round_files(lake_root, "filtered_dataset", round_key)
+    rows = _round_rows(files, "SELECT __file, file_row_number, env, task_id FROM {src}") if files else ()
+    return _build("sft", round_key, ((r,) for r in rows), {"swift": sft_example, "trl": sft_example},
                   lambda c, made: c.count(made["swift"]["messages"], made["swift"].get("tools")),
                   options, ExportCounts())
 
@@ -428,41 +524,57 @@ def build_dpo(lake_root: Path, round_key: str, options: ExportOptions | None = N
     """One pair per task that has both a passed and a failed sample: best pass vs best-ranked failure."""
     options = options or ExportOptions()
     counts = ExportCounts()
-    best = "SELECT * FROM {src} WHERE %s QUALIFY row_number() OVER (PARTITION BY env, task_id ORDER BY %s) = 1"
-    result = _round_query(
-        lake_root, "verified_samples", round_key,
-        best % ("passed", RANKING) + " ORDER BY env, task_id",
-        best % ("NOT passed", RANKING),
-        "SELECT env, task_id FROM {src} GROUP BY ALL HAVING NOT bool_or(passed)",
-    )
-    pairs = []
-    if result:
-        chosen, failed, unsolved = result
-        counts.rows_in = len(unsolved)
-        counts.skip("dpo.no_chosen", len(unsolved))
-        rejected = {(r["env"], r["task_id"]): r for r in failed}
-        for row in chosen:
-            other = rejected.get((row["env"], row["task_id"]))
-            if other is None:
-                counts.rows_in += 1
-                counts.skip("dpo.no_rejected")
+    files = _round_files(lake_root, "verified_samples", round_key)
+
+    def pairs():
+        if files is None:
+            return
+        from orbit.stages.filter import _database
+
+        con = lake.duckdb_lake(_database(2), files)
+        try:
+            src = f"read_parquet({lake.sql_literal(files)}, hive_partitioning = false)"
+            unsolved = con.sql(f"SELECT count(*) FROM (SELECT env, task_id FROM {src} GROUP BY ALL "
+                               "HAVING NOT bool_or(passed))").fetchall()[0][0]
+        finally:
+            con.close()
+        counts.rows_in = unsolved
+        counts.skip("dpo.no_chosen", unsolved)
+        # each task's best pass (its number __task in (env, task_id) order) and, for the tasks with one, the
+        # best-ranked failure, picked on narrow columns, then read in one stream: pass, then failure, by task
+        best = _best_per_task("%s", RANKING_KEY)
+        winners = (f"WITH c AS (SELECT *, row_number() OVER (ORDER BY env, task_id) AS __task FROM ({best % 'passed'})) "
+                   "SELECT __file, file_row_number, __task, 0 AS __side FROM c UNION ALL "
+                   f"SELECT f.__file, f.file_row_number, c.__task, 1 AS __side FROM ({best % 'NOT passed'}) f "
+                   "JOIN c ON f.env = c.env AND f.task_id = c.task_id")
+        chosen = None
+        for row in _round_rows(files, winners, "__task, __side", ("__task", "__side")):
+            del row["__task"]
+            if row.pop("__side") == 0:
+                if chosen is not None:
+                    counts.rows_in += 1
+                    counts.skip("dpo.no_rejected")
+                chosen = row
             else:
-                pairs.append((row, other))
+                yield chosen, row
+                chosen = None
+        if chosen is not None:
+            counts.rows_in += 1
+            counts.skip("dpo.no_rejected")
 
     def length(c: TokenCounter, made: dict) -> int:
         trl = made["trl"]
         return max(c.count(trl["prompt"] + trl[side], trl.get("tools")) for side in ("chosen", "rejected"))
 
-    return _build("dpo", round_key, pairs, {"swift": dpo_example, "trl": trl_dpo_example}, length, options, counts)
+    return _build("dpo", round_key, pairs(), {"swift": dpo_example, "trl": trl_dpo_example}, length, options, counts)
 
 
 def build_grpo(lake_root: Path, round_key: str, options: ExportOptions | None = None) -> Export:
     """One prompt per task of the round, solved or not, with what the reward function needs."""
     options = options or ExportOptions()
-    result = _round_query(lake_root, "verified_samples", round_key,
-                          "SELECT * FROM {src} QUALIFY row_number() OVER (PARTITION BY env, task_id "
-                          "ORDER BY record_id) = 1 ORDER BY env, task_id")
-    return _build("grpo", round_key, ((r,) for r in (result[0] if result else [])),
+    files = _round_files(lake_root, "verified_samples", round_key)
+    rows = _round_rows(files, _best_per_task("true", "record_id")) if files else ()
+    return _build("grpo", round_key, ((r,) for r in rows),
                   {"swift": grpo_example, "trl": trl_grpo_example},
                   lambda c, made: c.count(made["trl"]["prompt"], made["trl"].get("tools")),
                   options, ExportCounts())
@@ -471,14 +583,21 @@ def build_grpo(lake_root: Path, round_key: str, options: ExportOptions | None = 
 BUILDERS = {"sft": build_sft, "dpo": build_dpo, "grpo": build_grpo}
 
 
+def _write_spooled(export: Export, flavour: str, split: str, path: Path) -> Path:
+    """Write one split's spooled lines to ``path`` atomically (the bytes ``write_jsonl`` writes of its rows)."""
+    with lake.atomic_path(path) as tmp, open(tmp, "wb") as out:
+        export.spool.copy_to(flavour, split, out)
+    return lake.lake_path(path)
+
+
 def write_export(export: Export, folder: Path | str, options: ExportOptions | None = None) -> dict[str, Path]:
     """Write the Hub-ready folder: ``README.md`` (dataset card) and ``<flavour>/<split>.jsonl``."""
     options = options or ExportOptions()
-    folder = Path(folder)
+    folder = lake.lake_path(folder)
     files = export.files(folder)
     for key, path in files.items():
         flavour, split = key.split("/")
-        write_jsonl(export.rows[flavour][split], path)
+        _write_spooled(export, flavour, split, path)
     features = {flavour: file_schema([files[f"{flavour}/{split}"] for split in SPLITS]) for flavour in FLAVOURS}
     lake.write_text(dataset_card(export, options, features), folder / "README.md")
     return files
@@ -496,8 +615,23 @@ def file_schema(paths: Iterable[Path]) -> pa.Schema | None:
     without tool use lacks ``tools``), so the card can declare one set of features for all splits."""
     import pyarrow.json as pajson
 
-    schemas = [pajson.read_json(p).schema for p in paths if Path(p).stat().st_size]
+    def read(p) -> Iterator[pa.Schema]:
+        # block by block (whole lines, SCHEMA_BLOCK_BYTES or more each), so a large file is never held whole;
+        # a file of one block is read as one
+        with lake.open_input(p) as fh:
+            while True:
+                block = fh.read(SCHEMA_BLOCK_BYTES)
+                if not block:
+                    return
+                if not block.endswith(b"\n"):
+                    block += fh.readline()
+                yield pajson.read_json(pa.BufferReader(block)).schema
+
+    schemas = [schema for p in paths if lake.lake_path(p).stat().st_size for schema in read(p)]
     return pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
+
+
+SCHEMA_BLOCK_BYTES = 32 * 2**20  # JSONL bytes file_schema reads at a time
 
 
 _DTYPES = {pa.string(): "string", pa.large_string(): "string", pa.int64(): "int64", pa.int32(): "int32",
@@ -528,7 +662,7 @@ def export_round(kind: str, lake_root: Path | str, round_key: str, folder: Path 
 # Kept for callers of the single-file API: the ms-swift train split of one export kind.
 def _single(kind: str, lake_root: Path, round_key: str, out: Path) -> ExportCounts:
     export = BUILDERS[kind](Path(lake_root), round_key, ExportOptions(validation_fraction=0.0))
-    write_jsonl(export.rows["swift"]["train"], out)
+    _write_spooled(export, "swift", "train", out)
     return export.counts
 
 
@@ -673,11 +807,11 @@ def cumulative_training_set(lake_root: Path, round_key: str, params: DedupParams
     summary: dict[str, Any] = {}
 
     def batches():
-        if not glob.glob(files):
+        if not lake.glob_files(files):
             return
         from orbit.stages.filter import _database
 
-        con = _database(threads)
+        con = lake.duckdb_lake(_database(threads), files)
         try:
             src = (f"read_parquet({lake.sql_literal(files)}, hive_partitioning = false, union_by_name = true, "
                    "filename = '__file', file_row_number = true)")

@@ -67,7 +67,7 @@ def best_per_task_sql(source: str) -> str:
 NARROW = ["env", "task_id", "score", "passed", "record_id"]
 RANK_BATCH_ROWS = 65_536  # narrow rows per batch streamed into the ranking
 RANK_MEMORY = "384MB"  # DuckDB's cap while ranking; beyond it the aggregation spills to disk
-MEMORY_ROWS = 262_144  # winners held in memory up to this many; beyond, they go through spill buckets
+MEMORY_ROWS = 65_536  # winners held in memory up to this many (one bucket); beyond, they go through spill buckets
 BUCKET_ROWS = 65_536  # output positions per spill bucket (one bucket is in memory at a time)
 IN_MEMORY_BYTES = 128 * 2**20  # a file whose row groups hold at most this many uncompressed bytes is read once
 
@@ -102,7 +102,7 @@ def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray,
     passed row with the least RANKING_KEY. DuckDB's memory is capped (it spills to a temporary
     directory beyond RANK_MEMORY), so memory stays flat in the partition size.
     """
-    pf = pq.ParquetFile(path, read_dictionary=["env", "task_id"])  # grouped on, never copied as strings
+    pf = lake.parquet_file(path, read_dictionary=["env", "task_id"])  # grouped on, never copied as strings
     columns = NARROW + [_message_count_column(pf)]
     seen = {"rows": 0, "passed": 0}
     schema = pa.schema([pf.schema_arrow.field(c) for c in NARROW]).append(pa.field("n_msgs", pa.int64()))
@@ -231,7 +231,7 @@ class _Buckets:
 
 def fits_in_memory(path: Path | str) -> bool:
     """Whether the file's row groups hold at most IN_MEMORY_BYTES uncompressed (read once, then)."""
-    meta = pq.ParquetFile(path).metadata
+    meta = lake.parquet_file(path).metadata
     return sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) <= IN_MEMORY_BYTES
 
 
@@ -321,7 +321,7 @@ def read_whole(path: Path | str, threads: int) -> pa.Table:
     they are taken from without being concatenated. Nested columns are read row group by row group,
     in parts that whichever thread is free takes; their leaves that are empty everywhere
     (``_empty_leaves``) are not read but made as nulls."""
-    pf = pq.ParquetFile(path)
+    pf = lake.parquet_file(path)
     schema = pf.schema_arrow
     groups = pf.metadata.num_row_groups
     if pf.metadata.num_rows == 0:
@@ -334,11 +334,11 @@ def read_whole(path: Path | str, threads: int) -> pa.Table:
     parts = min(groups, 2 * threads)
 
     def read_flat() -> pa.Table:
-        return pq.ParquetFile(path, metadata=pf.metadata, read_dictionary=[d for d in dictionary if d in flat]).read(
+        return lake.parquet_file(path, metadata=pf.metadata, read_dictionary=[d for d in dictionary if d in flat]).read(
             columns=flat, use_threads=False)
 
     def read_nested(first: int) -> list[pa.Table]:
-        f = pq.ParquetFile(path, metadata=pf.metadata, read_dictionary=dictionary)  # one reader per part
+        f = lake.parquet_file(path, metadata=pf.metadata, read_dictionary=dictionary)  # one reader per part
         return [f.read_row_group(g, columns=leaves, use_threads=False) for g in range(first, groups, parts)]
 
     with ThreadPoolExecutor(threads) as pool:
@@ -487,6 +487,7 @@ def _one_read(path: Path | str, threads: int, counts: "FilterCounts", state: dic
 def _winner_rows(con: duckdb.DuckDBPyConnection, path: Path | str, winners: np.ndarray) -> pa.RecordBatchReader:
     """The winning rows with their output position (``__pos``), in no particular order: DuckDB reads
     the file once, in parallel, and keeps the rows whose file row number is a winner's."""
+    lake.duckdb_lake(con, path)  # an object-store lake's file system (no-op for a local file)
     con.register("_winners", pa.table({"rn": winners, "pos": np.arange(len(winners), dtype=np.int64)}))
     return con.sql(
         f"SELECT t.* EXCLUDE (file_row_number), w.pos AS __pos "
