@@ -5,7 +5,6 @@ import sys
 
 import dagster as dg
 
-from orbit_assets import checks
 from orbit_assets.jobs import ALL_ASSETS, JOBS
 from resources import resources_for
 from sensors import SENSORS
@@ -15,7 +14,6 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
     """The code location with the given resources (the deployment's defaults when None)."""
     return dg.Definitions(
         assets=ALL_ASSETS,
-        asset_checks=dg.load_asset_checks_from_modules([checks]),
         jobs=JOBS,
         sensors=SENSORS,
         resources=resources if resources is not None else resources_for(),

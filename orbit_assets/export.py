@@ -4,7 +4,7 @@ Each export asset writes ``<lake>/<asset>/<round>/``: ``README.md`` (dataset car
 ``swift/{train,validation}.jsonl`` and ``trl/{train,validation}.jsonl``.
 """
 
-from typing import Optional
+from typing import Iterator, Optional
 
 import dagster as dg
 
@@ -12,7 +12,7 @@ from orbit.io import lake
 from orbit.stages.dedup import dedup_card
 from orbit.stages.export import TRAINER_CONTRACT, ExportOptions, export_round, cumulative_training_set, train_commands
 from orbit.io.keys import validate_round
-from orbit.io.lake import ArrowStream
+from orbit_assets import checks
 from orbit_assets.automation import round_settled_updated
 from orbit_assets.filter import filtered_dataset
 from orbit_assets.partitions import all_envs_of_round, round_partitions
@@ -84,10 +84,12 @@ def grpo_export(context: dg.AssetExecutionContext, config: ExportConfig, setting
 
 
 @dg.asset(partitions_def=round_partitions, group_name="export", deps=_deps(filtered_dataset),
-          automation_condition=round_settled_updated, kinds={"parquet"},
+          automation_condition=round_settled_updated, kinds={"parquet"}, check_specs=[checks.TRAINING_SET_UNIQUE],
           description="Cumulative training set: filtered samples of every round <= r, best per (env, task_id), "
           "then one per canonical trajectory and per MinHash cluster across rounds (stored signatures, never "
           "rehashed), the best kept.")
-def training_set(context: dg.AssetExecutionContext, settings: OrbitSettings) -> ArrowStream:
-    context.add_output_metadata({"dedup_card": dg.MetadataValue.md(dedup_card())})
-    return cumulative_training_set(settings.lake_path(), validate_round(context.partition_key))
+def training_set(context: dg.AssetExecutionContext, settings: OrbitSettings) -> Iterator:
+    round_key = validate_round(context.partition_key)
+    context.add_output_metadata({"dedup_card": dg.MetadataValue.md(dedup_card())}, output_name="result")
+    yield dg.Output(cumulative_training_set(settings.lake_path(), round_key))
+    yield checks.training_set_unique(settings.lake_path(), round_key)  # the file is written by now

@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import dagster as dg
 import pyarrow as pa
@@ -16,9 +16,11 @@ from orbit.io import lake
 from orbit.envs.openspiel.cfr import CFR_SCHEMA, solve_cfr
 from orbit.envs.openspiel.family import cfr_table_file, unsolved_cfr_configs
 from orbit.io.importer import ImportCounts, import_jsonl
+from orbit.io.lakefs import lake_path
 from orbit.io.keys import round_base_seed, round_index
 from orbit.io.lake import ArrowStream
 from orbit.io.schema import RECORD_SCHEMA, records_to_batch
+from orbit_assets import checks
 from orbit_assets.automation import new_partition
 from orbit_assets.key_checks import refuse_invalid_partition
 from orbit_assets.partitions import round_and_env, round_env_partitions
@@ -90,9 +92,10 @@ def cfr_policies(context: dg.AssetExecutionContext, config: CfrConfig, settings:
     "of the round's policy, and JSONL imports.",
     kinds={"parquet"},
     pool=SAMPLING_POOL,
+    check_specs=[checks.RAW_SAMPLES_SCHEMA],
 )
 def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, settings: OrbitSettings,
-                policies: PolicyResource) -> ArrowStream:
+                policies: PolicyResource) -> Iterator:
     refuse_invalid_partition(context.partition_key)
     refuse_duplicate_run(context)
     round_key, env = round_and_env(context.partition_key)
@@ -107,7 +110,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
         raise dg.Failure(f"options_json is not JSON: {exc}") from exc
     if not isinstance(overrides, dict):
         raise dg.Failure("options_json must be a JSON object")
-    if config.import_jsonl and not Path(config.import_jsonl).is_file():
+    if config.import_jsonl and not lake_path(config.import_jsonl).is_file():  # a file or an s3:// object
         raise dg.Failure(f"import_jsonl: {config.import_jsonl} is not a file")
     request = GenerationRequest(
         env=spec,
@@ -141,7 +144,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
 
     context.add_output_metadata({"round": round_key, "env": env, "tasks": request.num_tasks,
                                  "samples_per_task": request.samples_per_task,
-                                 "round_policy": entry.policy, "round_sizes": entry.sizes})
+                                 "round_policy": entry.policy, "round_sizes": entry.sizes}, output_name="result")
 
     def summary() -> dict:
         out = {f"rows_{s}": n for s, n in sorted(by_source.items())}
@@ -150,7 +153,8 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
                        import_skipped_blank=imported.skipped_blank)
         return out
 
-    return ArrowStream(RECORD_SCHEMA, counted(), summary=summary)
+    yield dg.Output(ArrowStream(RECORD_SCHEMA, counted(), summary=summary))
+    yield checks.raw_samples_schema(settings.lake_path(), round_key, env)  # the file is written by now
 
 
 def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:
@@ -205,5 +209,5 @@ def _sample_policy(context: dg.AssetExecutionContext, uri: str, config: RawSampl
         **{f"policy_{k}": dg.MetadataValue.float(float(v)) if isinstance(v, float) else v
            for k, v in stats.accounting.to_json().items() if v is not None},
         **({} if stats.accounting.cost is not None else {"policy_cost": dg.MetadataValue.null()}),
-    })
+    }, output_name="result")
     return records

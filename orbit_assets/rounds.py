@@ -95,8 +95,8 @@ def stamp_run_tags(instance: dg.DagsterInstance, run_id: str, round_key: str, la
     """Give a run the ``orbit/round`` and ``orbit/policy`` tags headless runs carry, whoever launched it (the UI,
     a backfill, the automation). Tags a run already has are kept; returns the tags added."""
     run = instance.get_run_by_id(run_id)
-    if run is None or not is_round_key(round_key):
-        return {}
+    if run is None or not is_round_key(round_key) or (ROUND_TAG in run.tags and POLICY_TAG in run.tags):
+        return {}  # no run, or tagged already (headless runs from the start, others by their first output)
     tags = {ROUND_TAG: round_key}
     entry = RoundRegistry(lake_root).get(round_key)
     if entry is not None:

@@ -1,5 +1,7 @@
 """Verify: every raw sample rescored by its env's verifier from the trajectory alone."""
 
+from typing import Iterator
+
 import dagster as dg
 
 from orbit.io import lake
@@ -8,6 +10,7 @@ from orbit.flywheel.growth import NoisyVerifier
 from orbit.io.lake import ArrowStream
 from orbit.io.schema import VERIFIED_SCHEMA
 from orbit.stages.verify import VerifyCounts, verify_batches
+from orbit_assets import checks
 from orbit_assets.automation import upstream_updated
 from orbit_assets.generate import raw_samples
 from orbit_assets.partitions import round_and_env, round_env_partitions, upstream_file
@@ -23,12 +26,13 @@ class VerifyConfig(dg.Config):
 @dg.asset(
     partitions_def=round_env_partitions,
     deps=[raw_samples],
+    check_specs=[checks.VERIFIED_CONSERVATION],
     group_name="verify",
     automation_condition=upstream_updated,
     description="Every raw sample with its recomputed score, pass/fail and the ids of the rules it failed.",
     kinds={"parquet"},
 )
-def verified_samples(context: dg.AssetExecutionContext, config: VerifyConfig, settings: OrbitSettings) -> ArrowStream:
+def verified_samples(context: dg.AssetExecutionContext, config: VerifyConfig, settings: OrbitSettings) -> Iterator:
     round_key, env = round_and_env(context.partition_key)
     raw = upstream_file(settings.lake_path(), "raw_samples", round_key, env)
     spec = env_spec(env)
@@ -47,4 +51,5 @@ def verified_samples(context: dg.AssetExecutionContext, config: VerifyConfig, se
         }
 
     batches = verify_batches(lake.iter_batches(raw), verifier, spec.pass_threshold, counts)
-    return ArrowStream(VERIFIED_SCHEMA, batches, summary=summary)
+    yield dg.Output(ArrowStream(VERIFIED_SCHEMA, batches, summary=summary))
+    yield checks.verified_conservation(settings.lake_path(), round_key, env)  # the file is written by now
