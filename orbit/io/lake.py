@@ -92,8 +92,11 @@ def duckdb_lake(con, *paths):
     if any(is_remote(p) for p in paths):
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
-        if "s3" not in con.list_filesystems():
-            con.register_filesystem(s3())
+        # registrations belong to the database, which a process may keep open (the filter's and the exports'):
+        # one registered for an earlier endpoint or credentials is replaced by the current file system
+        if "s3" in con.list_filesystems():
+            con.unregister_filesystem("s3")
+        con.register_filesystem(s3())
     return con
 
 

@@ -155,9 +155,13 @@ def partition_yields(verified_path: Path | str, filtered_path: Path | str, round
             p = passes / attempts if attempts else None
             coverage_predicted = None
             if p is not None:
-                coverage_predicted = con.execute(
-                    "SELECT avg(1 - pow(1 - ?, n)) FROM per_task WHERE source = ?", [p, source]
-                ).fetchall()[0][0]
+                # mean over tasks of 1 - (1 - p)^n, from the exact count of tasks per n in a fixed order: a
+                # DuckDB avg() of doubles adds in whatever order its threads finish (last bits vary per run)
+                per_n = con.execute("SELECT n, count(*) FROM per_task WHERE source = ? GROUP BY n ORDER BY n",
+                                    [source]).fetchall()
+                total = sum(count for _, count in per_n)
+                coverage_predicted = (sum(count * (1 - (1 - p) ** n) for n, count in per_n) / total
+                                      if total else None)
             low, high = wilson_interval(passes, attempts)
             o = odds(p)
             n_clean = int(clean.get(source, 0))

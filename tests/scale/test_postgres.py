@@ -138,4 +138,6 @@ def test_a_socket_url_without_password_and_back_to_sqlite(postgres_server, tmp_p
     assert wrong.returncode == 1 and "connecting failed" in wrong.stderr and SECRET not in wrong.stderr
     back = orbit(home, "home", "--sqlite")
     assert back.returncode == 0 and "storage=sqlite" in back.stdout
-    assert "storage:" not in (home / "dagster" / "dagster.yaml").read_text()
+    text = (home / "dagster" / "dagster.yaml").read_text()
+    assert "postgres" not in text.replace("`orbit home --postgres URL`", "") and "\nstorage:" not in text
+    assert "class: OrbitSqliteEventLogStorage" in text  # SQLite with Orbit's event log (resources/sqlite_storage.py)
