@@ -24,3 +24,30 @@ def postgres_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One Ray head for the session (``ray start --head --num-cpus 2``, loopback, token auth): a process that
+    joined one token-authenticated head keeps its token and cannot join a second one."""
+    from ray_head import RayHead
+
+    from orbit.compute import ray_backend, workers
+
+    head = RayHead(num_cpus=2).start()
+    saved = {k: os.environ.get(k) for k in ("ORBIT_RAY_ADDRESS", "ORBIT_RAY_TASK_RETRIES", "ORBIT_RAY_STALL_SECONDS",
+                                            "RAY_AUTH_TOKEN", *head.client_env)}
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update(head.client_env)
+    try:
+        yield head
+    finally:
+        ray_backend.disconnect()
+        workers.shutdown_pool()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        head.stop()
+    assert not head.processes(), "a process of the Ray head outlived its stop"

@@ -1,7 +1,7 @@
 """Generation and verification chunks on a real Ray cluster (``ORBIT_RAY_ADDRESS``).
 
 A one-node head (``ray start --head --num-cpus 2``, loopback only, from this venv) is started for the
-module and stopped at its end (``ray_head.RayHead``). The stages run as their assets run them: the
+session and stopped at its end (``ray_head.RayHead``, the ``ray_cluster`` fixture of conftest.py). The stages run as their assets run them: the
 env's generator and ``verify_batches`` streamed into ``lake.write_batches`` (atomic). Checked:
 
 * the same partitions, row for row, from the local process pool and from Ray (and the chunks really
@@ -36,27 +36,6 @@ from orbit.stages.verify import PARALLEL_MIN_ROWS, VerifyCounts, verify_batches 
 
 ENV = "tic_tac_toe"
 ROUND = "r0000"
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    head = RayHead(num_cpus=2).start()
-    saved = {k: os.environ.get(k) for k in ("ORBIT_RAY_ADDRESS", "ORBIT_RAY_TASK_RETRIES", "ORBIT_RAY_STALL_SECONDS",
-                                            "RAY_AUTH_TOKEN", *head.client_env)}
-    os.environ.pop("RAY_AUTH_TOKEN", None)
-    os.environ.update(head.client_env)
-    try:
-        yield head
-    finally:
-        ray_backend.disconnect()
-        workers.shutdown_pool()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        head.stop()
-    assert not head.processes(), "a process of the Ray head outlived its stop"
 
 
 def use(address: str | None, **env: str | None) -> None:

@@ -19,7 +19,6 @@ import pytest
 if importlib.util.find_spec("ray") is None:  # the scale dependency group: uv sync --group scale
     pytest.skip("ray is not installed (the scale dependency group)", allow_module_level=True)
 
-from ray_head import RayHead  # noqa: E402
 from s3_server import S3Server  # noqa: E402
 from test_s3 import STAGES, _differing, _sorted  # noqa: E402
 
@@ -37,7 +36,7 @@ ROUNDS = ["r0000", "r0001"]
 BUCKET = "orbit-stacks"
 SAVED = ("ORBIT_HOME", "DAGSTER_HOME", "ORBIT_LAKE", "ORBIT_RAY_ADDRESS", "ORBIT_POSTGRES_PASSWORD",
          "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "ORBIT_S3_ENDPOINT", "AWS_ENDPOINT_URL",
-         "AWS_PROFILE", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
+         "AWS_PROFILE")
 
 
 def _round(home: Path, lake_root: str, postgres: tuple | None = None) -> list[str]:  # [event log class]
@@ -58,13 +57,13 @@ def _round(home: Path, lake_root: str, postgres: tuple | None = None) -> list[st
 
 
 @pytest.fixture(scope="module")
-def stacks(postgres_server, tmp_path_factory):
+def stacks(postgres_server, ray_cluster, tmp_path_factory):
     saved = {k: os.environ.get(k) for k in SAVED}
     s3 = S3Server().start()
-    head = None
+    head = ray_cluster  # the session's head (conftest.py): its client settings are in the environment
     try:
         for k in SAVED:
-            if k.startswith(("AWS_", "ORBIT_S3", "RAY_")):
+            if k.startswith(("AWS_", "ORBIT_S3")):
                 os.environ.pop(k, None)
         os.environ.pop("ORBIT_RAY_ADDRESS", None)
         os.environ.pop("ORBIT_LAKE", None)
@@ -77,9 +76,11 @@ def stacks(postgres_server, tmp_path_factory):
         # beyond: PostgreSQL, s3://, Ray
         os.environ.update(s3.client_env)
         s3.bucket(BUCKET)
-        head = RayHead(num_cpus=2).start()
-        os.environ.update(head.client_env)
         os.environ["ORBIT_RAY_ADDRESS"] = head.address
+        # joined and warm before the round: a step plays its first chunks itself while its pool is starting
+        # (orbit/compute/workers.py), and a partition this small could be done before Ray is
+        workers.start_pool(2).result(timeout=300)
+        assert workers.pool_running(2)
         tasks = ray_backend.STATS["tasks"]
         remote = f"s3://{BUCKET}/lake"
         db = postgres_server.create_database("stacks")
@@ -91,8 +92,6 @@ def stacks(postgres_server, tmp_path_factory):
     finally:
         ray_backend.disconnect()
         workers.shutdown_pool()
-        if head is not None:
-            head.stop()
         s3.stop()
         for k, v in saved.items():
             if v is None:
