@@ -83,15 +83,15 @@ class OrbitSqliteEventLogStorage(SqliteEventLogStorage):
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         with self._db_lock:
+            new = shard not in self._initialized_dbs and shard != INDEX_SHARD_NAME and not os.path.exists(
+                self.path_for_shard(shard))  # before the engine's first connection creates the file
+            engine = self._engine(shard)
             if shard not in self._initialized_dbs:
-                new = shard != INDEX_SHARD_NAME and not os.path.exists(self.path_for_shard(shard))
-                engine = self._engine(shard)
                 if new:
                     self._init_run_shard(engine)
                 else:
                     self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            engine = self._engine(shard)
             with engine.connect() as conn:
                 with conn.begin():
                     yield conn

@@ -227,11 +227,8 @@ class S3Path(PosixPath):
 
 
 def lake_root() -> Path:
-    """The lake of this deployment: ``ORBIT_LAKE`` as an ``S3Path`` when it names an object store, else
-    ``orbit.io.home.lake_root()`` (the resolved folder, default ``ORBIT_HOME/lake``)."""
-    configured = os.environ.get("ORBIT_LAKE", "").strip()
-    if is_remote(configured):
-        return lake_path(configured)
-    from orbit.io.home import lake_root as folder
+    """The lake of this deployment (``orbit.io.home.lake_root``: ``ORBIT_LAKE`` as an ``S3Path`` when it names an
+    object store, else the resolved folder, default ``ORBIT_HOME/lake``)."""
+    from orbit.io.home import lake_root as configured
 
-    return folder()
+    return configured()
