@@ -9,6 +9,7 @@ on the bare sandbox with the guard off, where the namespaces and rlimits alone m
 import os
 import socket
 import threading
+import time
 import uuid
 
 import pyarrow as pa
@@ -186,7 +187,12 @@ def test_unguarded_daemon_does_not_outlive_the_run():
     assert run.status == "exited" and run.returncode == 0 and not run.killed
     uid = int(run.output.split()[0])
     assert UID_RANGE[0] <= uid < UID_RANGE[1]
-    # the run has returned: its pid namespace is gone, and the daemon with it
+    # the run has returned: its pid namespace's init is gone, so the kernel kills the daemon. The kill may still
+    # be under way as the run returns (a loaded host: the process is in /proc for some ms); an escaped daemon
+    # would sleep on for two minutes, so a few seconds tell the two apart
+    deadline = time.monotonic() + 10
+    while sandbox_processes(uid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sandbox_processes(uid) == []
 
 
