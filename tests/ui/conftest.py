@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dagster_ui import free_port, wait_for_location
+from dagster_ui import free_port, gql, wait_for_location
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,6 +82,10 @@ def dagster_dev(ui_home, tmp_path_factory):
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_location(port, proc, log_path)
+        # the one-time "Join the Dagster community" dialog is marked seen in the instance, as its Skip button does,
+        # so that it never covers what a test clicks or photographs
+        assert gql(port, "mutation { setNuxSeen }")["setNuxSeen"] is True
+        assert gql(port, "{ shouldShowNux }")["shouldShowNux"] is False
         yield port, home
     finally:
         try:

@@ -95,9 +95,9 @@ def open_ui(page, path: str) -> None:
 
 
 def shot(page, shots_dir: Path, name: str, full_page: bool = True) -> Path:
-    skip = page.get_by_role("button", name="Skip")
-    if page.get_by_text("Join the Dagster community").count() and skip.count():
-        skip.click()
+    # the dialog is marked seen by the dagster_dev fixture; should it show anyway, the handler of open_ui dismisses
+    # it before the next action, and the screenshot waits for that (a click here would race the handler's click)
+    page.get_by_text("Join the Dagster community").wait_for(state="hidden")
     path = shots_dir / name
     page.screenshot(path=str(path), full_page=full_page)
     return path
