@@ -2,13 +2,12 @@
 
 Each runs inside its asset's step, right after the partition file is written (``check_specs`` on the asset,
 which yields its output and then the check's result): one step per stage instead of two, fewer events per run.
-They read the partition files with DuckDB; a failure fails the step and blocks downstream stages.
+They read the partition files with DuckDB (one database kept per process); a failure fails the step and blocks downstream stages.
 """
 
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from orbit.io import lake
 from orbit.io.keys import validate_round
@@ -44,7 +43,9 @@ def _files(lake_root: Path, round_key: str, env: str, *assets: str) -> list[Path
 
 
 def _scalar(sql: str, *params) -> tuple:
-    con = lake.duckdb_lake(duckdb.connect(), *params)  # reads an object-store lake through its file system
+    # a cursor of the process's kept database (a new one costs more than the check), which reads an
+    # object-store lake through its registered file system
+    con = lake.duckdb_lake(lake.kept_duckdb("checks"), *params)
     try:
         return con.execute(sql, [str(p) for p in params]).fetchall()[0]
     finally:

@@ -11,13 +11,10 @@ Every input row is accounted for: kept, failed verification, dropped as a duplic
 row of the same task, or dropped as an exact or near duplicate of a better trajectory.
 """
 
-import atexit
 import collections
 import itertools
 import os
-import secrets
 import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,33 +120,10 @@ def rank_file(path: Path | str, threads: int = 2) -> tuple[int, int, np.ndarray,
     return seen["rows"], seen["passed"], winners, ranks
 
 
-_DATABASES: dict[tuple[int, int], duckdb.DuckDBPyConnection] = {}
-_DATABASES_LOCK = threading.Lock()
-
-
 def _database(threads: int) -> duckdb.DuckDBPyConnection:
-    """A connection of its own (its registrations are its own) to this process's filtering database.
-
-    Opening a DuckDB database costs 20-30 ms (its catalog), as much as ranking a partition of some
-    ten thousand rows, so it is opened once per process and thread count. Its memory is capped at
-    RANK_MEMORY: beyond it, DuckDB spills to a directory of its own under the system temporary
-    directory, which it removes when the database closes (at exit, at the latest).
-    """
-    key = (os.getpid(), threads)  # a forked child opens its own
-    with _DATABASES_LOCK:
-        database = _DATABASES.get(key)
-        if database is None:
-            spill = Path(tempfile.gettempdir()) / f"orbit-rank-{os.getpid()}-{threads}-{secrets.token_hex(4)}"
-            database = _DATABASES[key] = duckdb.connect(config={
-                "threads": threads, "memory_limit": RANK_MEMORY, "temp_directory": str(spill)})
-            atexit.register(_close_at_exit, database, os.getpid())
-        return database.cursor()
-
-
-def _close_at_exit(database: duckdb.DuckDBPyConnection, pid: int) -> None:
-    """Close the database in the process that opened it (a forked child leaves its parent's alone)."""
-    if os.getpid() == pid:
-        database.close()
+    """A cursor of this process's filtering database (``lake.kept_duckdb``), its memory capped at RANK_MEMORY:
+    beyond it, DuckDB spills to a directory of its own under the system temporary directory."""
+    return lake.kept_duckdb("rank", threads, RANK_MEMORY)
 
 
 def _rank(narrow: pa.Table | pa.RecordBatchReader, threads: int) -> tuple[np.ndarray, np.ndarray]:

@@ -110,9 +110,9 @@ def _ratio(a: float, b: float) -> float | None:
 def partition_yields(verified_path: Path | str, filtered_path: Path | str, round_key: str, env: str,
                      previous_odds: dict[str, float | None] | None = None) -> pa.Table:
     """Yield rows (source 'all' first, then each source) for one round x env partition."""
-    from orbit.io.lake import duckdb_lake
+    from orbit.io.lake import duckdb_lake, kept_duckdb
 
-    con = duckdb_lake(duckdb.connect(config={"threads": 2}), verified_path, filtered_path)
+    con = duckdb_lake(kept_duckdb("yields"), verified_path, filtered_path)
     try:
         con.execute(
             "CREATE TEMP TABLE per_task AS "

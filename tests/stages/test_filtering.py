@@ -328,7 +328,7 @@ def test_filters_share_one_ranking_database_per_process(tmp_path, monkeypatch):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert all(pool.map(run, [0, 1, 2, 3, 0, 1, 2, 3], [True] * 4 + [False] * 4))
     assert [k for k in opened if "memory_limit" in k.get("config", {})] == []  # filter_table opens its own
-    assert (os.getpid(), 2) in F._DATABASES
+    assert (os.getpid(), "rank", 2, F.RANK_MEMORY) in lake._KEPT
 
     assert run(1, True) and run(2, False)
 
@@ -348,16 +348,16 @@ def test_another_process_opens_a_ranking_database_of_its_own(tmp_path, monkeypat
     expected = filter_table(verified_table(rows)).to_pylist()
     real = os.getpid()
     filter_file(src, tmp_path / "parent.parquet")
-    parent = F._DATABASES[(real, 2)]
+    parent = lake._KEPT[(real, "rank", 2, F.RANK_MEMORY)]
     with monkeypatch.context() as m:
         m.setattr(os, "getpid", lambda: real + 1)  # as a forked child sees itself
-        m.setitem(F._DATABASES, (real + 1, 2), None)  # so that the child's entry is removed afterwards
-        del F._DATABASES[(real + 1, 2)]
+        m.setitem(lake._KEPT, (real + 1, "rank", 2, F.RANK_MEMORY), None)  # so that the child's entry is removed
+        del lake._KEPT[(real + 1, "rank", 2, F.RANK_MEMORY)]
         filter_file(src, tmp_path / "child.parquet")
-        child = F._DATABASES[(real + 1, 2)]
+        child = lake._KEPT[(real + 1, "rank", 2, F.RANK_MEMORY)]
         assert child is not parent
-        F._close_at_exit(parent, real)  # the child's exit leaves its parent's database open...
-        F._close_at_exit(child, real + 1)  # ...and closes its own
+        lake._close_at_exit(parent, real)  # the child's exit leaves its parent's database open...
+        lake._close_at_exit(child, real + 1)  # ...and closes its own
     with pytest.raises(Exception, match="closed"):
         child.sql("SELECT 1")
     filter_file(src, tmp_path / "after.parquet")  # the parent's database still answers
