@@ -33,6 +33,7 @@ import dagster._core.storage.event_log.sqlite.sqlite_event_log as dagster_sqlite
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
@@ -62,6 +63,7 @@ class OrbitSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: "OrderedDict[str, Engine]" = OrderedDict()
         self._engines_lock = threading.Lock()
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     def _engine(self, shard: str) -> Engine:
@@ -102,6 +104,18 @@ class OrbitSqliteEventLogStorage(SqliteEventLogStorage):
         with engine.connect() as connection:
             MigrationContext.configure(connection).stamp(_scripts(), "head")
             connection.commit()
+
+    def has_table(self, table_name: str) -> bool:
+        """Whether the index has a table, through the kept engine; a table once there stays (migrations only
+        add), so a yes is remembered. Dagster asks before every dynamic-partition and asset-check query, and
+        its own answer opens and closes a connection each time."""
+        if table_name in self._tables:
+            return True
+        with self._engine(INDEX_SHARD_NAME).connect() as conn:
+            found = bool(conn.dialect.has_table(conn, table_name))
+        if found:
+            self._tables.add(table_name)
+        return found
 
     def watch(self, run_id: str, cursor: str | None, callback) -> None:
         from watchdog.observers import Observer
@@ -147,3 +161,67 @@ class _ShardWatchdog(SqliteEventLogStorageWatchdog):
     def on_modified(self, event) -> None:
         if os.fsdecode(event.src_path) in self._paths:
             self._process_log()
+
+
+class OrbitSqliteRunStorage(SqliteRunStorage):
+    """Dagster's SQLite run storage (same file, ``history/runs.db``, same tables) with one kept engine per
+    process in WAL mode with ``synchronous=NORMAL``, instead of a new engine and connection per statement batch
+    (a round x env run made some 60 of them, each closing the database's last connection: a WAL checkpoint).
+    The answers to "is this migration applied" are remembered once yes (migrations only add)."""
+
+    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None):
+        self._kept: Engine | None = None
+        self._kept_lock = threading.Lock()
+        self._applied: set[str] = set()
+        super().__init__(conn_string, inst_data)
+
+    def _kept_engine(self) -> Engine:
+        with self._kept_lock:
+            if self._kept is None:
+                # overflow connections serve a daemon's or webserver's threads at once; one stays pooled
+                self._kept = create_engine(self._conn_string, pool_size=1, max_overflow=16,
+                                           connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                                                         "check_same_thread": False})
+                event.listen(self._kept, "connect", _wal_normal)
+            return self._kept
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._kept_engine().connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def _remembered(self, name: str, ask) -> bool:
+        if name in self._applied:
+            return True
+        yes = bool(ask())
+        if yes:
+            self._applied.add(name)
+        return yes
+
+    def has_run_stats_index_cols(self) -> bool:
+        return self._remembered("run_stats_index_cols", super().has_run_stats_index_cols)
+
+    def has_bulk_actions_selector_cols(self) -> bool:
+        return self._remembered("bulk_actions_selector_cols", super().has_bulk_actions_selector_cols)
+
+    def has_backfill_id_column(self) -> bool:
+        return self._remembered("backfill_id_column", super().has_backfill_id_column)
+
+    def has_bulk_action_job_name_column(self) -> bool:
+        return self._remembered("bulk_action_job_name_column", super().has_bulk_action_job_name_column)
+
+    def has_built_index(self, migration_name: str) -> bool:
+        return self._remembered(f"index:{migration_name}", lambda: super(OrbitSqliteRunStorage, self)
+                                .has_built_index(migration_name))
+
+    def dispose(self) -> None:
+        with self._kept_lock:
+            if self._kept is not None:
+                self._kept.dispose()
+                self._kept = None
+        super().dispose()
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value) -> "OrbitSqliteRunStorage":
+        return cls.from_local(inst_data=inst_data, **config_value)

@@ -37,7 +37,9 @@ LOCK_FILE = ".orbit.lock"
 INIT_LOCK_FILE = ".init.lock"
 HOLDER_WAIT_S = 2.0  # how long a refused command waits for the holder to name itself
 STORAGE_FILE = "orbit-storage.json"
-# the Dagster event log storage class written for SQLite instances (module, class): the Dagster layer's, by name
+# the Dagster run and event log storage classes written for SQLite instances (module, class): the Dagster
+# layer's, by name
+SQLITE_RUN_STORAGE = ("resources.sqlite_storage", "OrbitSqliteRunStorage")
 SQLITE_EVENT_LOG = ("resources.sqlite_storage", "OrbitSqliteEventLogStorage")
 PASSWORD_ENV = "ORBIT_POSTGRES_PASSWORD"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -180,10 +182,10 @@ def storage_yaml(setting: dict | None) -> str:
         base = dagster_home()
         return "\n".join([
             "# Storage: SQLite under DAGSTER_HOME, in Dagster's own files (`orbit home --postgres URL` moves it to",
-            "# PostgreSQL). The event log keeps one connection per database file instead of one per event, in WAL",
-            "# mode with synchronous=NORMAL (resources/sqlite_storage.py): an OS crash may lose the last events,",
-            "# never the database.",
-            "run_storage:", "  module: dagster._core.storage.runs", "  class: SqliteRunStorage", "  config:",
+            "# PostgreSQL). The run storage and event log keep one connection per database file instead of one per",
+            "# statement, in WAL mode with synchronous=NORMAL (resources/sqlite_storage.py): an OS crash may lose",
+            "# the last events, never the database.",
+            "run_storage:", f"  module: {SQLITE_RUN_STORAGE[0]}", f"  class: {SQLITE_RUN_STORAGE[1]}", "  config:",
             f"    base_dir: {_yaml_str(base / 'history')}",
             "event_log_storage:", f"  module: {SQLITE_EVENT_LOG[0]}", f"  class: {SQLITE_EVENT_LOG[1]}", "  config:",
             f"    base_dir: {_yaml_str(base / 'history' / 'runs')}",

@@ -1,5 +1,5 @@
-"""The SQLite instance Orbit writes (``orbit home``): Dagster's files with Orbit's event log class, which keeps a
-connection per database file (WAL, synchronous=NORMAL). What must still hold: another process reads every
+"""The SQLite instance Orbit writes (``orbit home``): Dagster's files with Orbit's run storage and event log
+classes, which keep a connection per database file (WAL, synchronous=NORMAL). What must still hold: another process reads every
 event at once, a watcher (the UI following a run) is woken by writes that only reach the WAL file, and a new
 run's shard has the very tables and alembic stamp Dagster's own storage gives it."""
 
@@ -51,8 +51,11 @@ def _schema(path: Path) -> list:
 def test_the_instance_uses_orbits_event_log_and_other_processes_see_every_event(home):
     from resources.sqlite_storage import OrbitSqliteEventLogStorage
 
+    from resources.sqlite_storage import OrbitSqliteRunStorage
+
     with dg.DagsterInstance.get() as instance:
         assert type(instance.event_log_storage) is OrbitSqliteEventLogStorage
+        assert type(instance.run_storage) is OrbitSqliteRunStorage
         result = hello_job.execute_in_process(instance=instance)
         assert result.success
         mine = len(instance.all_logs(result.run_id))
@@ -113,3 +116,37 @@ def test_a_watcher_is_woken_by_events_that_only_reached_the_wal(home):
                 assert arrived.wait_for(lambda: len(seen) >= n, timeout=60), f"the watcher saw {seen}"
         assert seen == ["first", "second", "third"]
         reader.end_watch_event_logs(run.run_id, callback)
+
+
+def test_runs_of_dagsters_own_run_storage_are_kept_and_seen_by_other_processes(home):
+    """A home whose runs.db Dagster's own class wrote opens with Orbit's: the same runs and tags. A run this
+    process writes through its kept connection (in the WAL) is seen by another process at once, with its
+    status, and a migration check answered no is asked again (only yes is remembered)."""
+    from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+
+    from resources.sqlite_storage import OrbitSqliteEventLogStorage, OrbitSqliteRunStorage
+
+    base = str(Path(os.environ["DAGSTER_HOME"]) / "history")
+    theirs = SqliteRunStorage.from_local(base)  # Dagster's own class writes the first run
+    first = theirs.add_run(dg.DagsterRun(job_name="hello_job", tags={"orbit/round": "r0000"}))
+    theirs.dispose()
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage) is OrbitSqliteRunStorage
+        assert instance.get_run_by_id(first.run_id).tags["orbit/round"] == "r0000"
+        result = hello_job.execute_in_process(instance=instance, tags={"orbit/round": "r0001"})
+        assert result.success
+        code = ("import dagster as dg, sys\n"
+                "with dg.DagsterInstance.get() as i:\n"
+                "    run = i.get_run_by_id(sys.argv[1])\n"
+                "    print(run.status.value, run.tags['orbit/round'], len(i.get_runs()))\n")
+        out = subprocess.run([sys.executable, "-c", code, result.run_id], capture_output=True, text=True,
+                             env={**os.environ}, cwd=ROOT, check=True).stdout.split()
+        assert out == ["SUCCESS", "r0001", "2"]
+        with sqlite3.connect(Path(base) / "runs.db") as con:
+            assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        runs, events = instance.run_storage, instance.event_log_storage
+        assert runs.has_run_stats_index_cols() and "run_stats_index_cols" in runs._applied
+        assert not runs.has_built_index("no such migration") and "index:no such migration" not in runs._applied
+        assert isinstance(events, OrbitSqliteEventLogStorage)
+        assert events.has_table("dynamic_partitions") and "dynamic_partitions" in events._tables
+        assert not events.has_table("no_such_table") and "no_such_table" not in events._tables
