@@ -41,7 +41,7 @@ def policy_checkpoint(context: dg.AssetExecutionContext, config: TrainerConfig,
                       settings: OrbitSettings) -> dg.MaterializeResult:
     r = validate_round(context.partition_key)
     refuse_duplicate_run(context)
-    stamp_run_tags(context.instance, context.run.run_id, r, settings.lake_path())
+    stamp_run_tags(context.instance, context.run.run_id, r, settings.lake_path(), context.run)
     if config.trainer == "llm":
         from orbit.training.llm import LLMTrainSettings, train_llm_checkpoint
 

@@ -102,7 +102,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: RawSamplesConfig, set
     spec = env_spec(env)
     # the round's registry entry; a round added only as a partition (UI, GraphQL) is registered here
     entry = ensure_registered(round_key, settings, context.instance)
-    stamp_run_tags(context.instance, context.run.run_id, round_key, settings.lake_path())
+    stamp_run_tags(context.instance, context.run.run_id, round_key, settings.lake_path(), context.run, entry)
     size = entry.size()
     try:
         overrides = json.loads(config.options_json)

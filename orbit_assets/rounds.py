@@ -91,14 +91,19 @@ def reconcile_rounds(instance: dg.DagsterInstance, settings: OrbitSettings) -> d
 ROUND_TAG, POLICY_TAG = "orbit/round", "orbit/policy"
 
 
-def stamp_run_tags(instance: dg.DagsterInstance, run_id: str, round_key: str, lake_root) -> dict:
+def stamp_run_tags(instance: dg.DagsterInstance, run_id: str, round_key: str, lake_root,
+                   run: dg.DagsterRun | None = None, entry: RoundEntry | None = None) -> dict:
     """Give a run the ``orbit/round`` and ``orbit/policy`` tags headless runs carry, whoever launched it (the UI,
-    a backfill, the automation). Tags a run already has are kept; returns the tags added."""
+    a backfill, the automation). Tags a run already has are kept; returns the tags added. ``run``: the step's
+    run as it started (a run created with both tags, as headless ones are, costs no query); ``entry``: the
+    round's registry entry when the caller has read it."""
+    if run is not None and ROUND_TAG in run.tags and POLICY_TAG in run.tags:
+        return {}
     run = instance.get_run_by_id(run_id)
     if run is None or not is_round_key(round_key) or (ROUND_TAG in run.tags and POLICY_TAG in run.tags):
         return {}  # no run, or tagged already (headless runs from the start, others by their first output)
     tags = {ROUND_TAG: round_key}
-    entry = RoundRegistry(lake_root).get(round_key)
+    entry = entry if entry is not None else RoundRegistry(lake_root).get(round_key)
     if entry is not None:
         tags[POLICY_TAG] = entry.policy[:1000]
     added = {k: v for k, v in tags.items() if k not in run.tags}
@@ -116,13 +121,13 @@ def refuse_duplicate_run(context: dg.AssetExecutionContext) -> None:
     created first goes on, so two duplicates never both stop."""
     key = context.partition_key
     asset = context.asset_key
-    own = context.instance.get_run_record_by_id(context.run.run_id)
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(statuses=list(IN_FLIGHT), tags={"dagster/partition": str(key)}))
-    for record in records:
+    others = [r for r in records if r.dagster_run.run_id != context.run.run_id and (
+        r.dagster_run.asset_selection is None or asset in r.dagster_run.asset_selection)]
+    own = context.instance.get_run_record_by_id(context.run.run_id) if others else None  # only to compare ages
+    for record in others:
         run = record.dagster_run
-        if run.run_id == context.run.run_id or (run.asset_selection is not None and asset not in run.asset_selection):
-            continue
         if own is not None and (record.create_timestamp, run.run_id) > (own.create_timestamp, context.run.run_id):
             continue  # the later duplicate stops, not this run
         raise dg.Failure(

@@ -58,10 +58,10 @@ class LakeIOManager(dg.ConfigurableIOManager):
         from orbit_assets.rounds import stamp_run_tags
 
         try:
-            instance = context.step_context.instance
+            step = context.step_context
         except Exception:  # an output context built outside a run (no step): no run to tag
             return
-        stamp_run_tags(instance, context.run_id, round_key, lake_path(self.root))
+        stamp_run_tags(step.instance, context.run_id, round_key, lake_path(self.root), step.dagster_run)
 
     def load_input(self, context: dg.InputContext) -> Path:
         round_key, env = _partition_parts(context)
