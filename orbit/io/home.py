@@ -41,6 +41,7 @@ STORAGE_FILE = "orbit-storage.json"
 # layer's, by name
 SQLITE_RUN_STORAGE = ("resources.sqlite_storage", "OrbitSqliteRunStorage")
 SQLITE_EVENT_LOG = ("resources.sqlite_storage", "OrbitSqliteEventLogStorage")
+COMPUTE_LOGS = ("resources.compute_logs", "OrbitComputeLogManager")
 PASSWORD_ENV = "ORBIT_POSTGRES_PASSWORD"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # libpq connection parameters a URL's query may carry (https://www.postgresql.org/docs/15/libpq-connect.html);
@@ -242,6 +243,13 @@ run_monitoring:
   start_timeout_seconds: {start_timeout}
   max_runtime_seconds: {max_runtime}
   poll_interval_seconds: 30
+# stdout/stderr of runs and steps in Dagster's files (the UI shows them), mirrored to the console by a thread
+# instead of a `tail` and a watcher process per stream (resources/compute_logs.py)
+compute_logs:
+  module: {COMPUTE_LOGS[0]}
+  class: {COMPUTE_LOGS[1]}
+  config:
+    base_dir: {_yaml_str(dagster_home() / "storage")}
 # A crashed run worker (code server unreachable, killed process) is retried; a failed asset is not.
 run_retries:
   enabled: {"true" if retries else "false"}
