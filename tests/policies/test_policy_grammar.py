@@ -25,3 +25,29 @@ def test_the_grammar_goes_to_llama_cpp_only():
 def test_cache_identity_is_unchanged_without_a_grammar():
     assert "grammar" not in Decoding(max_tokens=8).to_json()
     assert Decoding(grammar=GRAMMAR).to_json()["grammar"] == GRAMMAR
+
+
+def test_accepts_decoding_is_asked_per_function_and_remembered():
+    """A policy written before ``decoding`` existed is called without it; the answer is per acomplete function,
+    so two classes (and an instance's own acomplete) each get theirs."""
+    from orbit.policies.base import _ACCEPTS_DECODING, accepts_decoding
+
+    class Old:
+        async def acomplete(self, messages, tools=None, *, seed):
+            return None
+
+    class New:
+        async def acomplete(self, messages, tools=None, *, seed, decoding=None):
+            return None
+
+    async def own(messages, tools=None, *, seed, decoding=None):
+        return None
+
+    patched = Old()
+    patched.acomplete = own
+    for _ in range(2):  # asked, then remembered: the same answers
+        assert accepts_decoding(Old()) is False
+        assert accepts_decoding(New()) is True
+        assert accepts_decoding(patched) is True
+        assert accepts_decoding(object()) is False
+    assert _ACCEPTS_DECODING[Old.acomplete] is False and _ACCEPTS_DECODING[New.acomplete] is True
