@@ -42,6 +42,8 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 )
 from dagster._core.storage.sql import create_engine, get_alembic_config
 from dagster._serdes import ConfigurableClassData
+
+from resources.storage_checks import RememberedRunChecks, RememberedTables
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
@@ -57,13 +59,12 @@ def _scripts() -> ScriptDirectory:
         return _SCRIPTS[0]
 
 
-class OrbitSqliteEventLogStorage(SqliteEventLogStorage):
+class OrbitSqliteEventLogStorage(RememberedTables, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` keeping one engine per shard (``synchronous=NORMAL``, WAL)."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: "OrderedDict[str, Engine]" = OrderedDict()
         self._engines_lock = threading.Lock()
-        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     def _engine(self, shard: str) -> Engine:
@@ -105,17 +106,11 @@ class OrbitSqliteEventLogStorage(SqliteEventLogStorage):
             MigrationContext.configure(connection).stamp(_scripts(), "head")
             connection.commit()
 
-    def has_table(self, table_name: str) -> bool:
-        """Whether the index has a table, through the kept engine; a table once there stays (migrations only
-        add), so a yes is remembered. Dagster asks before every dynamic-partition and asset-check query, and
-        its own answer opens and closes a connection each time."""
-        if table_name in self._tables:
-            return True
+    def _table_exists(self, table_name: str) -> bool:
+        """Whether the index has a table, through the kept engine (Dagster's check opens and closes a
+        connection each time it is asked: before every dynamic-partition and asset-check query)."""
         with self._engine(INDEX_SHARD_NAME).connect() as conn:
-            found = bool(conn.dialect.has_table(conn, table_name))
-        if found:
-            self._tables.add(table_name)
-        return found
+            return bool(conn.dialect.has_table(conn, table_name))
 
     def watch(self, run_id: str, cursor: str | None, callback) -> None:
         from watchdog.observers import Observer
@@ -163,16 +158,15 @@ class _ShardWatchdog(SqliteEventLogStorageWatchdog):
             self._process_log()
 
 
-class OrbitSqliteRunStorage(SqliteRunStorage):
+class OrbitSqliteRunStorage(RememberedRunChecks, SqliteRunStorage):
     """Dagster's SQLite run storage (same file, ``history/runs.db``, same tables) with one kept engine per
     process in WAL mode with ``synchronous=NORMAL``, instead of a new engine and connection per statement batch
     (a round x env run made some 60 of them, each closing the database's last connection: a WAL checkpoint).
-    The answers to "is this migration applied" are remembered once yes (migrations only add)."""
+    Migration checks and snapshot lookups as ``resources.storage_checks`` answers them."""
 
     def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None):
         self._kept: Engine | None = None
         self._kept_lock = threading.Lock()
-        self._applied: set[str] = set()
         super().__init__(conn_string, inst_data)
 
     def _kept_engine(self) -> Engine:
@@ -190,30 +184,6 @@ class OrbitSqliteRunStorage(SqliteRunStorage):
         with self._kept_engine().connect() as conn:
             with conn.begin():
                 yield conn
-
-    def _remembered(self, name: str, ask) -> bool:
-        if name in self._applied:
-            return True
-        yes = bool(ask())
-        if yes:
-            self._applied.add(name)
-        return yes
-
-    def has_run_stats_index_cols(self) -> bool:
-        return self._remembered("run_stats_index_cols", super().has_run_stats_index_cols)
-
-    def has_bulk_actions_selector_cols(self) -> bool:
-        return self._remembered("bulk_actions_selector_cols", super().has_bulk_actions_selector_cols)
-
-    def has_backfill_id_column(self) -> bool:
-        return self._remembered("backfill_id_column", super().has_backfill_id_column)
-
-    def has_bulk_action_job_name_column(self) -> bool:
-        return self._remembered("bulk_action_job_name_column", super().has_bulk_action_job_name_column)
-
-    def has_built_index(self, migration_name: str) -> bool:
-        return self._remembered(f"index:{migration_name}", lambda: super(OrbitSqliteRunStorage, self)
-                                .has_built_index(migration_name))
 
     def dispose(self) -> None:
         with self._kept_lock:

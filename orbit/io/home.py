@@ -42,6 +42,9 @@ STORAGE_FILE = "orbit-storage.json"
 SQLITE_RUN_STORAGE = ("resources.sqlite_storage", "OrbitSqliteRunStorage")
 SQLITE_EVENT_LOG = ("resources.sqlite_storage", "OrbitSqliteEventLogStorage")
 COMPUTE_LOGS = ("resources.compute_logs", "OrbitComputeLogManager")
+PG_RUN_STORAGE = ("resources.pg_storage", "OrbitPostgresRunStorage")
+PG_EVENT_LOG = ("resources.pg_storage", "OrbitPostgresEventLogStorage")
+PG_SCHEDULE_STORAGE = ("dagster_postgres.schedule_storage", "PostgresScheduleStorage")
 PASSWORD_ENV = "ORBIT_POSTGRES_PASSWORD"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # libpq connection parameters a URL's query may carry (https://www.postgresql.org/docs/15/libpq-connect.html);
@@ -192,19 +195,24 @@ def storage_yaml(setting: dict | None) -> str:
             f"    base_dir: {_yaml_str(base / 'history' / 'runs')}",
             "schedule_storage:", "  module: dagster._core.storage.schedules", "  class: SqliteScheduleStorage",
             "  config:", f"    base_dir: {_yaml_str(base / 'schedules')}"]) + "\n"
-    lines = ["# Storage: PostgreSQL, shared by the webserver, the daemon, run workers and headless commands",
-             "# (`orbit home --postgres URL`; `orbit home --sqlite` goes back). No password is stored here.",
-             "storage:", "  postgres:", "    postgres_db:",
-             f"      username: {_yaml_str(setting['username'])}",
-             f"      hostname: {_yaml_str(setting['hostname'])}",
-             f"      port: {int(setting['port'])}",
-             f"      db_name: {_yaml_str(setting['db_name'])}",
-             # the driver dagster-postgres installs (SQLAlchemy 2.1's bare postgresql:// means psycopg 3)
-             "      scheme: postgresql+psycopg2"]
+    db = ["    postgres_db:",
+          f"      username: {_yaml_str(setting['username'])}",
+          f"      hostname: {_yaml_str(setting['hostname'])}",
+          f"      port: {int(setting['port'])}",
+          f"      db_name: {_yaml_str(setting['db_name'])}",
+          # the driver dagster-postgres installs (SQLAlchemy 2.1's bare postgresql:// means psycopg 3)
+          "      scheme: postgresql+psycopg2"]
     if setting["password_env"]:
-        lines += ["      password:", f"        env: {setting['password_env']}"]
+        db += ["      password:", f"        env: {setting['password_env']}"]
     if setting["params"]:
-        lines += ["      params:"] + [f"        {k}: {_yaml_str(v)}" for k, v in sorted(setting["params"].items())]
+        db += ["      params:"] + [f"        {k}: {_yaml_str(v)}" for k, v in sorted(setting["params"].items())]
+    lines = ["# Storage: PostgreSQL, shared by the webserver, the daemon, run workers and headless commands",
+             "# (`orbit home --postgres URL`; `orbit home --sqlite` goes back). No password is stored here. The run",
+             "# storage and event log are dagster-postgres' with the migration checks they repeat remembered",
+             "# (resources/pg_storage.py)."]
+    for section, (module, cls) in (("run_storage", PG_RUN_STORAGE), ("event_log_storage", PG_EVENT_LOG),
+                                   ("schedule_storage", PG_SCHEDULE_STORAGE)):
+        lines += [f"{section}:", f"  module: {module}", f"  class: {cls}", "  config:"] + db
     return "\n".join(lines) + "\n"
 
 

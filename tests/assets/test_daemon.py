@@ -78,7 +78,7 @@ def test_ui_round_plus_backfill_materializes_each_partition_once(instance_storag
 
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     assert type(instance.run_storage).__name__ == {"sqlite": "OrbitSqliteRunStorage",
-                                                   "postgres": "PostgresRunStorage"}[instance_storage]
+                                                   "postgres": "OrbitPostgresRunStorage"}[instance_storage]
     deadline = time.time() + 900
     while time.time() < deadline:
         busy = instance.get_runs(filters=dg.RunsFilter(statuses=[

@@ -147,6 +147,8 @@ def test_runs_of_dagsters_own_run_storage_are_kept_and_seen_by_other_processes(h
         runs, events = instance.run_storage, instance.event_log_storage
         assert runs.has_run_stats_index_cols() and "run_stats_index_cols" in runs._applied
         assert not runs.has_built_index("no such migration") and "index:no such migration" not in runs._applied
+        plan = instance.get_run_by_id(result.run_id).execution_plan_snapshot_id
+        assert runs.has_execution_plan_snapshot(plan) and not runs.has_execution_plan_snapshot("0" * 40)
         assert isinstance(events, OrbitSqliteEventLogStorage)
         assert events.has_table("dynamic_partitions") and "dynamic_partitions" in events._tables
         assert not events.has_table("no_such_table") and "no_such_table" not in events._tables

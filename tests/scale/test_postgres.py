@@ -64,7 +64,8 @@ def test_the_yaml_reads_the_password_from_the_environment_and_never_holds_it(mon
     loaded = yaml.safe_load(text)
     monkeypatch.setenv("ORBIT_POSTGRES_PASSWORD", "from-the-environment")  # resolved when the config is read
     assert process_config(dagster_instance_config_schema(), loaded).success, text
-    assert loaded["storage"]["postgres"]["postgres_db"]["password"] == {"env": "ORBIT_POSTGRES_PASSWORD"}
+    for section in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert loaded[section]["config"]["postgres_db"]["password"] == {"env": "ORBIT_POSTGRES_PASSWORD"}
     assert loaded["concurrency"]["pools"]["granularity"] == "op"
     # without a password (a socket with peer/trust auth) no password key is written at all
     socket = parse_postgres_url("postgresql://orbit@/dagster?host=/run/postgresql")
@@ -94,8 +95,14 @@ def test_orbit_run_on_postgres_and_the_password_is_nowhere(postgres_server, tmp_
     os.environ["ORBIT_POSTGRES_PASSWORD"] = pg.password
     try:
         with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+            assert type(instance.run_storage).__name__ == "OrbitPostgresRunStorage"
+            assert type(instance.event_log_storage).__name__ == "OrbitPostgresEventLogStorage"
+            assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+            storage = instance.run_storage  # its remembered answers (resources/storage_checks.py)
+            assert storage.has_execution_plan_snapshot(instance.get_runs(limit=1)[0].execution_plan_snapshot_id)
+            assert not storage.has_execution_plan_snapshot("0" * 40)
+            assert instance.event_log_storage.has_table("event_logs") and "event_logs" in instance.event_log_storage._tables
+            assert not instance.event_log_storage.has_table("no_such_table")
             runs = instance.get_runs()
             assert {r.job_name for r in runs} >= {"round_job", "export_job", "report_job"}
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.job_name, r.status) for r in runs]

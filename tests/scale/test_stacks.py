@@ -101,7 +101,7 @@ def stacks(postgres_server, ray_cluster, tmp_path_factory):
 
 
 def test_the_stacks_are_what_they_say(stacks):
-    assert stacks["kinds"] == ("OrbitSqliteEventLogStorage", "PostgresEventLogStorage")
+    assert stacks["kinds"] == ("OrbitSqliteEventLogStorage", "OrbitPostgresEventLogStorage")
     assert isinstance(stacks["remote"], S3Path)
     assert stacks["ray_tasks"] >= 2 * len(ENVS), "the generation chunks did not run as Ray tasks"
 
