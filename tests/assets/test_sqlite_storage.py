@@ -152,3 +152,30 @@ def test_runs_of_dagsters_own_run_storage_are_kept_and_seen_by_other_processes(h
         assert isinstance(events, OrbitSqliteEventLogStorage)
         assert events.has_table("dynamic_partitions") and "dynamic_partitions" in events._tables
         assert not events.has_table("no_such_table") and "no_such_table" not in events._tables
+
+
+def test_a_shard_another_process_made_first_is_kept(home, tmp_path):
+    """A run's shard is placed from the template only where no file is: a shard Dagster's own class (another
+    process) created first keeps its bytes and events, and the template's copy is never half written over it."""
+    from dagster._core.events.log import EventLogEntry
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    from resources.sqlite_storage import OrbitSqliteEventLogStorage
+
+    base = str(tmp_path / "shared")
+    theirs = SqliteEventLogStorage(base)
+    theirs.store_event(EventLogEntry(error_info=None, level="INFO", user_message="theirs first", run_id="run-a",
+                                     timestamp=time.time()))
+    theirs.dispose()
+    ours = OrbitSqliteEventLogStorage(base)
+    try:
+        assert ours._place_new_shard(ours.path_for_shard("run-a")) is False  # the file is there: left alone
+        ours.store_event(EventLogEntry(error_info=None, level="INFO", user_message="ours next", run_id="run-a",
+                                       timestamp=time.time()))
+        assert [e.user_message for e in ours.get_logs_for_run("run-a")] == ["theirs first", "ours next"]
+        # a new shard: placed once, then refused (no temporary file is left beside it)
+        path = ours.path_for_shard("run-b")
+        assert ours._place_new_shard(path) is True and ours._place_new_shard(path) is False
+        assert "run-b.db" in os.listdir(base) and not [n for n in os.listdir(base) if n.endswith(".tmp")]
+    finally:
+        ours.dispose()
