@@ -311,6 +311,14 @@ PARALLEL_MIN_ROWS = 65_536  # a partition smaller than this is verified in this 
 IN_FLIGHT_PER_WORKER = 2  # batches queued per worker: keeps both busy, memory flat
 
 
+def _drained(batches: list) -> Iterator:
+    """The list's items in order, each let go of as it is handed on (the first PARALLEL_MIN_ROWS rows of a
+    partition, read ahead to choose the pool, would otherwise stay in memory for the whole partition)."""
+    batches.reverse()
+    while batches:
+        yield batches.pop()
+
+
 def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, threshold: float,
                    counts: VerifyCounts, workers: int | None = None) -> Iterator[pa.RecordBatch]:
     """Verify a stream of raw batches, in order.
@@ -335,7 +343,7 @@ def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, thresh
     else:
         workers = 1
     if workers <= 1:
-        for batch in itertools.chain(head, stream):
+        for batch in itertools.chain(_drained(head), stream):
             if batch.num_rows:
                 yield verify_batch(batch, verifier, threshold, counts)
         return
@@ -345,7 +353,7 @@ def verify_batches(batches: Iterable[pa.RecordBatch], verifier: Verifier, thresh
     pool = None
     pending: collections.deque = collections.deque()
     try:
-        for batch in itertools.chain(head, stream):
+        for batch in itertools.chain(_drained(head), stream):
             if not batch.num_rows:
                 continue
             if pool is None:

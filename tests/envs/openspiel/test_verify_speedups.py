@@ -243,3 +243,16 @@ def test_remembered_legal_action_lines_are_the_states_own(game_name):
             state.apply_action(rng.choice(state.legal_actions()))
             moves += 1
     assert checked > 100 and (remembered is None or 0 < len(remembered) < checked)
+
+
+def test_the_batches_read_ahead_are_let_go_as_they_are_handed_on():
+    """verify_batches reads the first PARALLEL_MIN_ROWS rows ahead to choose the pool; each of those batches is
+    released once handed on, in order (at 1M tic_tac_toe rows holding them cost the parent ~100 MiB)."""
+    from orbit.stages.verify import _drained
+
+    head = ["b0", "b1", "b2"]
+    seen = []
+    for item in _drained(head):
+        seen.append((item, list(head)))
+    assert [s[0] for s in seen] == ["b0", "b1", "b2"]
+    assert [s[1] for s in seen] == [["b2", "b1"], ["b2"], []]  # the list no longer holds what was handed on
