@@ -6,7 +6,7 @@ then per env one in-process run of generate -> verify -> filter -> measure with 
 an export run and the report run, all recorded in a real instance made from the ``dagster.yaml`` Orbit
 generates (``orbit home``; ``orbit home --postgres URL`` for the PostgreSQL leg). The baseline is the same
 stages called directly (generator, verifier, filter, yields; Parquet written the same way), no Dagster,
-measured before and after the Dagster round of the same leg (the smaller is the baseline). Both sides use
+measured twice in the same leg, alternating with the Dagster round. Both sides use
 the env generators (``policy_envs`` empty) so they do identical work; CFR tables are solved before either
 side is timed. The two sides alternate, engine, Dagster, engine, Dagster, each on a fresh round of the same
 sizes, and each side's best of two is compared (a noisy host moves either by 20%). Goal: Dagster <= 1.5x the
