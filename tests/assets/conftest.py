@@ -1,4 +1,5 @@
-"""The `dagster dev` fixture: webserver, daemon and code server on loopback, driven over GraphQL."""
+"""The `dagster dev` fixture: webserver, daemon and code server on loopback, driven over GraphQL; ``home``: a fresh
+Orbit home (and its Dagster instance, from the ``dagster.yaml`` Orbit writes) for in-process instance tests."""
 
 import os
 import signal
@@ -11,6 +12,17 @@ import pytest
 from dagster_ui import UI_ENVS_TOML, free_port, wait_for_location
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    from orbit.io.home import ensure_home
+
+    monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("ORBIT_LAKE", raising=False)
+    ensure_home()
+    return tmp_path
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orbit.io.home import ensure_home
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,15 +43,6 @@ with dg.DagsterInstance.get() as instance:
     print(json.dumps({"ok": result.success, "kind": type(manager).__name__, "complete": manager.is_capture_complete(key),
                       "out": data.stdout.decode(), "err": data.stderr.decode()}), file=sys.__stderr__, flush=True)
 '''
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    monkeypatch.delenv("ORBIT_LAKE", raising=False)
-    ensure_home()
-    return tmp_path
 
 
 def test_everything_a_step_prints_reaches_the_files_and_the_console(home):

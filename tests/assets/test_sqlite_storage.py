@@ -14,7 +14,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orbit.io.home import ensure_home
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,15 +29,6 @@ def say_hello(context) -> int:
 @dg.job
 def hello_job():
     say_hello()
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("ORBIT_HOME", str(tmp_path))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    monkeypatch.delenv("ORBIT_LAKE", raising=False)
-    ensure_home()
-    return tmp_path
 
 
 def _schema(path: Path) -> list:
