@@ -163,7 +163,7 @@ def measure_leg(storage: str, tasks: int | None, cfr_from: Path | None, pg=None)
 
     from orbit.envs.openspiel.family import cfr_table_file
     from orbit.io.home import ensure_home, use_postgres
-    from orbit_assets.runner import Runner, raw_samples_config, run_rounds
+    from orbit_assets.runner import Runner, raw_samples_config
     from resources import resources_for
 
     home, cleanup = scratch_dir(f"orbit-bench-round-{storage}-")

@@ -21,7 +21,7 @@ import threading
 from contextlib import contextmanager
 from typing import Generator, Iterator, Sequence
 
-from dagster._core.execution.compute_logs import redirect_to_file
+from dagster._core.execution.compute_logs import _fileno, redirect_to_file
 from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
 from dagster._core.storage.local_compute_log_manager import IO_TYPE_EXTENSION, LocalComputeLogManager
 from dagster._serdes import ConfigurableClassData
@@ -29,14 +29,6 @@ from dagster._utils import ensure_file, touch_file
 
 FOLLOW_INTERVAL_S = 0.1  # how often the mirror looks for new output while a capture runs
 CHUNK = 1 << 16
-
-
-def _fileno(stream) -> int | None:
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
-        return None
-    return fd if isinstance(fd, int) else None
 
 
 def _follow(path: str, console: int, stop: threading.Event) -> None:

@@ -27,8 +27,12 @@ the whole new one); reads stream it through pyarrow on a file handle, as bounded
 DuckDB reads it through the registered s3fs file system (``duckdb_lake``), never through an extension.
 """
 
+import atexit
 import os
 import re
+import secrets
+import tempfile
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,7 +105,7 @@ def duckdb_lake(con, *paths):
 
 
 _KEPT: dict[tuple, "object"] = {}
-_KEPT_LOCK = __import__("threading").Lock()
+_KEPT_LOCK = threading.Lock()
 
 
 def kept_duckdb(purpose: str, threads: int = 2, memory_limit: str | None = None):
@@ -112,10 +116,6 @@ def kept_duckdb(purpose: str, threads: int = 2, memory_limit: str | None = None)
     yields, so the stages and checks that run in every round x env step keep one. ``memory_limit`` caps the
     database; beyond it DuckDB spills to a directory of its own under the system temporary directory, removed
     when the database closes (at exit at the latest). A forked child opens its own."""
-    import atexit
-    import secrets
-    import tempfile
-
     import duckdb
 
     key = (os.getpid(), purpose, threads, memory_limit)
@@ -248,8 +248,6 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
 @contextmanager
 def _remote_atomic(final: S3Path) -> Iterator[Path]:
-    import tempfile
-
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
