@@ -5,6 +5,7 @@ UV_VERSION := 0.13.8
 export ORBIT_HOME ?= $(CURDIR)/.orbit
 export DAGSTER_HOME ?= $(ORBIT_HOME)/dagster
 export DAGSTER_DISABLE_TELEMETRY := 1
+export DAGSTER_EVENT_BATCH_SIZE ?= 100
 export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_COMPILE_BYTECODE ?= 1

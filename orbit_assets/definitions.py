@@ -5,6 +5,7 @@ import sys
 
 import dagster as dg
 
+from orbit.io.home import dagster_process_env
 from orbit_assets.jobs import ALL_ASSETS, JOBS
 from resources import resources_for
 from sensors import SENSORS
@@ -23,6 +24,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
     )
 
 
+dagster_process_env()  # a webserver or daemon started without `orbit home --shell` batches events too
 if not os.environ.get("DAGSTER_HOME"):
     # the plain dagster CLI would use an ephemeral instance that has none of Orbit's rounds
     print("orbit: DAGSTER_HOME is not set, so dagster uses an empty ephemeral instance without Orbit's rounds "

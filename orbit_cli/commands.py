@@ -15,7 +15,7 @@ import duckdb
 from orbit_cli.main import add_envs_command, add_query_commands, query
 from orbit_cli.main import print_table as _print_table
 from orbit.io import lake
-from orbit.io.home import ensure_home
+from orbit.io.home import EVENT_BATCH_SIZE, ensure_home
 from orbit.io.lakefs import lake_path, lake_root
 from orbit.query import FLYWHEEL_HEADLINE_SQL, FLYWHEEL_SQL, SUMMARY_SQL  # noqa: F401
 from orbit.stages.yields import HEADLINE_QUALIFY
@@ -371,7 +371,7 @@ def cmd_home(args) -> int:
     setting = storage_setting()
     if args.shell:
         print(f"export ORBIT_HOME={os.environ['ORBIT_HOME']}\nexport DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n"
-              "export DAGSTER_DISABLE_TELEMETRY=1")
+              f"export DAGSTER_DISABLE_TELEMETRY=1\nexport DAGSTER_EVENT_BATCH_SIZE={EVENT_BATCH_SIZE}")
         return 0
     if setting is None:
         storage = f"sqlite under {dagster_home()}"

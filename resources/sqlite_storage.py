@@ -36,7 +36,7 @@ from typing import Iterator
 import dagster._core.storage.event_log.sqlite.sqlite_event_log as dagster_sqlite
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata, SqlEventLogStorageTable
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
@@ -47,7 +47,8 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 from dagster._core.storage.sql import create_engine, get_alembic_config
 from dagster._serdes import ConfigurableClassData
 
-from resources.storage_checks import RememberedRunChecks, RememberedTables
+from resources.planned_events import PlannedEventBatches
+from resources.storage_checks import RecentPartitions, RememberedRunChecks, RememberedTables
 from sqlalchemy import event
 from sqlalchemy.pool import NullPool
 from sqlalchemy.engine import Connection, Engine
@@ -66,7 +67,7 @@ def _scripts() -> ScriptDirectory:
         return _SCRIPTS[0]
 
 
-class OrbitSqliteEventLogStorage(RememberedTables, SqliteEventLogStorage):
+class OrbitSqliteEventLogStorage(PlannedEventBatches, RecentPartitions, RememberedTables, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` keeping one engine per shard (``synchronous=NORMAL``, WAL)."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
@@ -148,6 +149,15 @@ class OrbitSqliteEventLogStorage(RememberedTables, SqliteEventLogStorage):
             except FileNotFoundError:
                 pass
         return True
+
+    def _insert_run_rows(self, rows: list[dict]) -> None:
+        """The run's shard gets the rows in one insert."""
+        with self.run_connection(rows[0]["run_id"]) as conn:
+            conn.execute(SqlEventLogStorageTable.insert().values(rows))
+
+    def _insert_index_rows(self, conn: Connection, rows: list[dict]) -> list[int]:
+        """A copy of each row in the index, as ``store_event`` mirrors asset and check events there."""
+        return [conn.execute(SqlEventLogStorageTable.insert().values(**row)).inserted_primary_key[0] for row in rows]
 
     def _table_exists(self, table_name: str) -> bool:
         """Whether the index has a table, through the kept engine (Dagster's check opens and closes a

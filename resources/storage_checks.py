@@ -7,9 +7,14 @@ the second by reading and deserializing the whole snapshot. Migrations only add,
 life of the process and is remembered; a no is asked again (a migration may run meanwhile). A snapshot is
 looked up by its id, a hash of its content.
 
+``RecentPartitions`` is the one answer that can change back (a partition may be deleted): it remembers a yes
+for a second only.
+
 Mixed into Orbit's storage classes (``resources.sqlite_storage``, ``resources.pg_storage``) before the Dagster
 class they extend.
 """
+
+import time
 
 
 class RememberedRunChecks:
@@ -46,16 +51,77 @@ class RememberedRunChecks:
 
 
 class RememberedTables:
-    """For an event log storage: ``has_table`` through ``_table_exists`` (default: Dagster's own answer)."""
+    """For an event log storage: ``has_table`` through ``_table_exists`` (default: Dagster's own answer), and
+    the asset-key table's columns, which Dagster inspects (a catalog query) before every read of asset records
+    to know whether the status cache and index columns were migrated in."""
+
+    def _remembered(self, name: str, ask) -> bool:
+        known = self.__dict__.setdefault("_tables", set())
+        if name in known:
+            return True
+        found = bool(ask())
+        if found:
+            known.add(name)
+        return found
 
     def has_table(self, table_name: str) -> bool:
-        tables = self.__dict__.setdefault("_tables", set())
-        if table_name in tables:
-            return True
-        found = bool(self._table_exists(table_name))
-        if found:
-            tables.add(table_name)
-        return found
+        return self._remembered(table_name, lambda: self._table_exists(table_name))
+
+    def has_secondary_index(self, name: str) -> bool:
+        """A data migration marked complete (asked before every read of asset rows; SQLite's sharded event
+        log queries it each time, PostgreSQL's remembers it as this does)."""
+        parent = super()
+        return self._remembered(f"index:{name}", lambda: parent.has_secondary_index(name))
+
+    def disable_secondary_index(self, name: str) -> None:
+        self.__dict__.setdefault("_tables", set()).discard(f"index:{name}")
+        super().disable_secondary_index(name)
+
+    def has_asset_key_col(self, column_name: str) -> bool:
+        parent = super()
+        return self._remembered(f"asset_keys.{column_name}", lambda: parent.has_asset_key_col(column_name))
+
+    def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
+        parent = super()
+        return self._remembered(f"asset_keys.{column_name}",
+                                lambda: parent._has_asset_key_col_on_connection(conn, column_name))
 
     def _table_exists(self, table_name: str) -> bool:
         return super().has_table(table_name)
+
+
+RECENT_PARTITION_S = 1.0  # how long a dynamic partition found to exist is taken to exist without asking again
+
+
+class RecentPartitions:
+    """For an event log storage: a dynamic partition found to exist is remembered for ``RECENT_PARTITION_S``.
+
+    Dagster asks whether a run's round partition exists some 16 times per round x env run (validating the key,
+    then for every step's input and output ranges, twice per range), each a query. A yes is remembered for a
+    second; a no is always asked again. Deleting a partition through this storage forgets it at once; one
+    deleted by another process may be taken to exist here for up to a second longer, as if this process had
+    asked a second earlier (a run that started then would go on all the same).
+    """
+
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        seen = self.__dict__.setdefault("_recent_partitions", {})
+        key = (partitions_def_name, partition_key)
+        now = time.monotonic()
+        if now - seen.get(key, -RECENT_PARTITION_S) < RECENT_PARTITION_S:
+            return True
+        found = super().has_dynamic_partition(partitions_def_name, partition_key)
+        if found:
+            if len(seen) > 4096:
+                seen.clear()
+            seen[key] = now
+        else:
+            seen.pop(key, None)
+        return found
+
+    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
+        self.__dict__.setdefault("_recent_partitions", {}).pop((partitions_def_name, partition_key), None)
+        super().delete_dynamic_partition(partitions_def_name, partition_key)
+
+    def wipe(self) -> None:
+        self.__dict__.setdefault("_recent_partitions", {}).clear()
+        super().wipe()

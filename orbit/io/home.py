@@ -317,10 +317,22 @@ def _write_if_changed(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# Events Dagster hands over together go to the storage as one batch (a run's planned materializations and
+# checks: one insert, resources/planned_events.py). Dagster reads the size from this variable in the process
+# that creates a run (the webserver, the daemon, a headless runner); 0, its default, writes them one by one.
+EVENT_BATCH_SIZE = "100"
+
+
+def dagster_process_env() -> None:
+    """The variables every process of an Orbit instance runs Dagster with (set unless already set)."""
+    os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+
+
 def ensure_home() -> Path:
     """Create ``ORBIT_HOME`` with a lake and a telemetry-free ``DAGSTER_HOME``; set the env vars."""
     home = orbit_home()
-    os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    dagster_process_env()
     dhome = dagster_home()
     with init_lock():
         dhome.mkdir(parents=True, exist_ok=True)

@@ -169,3 +169,64 @@ def test_a_shard_another_process_made_first_is_kept(home, tmp_path):
         assert "run-b.db" in os.listdir(base) and not [n for n in os.listdir(base) if n.endswith(".tmp")]
     finally:
         ours.dispose()
+
+
+def _dagsters_own_instance(folder: Path) -> dg.DagsterInstance:
+    """An instance on Dagster's own SQLite run storage and event log, in ``folder``."""
+    folder.mkdir(parents=True)
+    (folder / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n"
+        f"run_storage:\n  module: dagster._core.storage.runs\n  class: SqliteRunStorage\n"
+        f"  config:\n    base_dir: {folder / 'history'}\n"
+        f"event_log_storage:\n  module: dagster._core.storage.event_log\n  class: SqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {folder / 'history' / 'runs'}\n")
+    return dg.DagsterInstance.from_config(str(folder))
+
+
+def test_planned_events_are_one_batch_and_record_what_dagsters_own_storage_does(home, tmp_path, monkeypatch):
+    """A run's planned materializations and check (one batch from Dagster) are written with one insert into the
+    run's shard, and every answer the instance gives afterwards (the runs' events, asset records, planned and
+    materialized partitions, check executions) is the one Dagster's own event log gives for the same runs."""
+    from storage_runs import run_and_record
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "100")  # what Orbit's processes run with (orbit.io.home)
+    with _dagsters_own_instance(tmp_path / "theirs") as theirs:
+        expected = run_and_record(theirs)
+    with dg.DagsterInstance.get() as ours:
+        storage = ours.event_log_storage
+        batches = []
+        insert_run_rows = storage._insert_run_rows
+        storage._insert_run_rows = lambda rows: (batches.append([r["dagster_event_type"] for r in rows]),
+                                                 insert_run_rows(rows))[1]
+        got = run_and_record(ours)
+    assert batches == [["ASSET_MATERIALIZATION_PLANNED", "ASSET_MATERIALIZATION_PLANNED",
+                        "ASSET_CHECK_EVALUATION_PLANNED"]] * 3
+    assert got == expected
+    assert got["checks"] == [("run2", "PLANNED", "b|r1"), ("run1", "SUCCEEDED", "b|r1"), ("run0", "SUCCEEDED", "a|r1")]
+    assert got["records"]["made"]["last_run"] == got["records"]["made"]["latest_planned_b"] == "run2"
+    assert got["records"]["made"]["materialized"] == ["a|r1", "b|r1"]
+
+
+def test_a_round_partition_found_is_remembered_for_a_second_and_a_delete_is_seen(home, monkeypatch):
+    """A dynamic partition found to exist is not asked again within RECENT_PARTITION_S; one deleted through the
+    same storage is gone at once, one deleted by another process is gone once that time has passed; a no is
+    never remembered. The asset-key columns and secondary indexes Dagster asks about are remembered once yes."""
+    import resources.storage_checks as checks
+
+    monkeypatch.setattr(checks, "RECENT_PARTITION_S", 0.5)
+    with dg.DagsterInstance.get() as ours, dg.DagsterInstance.get() as other:
+        storage = ours.event_log_storage
+        assert not ours.has_dynamic_partition("rounds", "r7")
+        other.add_dynamic_partitions("rounds", ["r7", "r8"])
+        assert ours.has_dynamic_partition("rounds", "r7")  # a no was not remembered
+        other.delete_dynamic_partition("rounds", "r7")
+        assert ours.has_dynamic_partition("rounds", "r7")  # still remembered...
+        time.sleep(0.6)
+        assert not ours.has_dynamic_partition("rounds", "r7")  # ...for RECENT_PARTITION_S only
+        assert ours.has_dynamic_partition("rounds", "r8")
+        ours.delete_dynamic_partition("rounds", "r8")
+        assert not ours.has_dynamic_partition("rounds", "r8")  # its own delete: at once
+        assert storage.has_asset_key_col("cached_status_data") and "asset_keys.cached_status_data" in storage._tables
+        assert not storage.has_asset_key_col("no_such_column") and "asset_keys.no_such_column" not in storage._tables
+        assert storage.has_secondary_index("asset_key_index_columns")
+        assert "index:asset_key_index_columns" in storage._tables

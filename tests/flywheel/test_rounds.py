@@ -192,6 +192,7 @@ def test_plain_dagster_cli_finds_the_instance_through_the_exported_home(tmp_path
     home = tmp_path / "home"
     shell = orbit(home, "home", "--shell")
     assert shell.returncode == 0 and f"export DAGSTER_HOME={home / 'dagster'}" in shell.stdout
+    assert "export DAGSTER_EVENT_BATCH_SIZE=100" in shell.stdout  # planned events stored as one batch
     yaml = (home / "dagster" / "dagster.yaml").read_text()
     for needle in ("max_concurrent_runs:", "run_monitoring:", "run_retries:", "enabled: false"):
         assert needle in yaml
