@@ -10,7 +10,6 @@ materialize the same partitions: with ``make ui`` running, add rounds with
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -28,14 +27,6 @@ from resources.settings import UNIFORM_POLICY
 
 CONSOLE_LOG_LEVEL = "WARNING"
 DAEMON_FRESH_S = 120
-# A headless command holds a few storage connections for its runs, as the webserver does, instead of opening one
-# per event (dagster-postgres' default): each PostgreSQL connect is a round trip and a password (scram) exchange.
-POOL_RECYCLE_S = 3600
-POOL_MAX_OVERFLOW = 4
-STATEMENT_TIMEOUT_MS = 0  # none: a run's writes are never cut short (the webserver's 15 s is for reads)
-# Asset events written together go to the storage as one batch (PostgreSQL: one INSERT for a run's planned
-# materializations and checks); Dagster reads the size from this variable in every process that runs steps.
-EVENT_BATCH_SIZE = "100"
 
 
 class RunFailed(RuntimeError):
@@ -82,8 +73,6 @@ class Runner:
 
         ensure_home()
         self.instance = instance or dg.DagsterInstance.get()
-        self.instance.optimize_for_webserver(STATEMENT_TIMEOUT_MS, POOL_RECYCLE_S, POOL_MAX_OVERFLOW)
-        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
         if live_daemon(self.instance):
             raise DaemonRunning(
                 f"a Dagster daemon is running on {self.instance.root_directory} (make ui): its automation "

@@ -148,3 +148,63 @@ def test_a_socket_url_without_password_and_back_to_sqlite(postgres_server, tmp_p
     text = (home / "dagster" / "dagster.yaml").read_text()
     assert "postgres" not in text.replace("`orbit home --postgres URL`", "") and "\nstorage:" not in text
     assert "class: OrbitSqliteEventLogStorage" in text  # SQLite with Orbit's event log (resources/sqlite_storage.py)
+
+
+def _pg_instance(folder: Path, url: str, ours: bool) -> dg.DagsterInstance:
+    """An instance on one database: Orbit's storage classes (``ours``) or dagster-postgres' own."""
+    run, events = (("resources.pg_storage", "OrbitPostgresRunStorage"), ("resources.pg_storage",
+                                                                          "OrbitPostgresEventLogStorage")) if ours \
+        else (("dagster_postgres.run_storage", "PostgresRunStorage"),
+              ("dagster_postgres.event_log", "PostgresEventLogStorage"))
+    folder.mkdir(parents=True)
+    sections = [("run_storage", run), ("event_log_storage", events),
+                ("schedule_storage", ("dagster_postgres.schedule_storage", "PostgresScheduleStorage"))]
+    (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + "".join(
+        f"{name}:\n  module: {module}\n  class: {cls}\n  config:\n    postgres_url: {url}\n"
+        for name, (module, cls) in sections))
+    return dg.DagsterInstance.from_config(str(folder))
+
+
+def _sessions(pg, db: str) -> int:
+    """Connections ever made to ``db`` (PostgreSQL's own count, pg_stat_database.sessions)."""
+    out = subprocess.run([str(pg.bindir / "psql"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "orbit",
+                          "-d", "postgres", "-Atc", f"SELECT pg_stat_force_next_flush(); "
+                          f"SELECT sessions FROM pg_stat_database WHERE datname = '{db}'"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    return int(out[-1])
+
+
+def test_orbits_postgres_storage_records_what_dagster_postgres_does_on_one_kept_connection(
+        postgres_server, tmp_path, monkeypatch):
+    """The same runs on Orbit's PostgreSQL storages and on dagster-postgres' own give the same events, asset
+    records, planned and materialized partitions and check executions; Orbit's store a run's planned events in
+    one insert and keep one connection per storage: dagster-postgres connects anew for every statement. A
+    forked child opens its own connection and the parent's keeps working."""
+    from storage_runs import run_and_record
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "100")  # what Orbit's processes run with (orbit.io.home)
+    pg = postgres_server
+    answers, sessions = {}, {}
+    for ours in (False, True):
+        db = pg.create_database()
+        url = pg.tcp_url(db).replace("postgresql://", "postgresql+psycopg2://")
+        with _pg_instance(tmp_path / f"ours-{ours}", url, ours) as instance:
+            before = _sessions(pg, db)
+            if ours:
+                storage = instance.event_log_storage
+                batches = []
+                insert = storage._insert_index_rows
+                storage._insert_index_rows = lambda conn, rows: (batches.append(len(rows)), insert(conn, rows))[1]
+            answers[ours] = run_and_record(instance)
+            sessions[ours] = _sessions(pg, db) - before
+            if ours:
+                assert batches == [3, 3, 3]  # two materializations and a check planned, per run
+                child = os.fork()
+                if child == 0:  # the child's storage must not talk over the parent's connection
+                    code = 0 if instance.has_dynamic_partition("storage_rounds", "r9") is False else 1
+                    os._exit(code)
+                assert os.waitpid(child, 0)[1] == 0
+                assert len(instance.get_runs()) == 3
+    assert answers[True] == answers[False]
+    assert answers[True]["checks"][0] == ("run2", "PLANNED", "b|r1")
+    assert sessions[True] <= 4 and sessions[False] > 50, sessions
