@@ -6,10 +6,12 @@ then per env one in-process run of generate -> verify -> filter -> measure with 
 an export run and the report run, all recorded in a real instance made from the ``dagster.yaml`` Orbit
 generates (``orbit home``; ``orbit home --postgres URL`` for the PostgreSQL leg). The baseline is the same
 stages called directly (generator, verifier, filter, yields; Parquet written the same way), no Dagster,
-measured twice in the same leg, alternating with the Dagster round. Both sides use
+measured in the same leg, alternating with the Dagster round. Both sides use
 the env generators (``policy_envs`` empty) so they do identical work; CFR tables are solved before either
-side is timed. The two sides alternate, engine, Dagster, engine, Dagster, each on a fresh round of the same
-sizes, and each side's best of two is compared (a noisy host moves either by 20%). Goal: Dagster <= 1.5x the
+side is timed. Each side has its own lake and first plays a warm-up round (imports, caches; Dagster's job
+snapshots); then they alternate, engine, Dagster, engine, Dagster, ..., each on the next round of the same sizes
+in its own lake (so a round's cumulative exports and reports cover as many rounds on both sides), and each
+side's best of ``SAMPLES`` (three) is compared (a noisy host moves either by 20%). Goal: Dagster <= 1.5x the
 engine alone. Each leg also counts the events the round wrote
 to the instance's event log (per round and per round x env run).
 
@@ -34,6 +36,7 @@ import _common as C  # noqa: E402
 from _common import REPO, Row, environment_note, print_table, scratch_dir  # noqa: E402
 
 ENVS = ["tic_tac_toe", "connect_four", "kuhn_poker", "leduc_poker", "liveweb"]
+SAMPLES = 3  # rounds per side, alternating; each side's fastest is compared (this host moves either by 20%)
 
 
 def engine_round(lake_root: Path, round_key: str, tasks: int | None, envs: list[str] = ENVS,
@@ -163,6 +166,7 @@ def measure_leg(storage: str, tasks: int | None, cfr_from: Path | None, pg=None)
 
     from orbit.envs.openspiel.family import cfr_table_file
     from orbit.io.home import ensure_home, use_postgres
+    from orbit.io.keys import round_key
     from orbit_assets.runner import Runner, raw_samples_config
     from resources import resources_for
 
@@ -184,14 +188,21 @@ def measure_leg(storage: str, tasks: int | None, cfr_from: Path | None, pg=None)
         config = raw_samples_config(num_tasks=tasks)
         with dg.DagsterInstance.get() as instance:
             Runner(instance, resources, log=lambda m: None).ensure_cfr(ENVS)  # solved before timing
-            engine_round(lake_root, "r0000", tasks, exports=True)  # warm: imports, demo cache, worker pool
-            # engine, Dagster, engine, Dagster on fresh rounds of the same sizes: each side's best of two
-            engine = engine_round(lake_root, "r0001", tasks, exports=True)
-            first = dagster_round(instance, "r0002", resources, config)
-            engine2 = engine_round(lake_root, "r0003", tasks, exports=True)
-            second = dagster_round(instance, "r0004", resources, config)
-            dagster_s, stages_s = min(first[0], second[0]), min(first[1], second[1])
-            run_ids = first[2]
+            # each side has its own lake with the same history, so that its n-th round's cumulative exports and
+            # reports cover as many rounds as the other side's n-th
+            engine_lake = home / "engine-lake"
+            cfr_table_file(engine_lake).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(cfr_table_file(lake_root), cfr_table_file(engine_lake))
+            # warm, both: imports, demo cache, worker pool; Dagster's job snapshots and plan caches
+            engine_round(engine_lake, round_key(0), tasks, exports=True)
+            dagster_round(instance, round_key(0), resources, config)
+            # engine, Dagster, engine, Dagster, ... on fresh rounds of the same sizes: each side's best of SAMPLES
+            engines, dagsters = [], []
+            for n in range(1, SAMPLES + 1):
+                engines.append(engine_round(engine_lake, round_key(n), tasks, exports=True))
+                dagsters.append(dagster_round(instance, round_key(n), resources, config))
+            dagster_s, stages_s = min(d[0] for d in dagsters), min(d[1] for d in dagsters)
+            run_ids = dagsters[0][2]
             floor_s = floor_runs(instance)
             stage_runs = [r for r in run_ids if instance.get_run_by_id(r).job_name == "round_job"]
             events = _events(instance, run_ids)
@@ -209,10 +220,10 @@ def measure_leg(storage: str, tasks: int | None, cfr_from: Path | None, pg=None)
             else:
                 os.environ[k] = v
         cleanup()
-    return {"storage": storage, "event_log": kind, "engine": engine, "engine2": engine2,
-            "stages_baseline": min(engine[0], engine2[0]), "baseline": min(sum(engine), sum(engine2)),
+    return {"storage": storage, "event_log": kind, "engines": engines,
+            "stages_baseline": min(e[0] for e in engines), "baseline": min(sum(e) for e in engines),
             "dagster_s": dagster_s, "stages_s": stages_s, "runs": len(run_ids), "floor_s": floor_s,
-            "dagster_both": (first[0], second[0]), "stages_both": (first[1], second[1]),
+            "dagster_all": [d[0] for d in dagsters], "stages_all": [d[1] for d in dagsters],
             "events": events, "stage_runs": len(stage_runs), "stage_events": stage_events}, kept
 
 
@@ -235,14 +246,17 @@ def rows_for(leg: dict, tasks: int | None) -> list[Row]:
     C.metric(f"{prefix}.floor_vs_engine", leg["floor_s"] / stages_baseline)
     C.metric(f"{prefix}.events_per_round", leg["events"])
     C.metric(f"{prefix}.events_per_round_env_run", leg["stage_events"] / max(1, leg["stage_runs"]))
-    (e_stages, e_exports), (e2_stages, e2_exports) = leg["engine"], leg["engine2"]
+    def times(values) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    engine_stages, engine_whole = [e[0] for e in leg["engines"]], [sum(e) for e in leg["engines"]]
     return [Row(f"[{storage}] round x env runs only, 5 envs, {size_label(tasks)}", leg["stages_s"], "s",
                 baseline=stages_baseline, ratio=stages_ratio, goal="<= 1.5x", ok=stages_ratio <= 1.5,
                 note=f"the same stages as the engine loop: {leg['stage_runs']} in-process runs of generate -> verify "
                      f"-> filter -> measure with their asset checks; {leg['stage_events']} events "
                      f"({leg['stage_events'] / max(1, leg['stage_runs']):.0f} per run) in {leg['event_log']}; "
-                     f"engine stages {e_stages:.2f} s and {e2_stages:.2f} s, Dagster's runs "
-                     f"{leg['stages_both'][0]:.2f} s and {leg['stages_both'][1]:.2f} s, alternating (each side's min)"),
+                     f"engine stages {times(engine_stages)} s, Dagster's runs {times(leg['stages_all'])} s, "
+                     f"alternating (each side's min)"),
             Row(f"[{storage}] Dagster's floor: 5 runs of 4 no-op asset steps", leg["floor_s"], "s",
                 baseline=stages_baseline, ratio=leg["floor_s"] / stages_baseline,
                 note="the same instance, five round x env runs of four assets that do nothing: what a run costs "
@@ -251,8 +265,7 @@ def rows_for(leg: dict, tasks: int | None) -> list[Row]:
             Row(f"[{storage}] headless round, 5 envs, {size_label(tasks)}", leg["dagster_s"], "s", baseline=baseline,
                 ratio=ratio, goal="<= 1.5x", ok=ratio <= 1.5,
                 note=f"engine alone (stages + exports, training set, DuckDB and flywheel reports) "
-                     f"{e_stages + e_exports:.2f} s and {e2_stages + e2_exports:.2f} s, Dagster "
-                     f"{leg['dagster_both'][0]:.2f} s and {leg['dagster_both'][1]:.2f} s, alternating (each side's "
+                     f"{times(engine_whole)} s, Dagster {times(leg['dagster_all'])} s, alternating (each side's "
                      f"min); Dagster adds the round's registration, {leg['runs']} runs (5 round x env, export, "
                      f"report), the asset checks, round_yields and the instance's event log ({leg['events']} events)")]
 
