@@ -208,3 +208,37 @@ def test_orbits_postgres_storage_records_what_dagster_postgres_does_on_one_kept_
     assert answers[True] == answers[False]
     assert answers[True]["checks"][0] == ("run2", "PLANNED", "b|r1")
     assert sessions[True] <= 4 and sessions[False] > 50, sessions
+
+
+def _drop_connections(pg, db: str) -> int:
+    """End every server process of ``db`` (what a server restart or a proxy's idle timeout does to them)."""
+    out = subprocess.run([str(pg.bindir / "psql"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "orbit",
+                          "-d", "postgres", "-Atc", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          f"WHERE datname = '{db}' AND pid <> pg_backend_pid()"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    return len(out)
+
+
+def test_a_kept_connection_closed_while_idle_is_replaced_before_use(postgres_server, monkeypatch):
+    """A kept connection the server closed (a restart, a proxy's idle timeout) is pinged once it has been idle for
+    IDLE_PING_S and replaced, so the next statement succeeds; without the ping (a connection in use moments
+    ago) the statement would meet the closed connection."""
+    import sqlalchemy
+
+    import resources.pg_storage as pg_storage
+
+    pg = postgres_server
+    db = pg.create_database()
+    storage = pg_storage.OrbitPostgresRunStorage(pg.tcp_url(db).replace("postgresql://", "postgresql+psycopg2://"))
+    try:
+        storage.add_run(dg.DagsterRun(job_name="first"))
+        assert _drop_connections(pg, db) == 1  # the one kept connection
+        with pytest.raises(sqlalchemy.exc.OperationalError):  # not idle long enough to be pinged
+            storage.get_runs()
+        assert len(storage.get_runs()) == 1  # the pool replaced it
+        monkeypatch.setattr(pg_storage, "IDLE_PING_S", 0.0)
+        assert _drop_connections(pg, db) == 1
+        storage.add_run(dg.DagsterRun(job_name="second"))  # pinged, replaced: no error
+        assert sorted(r.job_name for r in storage.get_runs()) == ["first", "second"]
+    finally:
+        storage.dispose()
