@@ -113,8 +113,8 @@ class OrbitPostgresRunStorage(KeptConnection, RememberedRunChecks, PostgresRunSt
 
 class OrbitPostgresEventLogStorage(KeptConnection, PlannedEventBatches, RecentPartitions, RememberedTables,
                                    PostgresEventLogStorage):
-    """``PostgresEventLogStorage`` with a kept connection, schema checks remembered once yes, recent partitions remembered briefly,
-    planned events stored as one batch, and no ``NOTIFY`` per event."""
+    """``PostgresEventLogStorage`` with a kept connection, schema checks remembered once yes, recent partitions
+    remembered briefly, planned events stored as one batch, and no ``NOTIFY`` per event."""
 
     def store_event(self, event) -> None:
         """Dagster-postgres' ``store_event`` without its ``NOTIFY``: dagster-postgres no longer listens for it
