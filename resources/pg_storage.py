@@ -4,8 +4,8 @@ The same tables and settings, with these changes:
 
 * **one connection kept per storage and process** (``KeptConnection``). dagster-postgres opens a new
   connection for every statement outside the webserver (a new server process, TCP and password
-  authentication: about 12 ms of every event here, against 1 ms on a kept connection) so as to hold none open. Orbit keeps one per
-  storage per process: a run worker, ``orbit run`` and the daemon each hold at most one idle connection per
+  authentication: about 12 ms of every event here, against 1 ms on a kept connection) so as to hold none
+  open. Orbit keeps one per storage per process: a run worker, ``orbit run`` and the daemon each hold at most one idle connection per
   storage (two: runs and the event log; schedule storage is Dagster's own), recycled after an hour, pinged
   before use after 30 s idle (a connection a server restart or a proxy's idle timeout closed is replaced
   instead of failing the statement; busy connections cost no ping), and dropped in a forked child. More

@@ -10,7 +10,8 @@ PostgreSQL alike).
 cross-run index rows (the asset-key rows and tags, as ``store_event`` writes them); the checks' execution rows
 are then written by Dagster's own ``store_asset_check_event``. Any other batch goes to the storage's own
 ``store_event_batch``. Mixed into Orbit's event log storages (``resources.sqlite_storage``,
-``resources.pg_storage``) before the Dagster class, which provides the inserts (``_insert_run_rows``, ``_insert_index_rows``).
+``resources.pg_storage``) before the Dagster class, which provides the inserts (``_insert_run_rows``,
+``_insert_index_rows``).
 """
 
 from typing import Sequence
