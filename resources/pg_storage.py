@@ -2,15 +2,15 @@
 
 The same tables and settings, with these changes:
 
-* **one connection kept per storage and process** (``KeptConnection``). dagster-postgres opens a new
-  connection for every statement outside the webserver (a new server process, TCP and password
-  authentication: about 12 ms of every event here, against 1 ms on a kept connection) so as to hold none
-  open. Orbit keeps one per storage per process: a run worker, ``orbit run`` and the daemon each hold at most one idle connection per
-  storage (two: runs and the event log; schedule storage is Dagster's own), recycled after an hour, pinged
-  before use after 30 s idle (a connection a server restart or a proxy's idle timeout closed is replaced
-  instead of failing the statement; busy connections cost no ping), and dropped in a forked child. More
-  threads at once still get more connections, closed when returned, as before. Budget ``max_connections`` for two per
-  process (the default 100 leaves room for some 45 concurrent run workers);
+* **one connection kept per storage and process** (``KeptConnection``). dagster-postgres opens a new connection
+  for every statement outside the webserver (a new server process, TCP and password authentication: about 12 ms
+  of every event here, against 1 ms on a kept connection) so as to hold none open. Orbit keeps one per storage
+  per process: a run worker, ``orbit run`` and the daemon each hold at most one idle connection per storage
+  (two: runs and the event log; schedule storage is Dagster's own), recycled after an hour, pinged before use
+  after 30 s idle (a connection a server restart or a proxy's idle timeout closed is replaced instead of failing
+  the statement; busy connections cost no ping), and dropped in a forked child. More threads at once still get
+  more connections, closed when returned, as before. Budget ``max_connections`` for two per process (the default
+  100 leaves room for some 45 concurrent run workers);
 * the answers that cannot change back remembered (``resources.storage_checks``): catalog queries
   (SQLAlchemy's has-table and column inspection, several round trips each) that dagster-postgres repeats
   before every asset event and asset read, a read of the whole execution plan snapshot at every run's
