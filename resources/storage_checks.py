@@ -17,17 +17,27 @@ class they extend.
 import time
 
 
-class RememberedRunChecks:
-    """For a ``SqlRunStorage`` subclass."""
+class _Remembered:
+    """The yes answers of one storage, in the set named ``_KNOWN``; a no is asked again each time."""
+
+    _KNOWN = "_known"
+
+    def _known(self) -> set:
+        return self.__dict__.setdefault(self._KNOWN, set())
 
     def _remembered(self, name: str, ask) -> bool:
-        applied = self.__dict__.setdefault("_applied", set())
-        if name in applied:
+        if name in self._known():
             return True
         yes = bool(ask())
         if yes:
-            applied.add(name)
+            self._known().add(name)
         return yes
+
+
+class RememberedRunChecks(_Remembered):
+    """For a ``SqlRunStorage`` subclass."""
+
+    _KNOWN = "_applied"
 
     def has_run_stats_index_cols(self) -> bool:
         return self._remembered("run_stats_index_cols", super().has_run_stats_index_cols)
@@ -50,19 +60,12 @@ class RememberedRunChecks:
         return self._has_snapshot_id(execution_plan_snapshot_id)
 
 
-class RememberedTables:
+class RememberedTables(_Remembered):
     """For an event log storage: ``has_table`` through ``_table_exists`` (default: Dagster's own answer), and
     the asset-key table's columns, which Dagster inspects (a catalog query) before every read of asset records
     to know whether the status cache and index columns were migrated in."""
 
-    def _remembered(self, name: str, ask) -> bool:
-        known = self.__dict__.setdefault("_tables", set())
-        if name in known:
-            return True
-        found = bool(ask())
-        if found:
-            known.add(name)
-        return found
+    _KNOWN = "_tables"
 
     def has_table(self, table_name: str) -> bool:
         return self._remembered(table_name, lambda: self._table_exists(table_name))
@@ -74,7 +77,7 @@ class RememberedTables:
         return self._remembered(f"index:{name}", lambda: parent.has_secondary_index(name))
 
     def disable_secondary_index(self, name: str) -> None:
-        self.__dict__.setdefault("_tables", set()).discard(f"index:{name}")
+        self._known().discard(f"index:{name}")
         super().disable_secondary_index(name)
 
     def has_asset_key_col(self, column_name: str) -> bool:
@@ -107,7 +110,7 @@ class RecentPartitions:
         seen = self.__dict__.setdefault("_recent_partitions", {})
         key = (partitions_def_name, partition_key)
         now = time.monotonic()
-        if now - seen.get(key, -RECENT_PARTITION_S) < RECENT_PARTITION_S:
+        if key in seen and now - seen[key] < RECENT_PARTITION_S:
             return True
         found = super().has_dynamic_partition(partitions_def_name, partition_key)
         if found:
