@@ -159,7 +159,7 @@ def test_a_round_yields_plots_one_series_per_env(page, dagster_dev, ui_home, sho
             title.first.wait_for(state="visible")
             assert title.count() == 1, key  # one plot per metadata key: one series per env
     n_plots = len([k for k in reports[ROUNDS[-1]] if k.startswith(("p_", "g_"))])
-    assert page.locator("canvas").count() >= n_plots
+    page.locator("canvas").nth(n_plots - 1).wait_for(state="attached")  # a chart per plot (they draw after titles)
     page.set_viewport_size({"width": 1600, "height": 1900})  # the plots scroll inside the page: show them all
     page.wait_for_timeout(1500)  # the charts animate in
     shot(page, shots_dir, "a-round_yields-plots.png")
@@ -298,7 +298,8 @@ def test_c_rematerializing_upstream_leaves_the_consumed_checkpoint_untouched(pag
     assert (checkpoints / "embedded-r0001.v2" / "policy.parquet").read_bytes() != facts["policy.parquet"][0]
     open_ui(page, "/assets/policy_checkpoint")
     page.get_by_text("new version embedded-r0001.v2", exact=False).first.wait_for(state="visible")
-    assert page.get_by_text("sampled from embedded-r0001", exact=False).count() >= 1  # the stale round
+    # the stale round: markdown metadata, which the UI renders after the plain values (its renderer loads lazily)
+    page.get_by_text("sampled from embedded-r0001", exact=False).first.wait_for(state="visible")
     shot(page, shots_dir, "c-policy_checkpoint-new-version.png")
 
     # the new version starts no round by itself: a checkpoint-sensor tick after it registers nothing for it
