@@ -25,7 +25,8 @@ from orbit.stages.verify import VerifyCounts, verify_batch
 pytestmark = pytest.mark.timeout(300)
 
 RUN = "exec(compile(PAYLOAD, 'candidate.py', 'exec'), {'__name__': '__main__'})"
-SPEC = EnvSpec(name="code_sample", family="code", description="", options={"timeout": 5, "output_kb": 256})
+SPEC = EnvSpec(name="code_sample", family="code", description="", options={"timeout": 5, "output_kb": 256,
+                                                                                "memory_mb": 256})
 
 
 def _status(pid: str) -> tuple[int, int] | None:
