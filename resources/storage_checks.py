@@ -18,12 +18,11 @@ import time
 
 
 class _Remembered:
-    """The yes answers of one storage, in the set named ``_KNOWN``; a no is asked again each time."""
-
-    _KNOWN = "_known"
+    """The yes answers of one storage (``_known()``: migrations, tables, columns, index markers); a no is asked
+    again each time."""
 
     def _known(self) -> set:
-        return self.__dict__.setdefault(self._KNOWN, set())
+        return self.__dict__.setdefault("_orbit_known", set())
 
     def _remembered(self, name: str, ask) -> bool:
         if name in self._known():
@@ -36,8 +35,6 @@ class _Remembered:
 
 class RememberedRunChecks(_Remembered):
     """For a ``SqlRunStorage`` subclass."""
-
-    _KNOWN = "_applied"
 
     def has_run_stats_index_cols(self) -> bool:
         return self._remembered("run_stats_index_cols", super().has_run_stats_index_cols)
@@ -64,8 +61,6 @@ class RememberedTables(_Remembered):
     """For an event log storage: ``has_table`` through ``_table_exists`` (default: Dagster's own answer), and
     the asset-key table's columns, which Dagster inspects (a catalog query) before every read of asset records
     to know whether the status cache and index columns were migrated in."""
-
-    _KNOWN = "_tables"
 
     def has_table(self, table_name: str) -> bool:
         return self._remembered(table_name, lambda: self._table_exists(table_name))

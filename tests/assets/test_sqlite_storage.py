@@ -1,7 +1,7 @@
 """The SQLite instance Orbit writes (``orbit home``): Dagster's files with Orbit's run storage and event log
-classes, which keep a connection per database file (WAL, synchronous=NORMAL). What must still hold: another process reads every
-event at once, a watcher (the UI following a run) is woken by writes that only reach the WAL file, and a new
-run's shard has the very tables and alembic stamp Dagster's own storage gives it."""
+classes, which keep a connection per database file (WAL, synchronous=NORMAL). What must still hold: another
+process reads every event at once, a watcher (the UI following a run) is woken by writes that only reach the
+WAL file, and a new run's shard has the very tables and alembic stamp Dagster's own storage gives it."""
 
 import os
 import sqlite3
@@ -135,13 +135,13 @@ def test_runs_of_dagsters_own_run_storage_are_kept_and_seen_by_other_processes(h
         with sqlite3.connect(Path(base) / "runs.db") as con:
             assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         runs, events = instance.run_storage, instance.event_log_storage
-        assert runs.has_run_stats_index_cols() and "run_stats_index_cols" in runs._applied
-        assert not runs.has_built_index("no such migration") and "index:no such migration" not in runs._applied
+        assert runs.has_run_stats_index_cols() and "run_stats_index_cols" in runs._known()
+        assert not runs.has_built_index("no such migration") and "index:no such migration" not in runs._known()
         plan = instance.get_run_by_id(result.run_id).execution_plan_snapshot_id
         assert runs.has_execution_plan_snapshot(plan) and not runs.has_execution_plan_snapshot("0" * 40)
         assert isinstance(events, OrbitSqliteEventLogStorage)
-        assert events.has_table("dynamic_partitions") and "dynamic_partitions" in events._tables
-        assert not events.has_table("no_such_table") and "no_such_table" not in events._tables
+        assert events.has_table("dynamic_partitions") and "dynamic_partitions" in events._known()
+        assert not events.has_table("no_such_table") and "no_such_table" not in events._known()
 
 
 def test_a_shard_another_process_made_first_is_kept(home, tmp_path):
@@ -226,7 +226,7 @@ def test_a_round_partition_found_is_remembered_for_a_second_and_a_delete_is_seen
         assert ours.has_dynamic_partition("rounds", "r8")
         ours.delete_dynamic_partition("rounds", "r8")
         assert not ours.has_dynamic_partition("rounds", "r8")  # its own delete: at once
-        assert storage.has_asset_key_col("cached_status_data") and "asset_keys.cached_status_data" in storage._tables
-        assert not storage.has_asset_key_col("no_such_column") and "asset_keys.no_such_column" not in storage._tables
+        assert storage.has_asset_key_col("cached_status_data") and "asset_keys.cached_status_data" in storage._known()
+        assert not storage.has_asset_key_col("no_such_column") and "asset_keys.no_such_column" not in storage._known()
         assert storage.has_secondary_index("asset_key_index_columns")
-        assert "index:asset_key_index_columns" in storage._tables
+        assert "index:asset_key_index_columns" in storage._known()

@@ -101,8 +101,9 @@ def test_orbit_run_on_postgres_and_the_password_is_nowhere(postgres_server, tmp_
             storage = instance.run_storage  # its remembered answers (resources/storage_checks.py)
             assert storage.has_execution_plan_snapshot(instance.get_runs(limit=1)[0].execution_plan_snapshot_id)
             assert not storage.has_execution_plan_snapshot("0" * 40)
-            assert instance.event_log_storage.has_table("event_logs") and "event_logs" in instance.event_log_storage._tables
-            assert not instance.event_log_storage.has_table("no_such_table")
+            events = instance.event_log_storage
+            assert events.has_table("event_logs") and "event_logs" in events._known()
+            assert not events.has_table("no_such_table")
             runs = instance.get_runs()
             assert {r.job_name for r in runs} >= {"round_job", "export_job", "report_job"}
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.job_name, r.status) for r in runs]
