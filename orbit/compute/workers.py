@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
 
@@ -91,6 +92,23 @@ def _ready() -> None:
     """A no-op run on each worker: its result means the worker is up."""
 
 
+class PoolStartFailed(BrokenProcessPool):
+    """A worker exited while the pool was starting (a ``BrokenProcessPool``, as callers catch it), with the
+    likeliest cause named: the forkserver imports the main module in every worker, so a script that calls
+    Orbit at its top level, without a ``__main__`` guard, runs again in each worker and fails there."""
+
+
+def _start_failure(exc: BrokenProcessPool) -> PoolStartFailed:
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    hint = (f" Workers start from a forkserver, which imports the main module ({main}) in each of them: if it "
+            "calls Orbit at its top level, put that call under `if __name__ == \"__main__\":`."
+            if main else "")
+    failed = PoolStartFailed(f"a worker of the pool exited while starting ({exc}).{hint} The worker's own "
+                             "error, if any, is on its stderr.")
+    failed.__cause__ = exc
+    return failed
+
+
 _READY: "tuple[ProcessPoolExecutor, Future] | None" = None  # the pool and its future from start_pool
 _READY_LOCK = threading.Lock()
 
@@ -118,7 +136,7 @@ def start_pool(workers: int) -> "Future[ProcessPoolExecutor]":
                 ready.result()
         except BaseException as exc:  # handed to the caller; the next request starts a fresh pool
             shutdown_pool(only=pool, wait=False)
-            done.set_exception(exc)
+            done.set_exception(_start_failure(exc) if isinstance(exc, BrokenProcessPool) else exc)
         else:
             done.set_result(pool)
 

@@ -137,12 +137,27 @@ def test_a_pool_that_fails_to_start_is_dropped_and_the_next_request_starts_a_fre
     workers.shutdown_pool()
     monkeypatch.setattr(workers, "_ready", functools.partial(os._exit, 3))  # each new worker dies at once
     failed = workers.start_pool(1)
-    with pytest.raises(BrokenProcessPool):
+    with pytest.raises(BrokenProcessPool, match="a worker of the pool exited while starting"):
         failed.result(timeout=300)
     assert not workers.pool_running(1)
     monkeypatch.undo()
     fresh = workers.start_pool(1)
     assert fresh is not failed and fresh.result(timeout=300).submit(sum, [1, 2]).result() == 3
+
+
+def test_a_script_without_a_main_guard_is_told_why_its_pool_broke(tmp_path):
+    """The forkserver imports the main module in every worker: a script calling Orbit at its top level runs
+    again there and the worker dies. The caller's error names the script and the guard."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("from orbit.compute.workers import start_pool\n\nstart_pool(1).result(timeout=300)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("orbit.compute.workers.PoolStartFailed:")]
+    assert "a worker of the pool exited while starting" in line, out.stderr[-3000:]
+    assert str(script) in line and 'if __name__ == "__main__":' in line
 
 
 def test_winners_pass_and_losers_fail_with_reason(ttt_records):
