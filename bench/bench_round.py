@@ -246,6 +246,7 @@ def rows_for(leg: dict, tasks: int | None) -> list[Row]:
     C.metric(f"{prefix}.floor_vs_engine", leg["floor_s"] / stages_baseline)
     C.metric(f"{prefix}.events_per_round", leg["events"])
     C.metric(f"{prefix}.events_per_round_env_run", leg["stage_events"] / max(1, leg["stage_runs"]))
+
     def times(values) -> str:
         return ", ".join(f"{v:.2f}" for v in values)
 

@@ -25,11 +25,12 @@ class _Remembered:
         return self.__dict__.setdefault("_orbit_known", set())
 
     def _remembered(self, name: str, ask) -> bool:
-        if name in self._known():
+        known = self._known()
+        if name in known:
             return True
         yes = bool(ask())
         if yes:
-            self._known().add(name)
+            known.add(name)
         return yes
 
 
@@ -101,8 +102,12 @@ class RecentPartitions:
     asked a second earlier (a run that started then would go on all the same).
     """
 
+    def _recent(self) -> dict:
+        """(partitions_def_name, partition_key) -> when it was last found to exist (monotonic seconds)."""
+        return self.__dict__.setdefault("_recent_partitions", {})
+
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
-        seen = self.__dict__.setdefault("_recent_partitions", {})
+        seen = self._recent()
         key = (partitions_def_name, partition_key)
         now = time.monotonic()
         if key in seen and now - seen[key] < RECENT_PARTITION_S:
@@ -117,9 +122,9 @@ class RecentPartitions:
         return found
 
     def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
-        self.__dict__.setdefault("_recent_partitions", {}).pop((partitions_def_name, partition_key), None)
+        self._recent().pop((partitions_def_name, partition_key), None)
         super().delete_dynamic_partition(partitions_def_name, partition_key)
 
     def wipe(self) -> None:
-        self.__dict__.setdefault("_recent_partitions", {}).clear()
+        self._recent().clear()
         super().wipe()
