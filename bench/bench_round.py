@@ -16,9 +16,10 @@ engine alone. Each leg also counts the events the round wrote
 to the instance's event log (per round and per round x env run).
 
 The PostgreSQL leg starts a throwaway server from Debian's binaries (tests/scale/pg_server.py: initdb in a
-temp dir, as the ``postgres`` user when run as root, 127.0.0.1 and a socket there; stopped by its pid). It
-runs when the binaries are found (``/usr/lib/postgresql/<v>/bin`` or $ORBIT_PG_BIN), or with --postgres
-(then missing binaries are an error); --no-postgres skips it.
+temp dir, as the ``postgres`` user when run as root, 127.0.0.1 and a socket there; stopped by its pid) with
+PostgreSQL's own durability settings (fsync, synchronous commits, full-page writes), as a deployment runs it;
+the test suites' servers turn those off. It runs when the binaries are found (``/usr/lib/postgresql/<v>/bin``
+or $ORBIT_PG_BIN), or with --postgres (then missing binaries are an error); --no-postgres skips it.
 
     .venv/bin/python bench/bench_round.py [--tasks N] [--quick] [--postgres | --no-postgres]
 """
@@ -227,6 +228,9 @@ def measure_leg(storage: str, tasks: int | None, cfr_from: Path | None, pg=None)
             "events": events, "stage_runs": len(stage_runs), "stage_events": stage_events}, kept
 
 
+DURABLE = {"postgres": "; the server keeps PostgreSQL's defaults (fsync, synchronous commits)"}
+
+
 def size_label(tasks: int | None) -> str:
     return "each env's default size" if tasks is None else f"{tasks} tasks"
 
@@ -257,7 +261,7 @@ def rows_for(leg: dict, tasks: int | None) -> list[Row]:
                      f"-> filter -> measure with their asset checks; {leg['stage_events']} events "
                      f"({leg['stage_events'] / max(1, leg['stage_runs']):.0f} per run) in {leg['event_log']}; "
                      f"engine stages {times(engine_stages)} s, Dagster's runs {times(leg['stages_all'])} s, "
-                     f"alternating (each side's min)"),
+                     f"alternating (each side's min)" + DURABLE.get(storage, "")),
             Row(f"[{storage}] Dagster's floor: 5 runs of 4 no-op asset steps", leg["floor_s"], "s",
                 baseline=stages_baseline, ratio=leg["floor_s"] / stages_baseline,
                 note="the same instance, five round x env runs of four assets that do nothing: what a run costs "
@@ -282,7 +286,7 @@ def measure(tasks: int | None, postgres: bool | None) -> list[Row]:
         if postgres is None:
             postgres = pg_bindir() is not None
         if postgres:
-            pg = PostgresServer().start()
+            pg = PostgresServer(durable=True).start()
             try:
                 leg, _ = measure_leg("postgres", tasks, cfr, pg)
             finally:

@@ -39,7 +39,8 @@ def _free_port() -> int:
 class PostgresServer:
     """``start()`` runs initdb and the server; ``stop()`` ends it by its pid and removes the data."""
 
-    def __init__(self, bindir: Path | None = None):
+    def __init__(self, bindir: Path | None = None, durable: bool = False):
+        self.durable = durable  # PostgreSQL's own defaults (fsync, synchronous commits), as a deployment runs it
         self.bindir = Path(bindir or pg_bindir() or "")
         if not (self.bindir / "initdb").exists():
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql; or set ORBIT_PG_BIN "
@@ -81,11 +82,13 @@ class PostgresServer:
         pwfile.unlink()
         log = open(self.log_path, "w")
         self._chown(self.log_path)
-        # fsync off: a test server's data dies with it; loopback and the temp socket only
+        # a test server's data dies with it, so it skips fsync unless durable (benches measure what a deployment
+        # runs); loopback and the temp socket only
+        volatile = [] if self.durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                            "-c", "full_page_writes=off"]
         self.proc = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-h", self.host, "-p", str(self.port),
-             "-k", str(self.socket_dir), "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "log_min_messages=warning"],
+             "-k", str(self.socket_dir), *volatile, "-c", "max_connections=200", "-c", "log_min_messages=warning"],
             cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             **self._user_kwargs())
         log.close()

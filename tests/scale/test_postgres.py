@@ -243,3 +243,18 @@ def test_a_kept_connection_closed_while_idle_is_replaced_before_use(postgres_ser
         assert sorted(r.job_name for r in storage.get_runs()) == ["first", "second"]
     finally:
         storage.dispose()
+
+
+def test_the_bench_server_keeps_postgres_durability_and_the_test_server_does_not(postgres_server):
+    """bench_round.py measures a server as a deployment runs it (PostgreSQL's defaults: fsync and synchronous
+    commits on); the test suites' server turns them off."""
+    from pg_server import PostgresServer
+
+    settings = "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit') || ' ' || " \
+               "current_setting('full_page_writes')"
+    assert postgres_server.psql(settings) == "off off off"
+    durable = PostgresServer(durable=True).start()
+    try:
+        assert durable.psql(settings) == "on on on"
+    finally:
+        durable.stop()
