@@ -225,10 +225,8 @@ def measure_leg(storage: str, tasks: int | None, cfr_from: Path | None, pg=None)
             "stages_baseline": min(e[0] for e in engines), "baseline": min(sum(e) for e in engines),
             "dagster_s": dagster_s, "stages_s": stages_s, "runs": len(run_ids), "floor_s": floor_s,
             "dagster_all": [d[0] for d in dagsters], "stages_all": [d[1] for d in dagsters],
-            "events": events, "stage_runs": len(stage_runs), "stage_events": stage_events}, kept
-
-
-DURABLE = {"postgres": "; the server keeps PostgreSQL's defaults (fsync, synchronous commits)"}
+            "events": events, "stage_runs": len(stage_runs), "stage_events": stage_events,
+            "server": pg.durability() if pg is not None else ""}, kept
 
 
 def size_label(tasks: int | None) -> str:
@@ -261,7 +259,9 @@ def rows_for(leg: dict, tasks: int | None) -> list[Row]:
                      f"-> filter -> measure with their asset checks; {leg['stage_events']} events "
                      f"({leg['stage_events'] / max(1, leg['stage_runs']):.0f} per run) in {leg['event_log']}; "
                      f"engine stages {times(engine_stages)} s, Dagster's runs {times(leg['stages_all'])} s, "
-                     f"alternating (each side's min)" + DURABLE.get(storage, "")),
+                     f"alternating (each side's min)"
+                     + (f"; the server's fsync, synchronous_commit, full_page_writes: {leg['server']}"
+                        if leg["server"] else "")),
             Row(f"[{storage}] Dagster's floor: 5 runs of 4 no-op asset steps", leg["floor_s"], "s",
                 baseline=stages_baseline, ratio=leg["floor_s"] / stages_baseline,
                 note="the same instance, five round x env runs of four assets that do nothing: what a run costs "

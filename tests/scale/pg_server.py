@@ -114,6 +114,11 @@ class PostgresServer:
             raise RuntimeError(f"psql failed: {out.stderr.strip()[:500]}")
         return out.stdout.strip()
 
+    def durability(self) -> str:
+        """The server's fsync, synchronous_commit and full_page_writes settings, as it reports them."""
+        return self.psql("SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit') || ' ' || "
+                         "current_setting('full_page_writes')")
+
     def create_database(self, prefix: str = "orbit") -> str:
         name = f"{prefix}_{secrets.token_hex(4)}"
         self.psql(f'CREATE DATABASE "{name}"')

@@ -250,11 +250,9 @@ def test_the_bench_server_keeps_postgres_durability_and_the_test_server_does_not
     commits on); the test suites' server turns them off."""
     from pg_server import PostgresServer
 
-    settings = "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit') || ' ' || " \
-               "current_setting('full_page_writes')"
-    assert postgres_server.psql(settings) == "off off off"
+    assert postgres_server.durability() == "off off off"
     durable = PostgresServer(durable=True).start()
     try:
-        assert durable.psql(settings) == "on on on"
+        assert durable.durability() == "on on on"
     finally:
         durable.stop()
